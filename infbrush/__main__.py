@@ -1,0 +1,3 @@
+from infbrush.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Data stages: demo world, WSI tiling, GeoTIFF patching, dataset adapters and the image store."""

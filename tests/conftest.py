@@ -1,0 +1,20 @@
+"""Shared test setup: never touch the network, keep torch to few threads on the 2-core CI machine."""
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO
+
+
+def have(cmd: str) -> bool:
+    return shutil.which(cmd) is not None

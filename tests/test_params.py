@@ -1,0 +1,62 @@
+"""params.yaml is validated against the JSON schema; bad keys and values are named in one line."""
+import copy
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from infbrush.config import load_params, validate_params
+from infbrush.errors import InfbrushError
+
+
+@pytest.fixture()
+def params(repo_root):
+    return yaml.safe_load((repo_root / "params.yaml").read_text())
+
+
+def test_shipped_params_validate(repo_root):
+    params = load_params(repo_root / "params.yaml")
+    for name in ("demo_brca", "demo_naip", "brca_4096", "brca_1024", "naip_1024", "celebahq_256"):
+        assert name in params["datasets"]
+    assert set(params["default_datasets"]) == {"demo_brca", "demo_naip"}
+
+
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        (lambda p: p["datasets"]["demo_brca"]["train"].__setitem__("lr", -1.0), "datasets.demo_brca.train.lr = -1.0"),
+        (lambda p: p["datasets"]["brca_4096"]["train"].__setitem__("betas", [0.9]), "datasets.brca_4096.train.betas"),
+        (lambda p: p["datasets"]["demo_naip"].__setitem__("patchin", {}), "'patchin' was unexpected"),
+        (lambda p: p["datasets"]["demo_brca"]["model"].__setitem__("cano", "yes"), "datasets.demo_brca.model.cano = 'yes'"),
+        (lambda p: p["datasets"]["demo_brca"]["embedding"].__setitem__("kind", "vit"), "datasets.demo_brca.embedding.kind"),
+        (lambda p: p["datasets"]["demo_brca"].pop("tiling"), "'tiling' is a required property"),
+        (lambda p: p.__setitem__("default_datasets", ["demo_brca", "nope"]), "unknown dataset 'nope'"),
+    ],
+)
+def test_bad_params_are_rejected_with_the_key(params, edit, expected):
+    bad = copy.deepcopy(params)
+    edit(bad)
+    with pytest.raises(InfbrushError) as info:
+        validate_params(bad, source="params.yaml")
+    message = str(info.value)
+    assert expected in message
+    assert message.startswith("params.yaml: ")
+    assert "\n" not in message
+
+
+def test_check_params_cli_exit_codes(repo_root, tmp_path, params):
+    ok = subprocess.run([sys.executable, "-m", "infbrush", "check-params", str(repo_root / "params.yaml")],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    bad = copy.deepcopy(params)
+    bad["demo_world"]["seed"] = "zero"
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    res = subprocess.run([sys.executable, "-m", "infbrush", "check-params", str(path)], capture_output=True, text=True)
+    assert res.returncode == 2
+    assert res.stderr.strip().count("\n") == 0
+    assert "demo_world.seed = 'zero'" in res.stderr
+    missing = subprocess.run([sys.executable, "-m", "infbrush", "check-params", str(tmp_path / "none.yaml")],
+                             capture_output=True, text=True)
+    assert missing.returncode == 2 and "file not found" in missing.stderr
