@@ -1,0 +1,117 @@
+"""``infbrush sample``: EMA weights + conditions → images at any resolution (PNG / pyramidal TIFF + index.json)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from infbrush.errors import InfbrushError
+
+HELP = "sample images at any resolution from exported EMA weights (PNG, or pyramidal TIFF for large ones)"
+
+
+def _labels(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--labels must be comma-separated integers, got {text!r}") from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights", required=True, help="exported EMA weights (results/<ds>/ema.pt)")
+    parser.add_argument("--out", required=True, help="output folder; images go to OUT/<R>/ with an index.json")
+    parser.add_argument("--resolution", type=int, nargs="+", required=True, metavar="R",
+                        help="output side(s) in pixels (square images), e.g. 256 512 4096")
+    parser.add_argument("--steps", type=int, default=50, help="DDIM steps (paper: 50)")
+    parser.add_argument("--guidance-scale", type=float, default=1.0, help="classifier-free guidance (1 = none)")
+    parser.add_argument("--chunk-points", type=int, default=65536,
+                        help="points per denoiser chunk (bounds activation memory; 0 = whole image at once)")
+    parser.add_argument("--seed", type=int, default=0, help="image i uses seed SEED + i")
+    src = parser.add_mutually_exclusive_group()
+    src.add_argument("--cond-embeddings", help="embeddings.h5 of the store's images (condition on held-out images)")
+    src.add_argument("--cond-text", help="text_embeddings.h5 (condition on class prompts, --per-class each)")
+    src.add_argument("--labels", type=_labels, help="comma-separated class labels (a label-conditioned model)")
+    parser.add_argument("--store", help="images.h5 whose rows --cond-embeddings describes (with --cond-embeddings)")
+    parser.add_argument("--split", choices=("held-out", "train"), default="held-out",
+                        help="which store rows give conditions (default: held-out, split == 1)")
+    parser.add_argument("--per-class", type=int, default=4, help="images per prompt / label")
+    parser.add_argument("--n-images", type=int, help="at most this many images (held-out: the first N rows; "
+                                                     "unconditional: required)")
+    parser.add_argument("--format", choices=("auto", "png", "tiff"), default="auto",
+                        help="auto: PNG up to --png-max-side, pyramidal TIFF above")
+    parser.add_argument("--png-max-side", type=int, default=2048)
+    parser.add_argument("--compression", choices=("jpeg", "deflate"), default="jpeg", help="TIFF tile compression")
+    parser.add_argument("--mpp", type=float, help="microns per pixel of the training images (tiling.target_mpp)")
+    parser.add_argument("--mpp-size", type=int,
+                        help="image side at which --mpp holds (tiling.patch_size); output mpp = mpp·size/R. "
+                             "Default: R (every output gets --mpp)")
+    parser.add_argument("--mollify-sigma", type=float, help="default: the value the model was trained with")
+    parser.add_argument("--timesteps", type=int, help="diffusion T; default: the value the model was trained with")
+    parser.add_argument("--batch-pixels", type=int, default=1 << 20,
+                        help="images per batch = max(1, this // R²); outputs do not depend on it")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def _train_value(args_value, config: dict, key: str, weights: str):
+    if args_value is not None:
+        return args_value
+    if key in config:
+        return config[key]
+    raise InfbrushError(f"{weights}: the checkpoint's config has no '{key}'; pass --{key.replace('_', '-')}")
+
+
+def main(args: argparse.Namespace) -> int:
+    from infbrush.diffusion import cosine_alpha_bar
+    from infbrush.io import sha256_file
+    from infbrush.sample import conditions as C
+    from infbrush.sample.run import load_weights, resolve_device, sample_resolution
+
+    if any(r < 1 for r in args.resolution):
+        raise InfbrushError(f"--resolution must be positive, got {args.resolution}")
+    if args.steps < 1:
+        raise InfbrushError(f"--steps must be >= 1, got {args.steps}")
+    if args.cond_embeddings and not args.store:
+        raise InfbrushError("--cond-embeddings needs --store (the images.h5 the embeddings were computed from)")
+    device = resolve_device(args.device)
+    model, ckpt = load_weights(args.weights, device)
+    config = ckpt.get("config") or {}
+    cond_dim = int(ckpt["model_args"].get("cond_dim", 0))
+    mollify_sigma = float(_train_value(args.mollify_sigma, config, "mollify_sigma", args.weights))
+    timesteps = int(_train_value(args.timesteps, config, "timesteps", args.weights))
+
+    if args.cond_embeddings:
+        specs = C.from_held_out(args.store, args.cond_embeddings, seed=args.seed, n_images=args.n_images,
+                                split=1 if args.split == "held-out" else 0)
+        cond_files = [args.cond_embeddings]
+    elif args.cond_text:
+        specs = C.from_text(args.cond_text, per_class=args.per_class, seed=args.seed)[:args.n_images]
+        cond_files = [args.cond_text]
+    elif args.labels is not None:
+        specs = C.from_labels(args.labels, cond_dim=cond_dim, per_class=args.per_class, seed=args.seed)
+        specs = specs[:args.n_images]
+        cond_files = []
+    else:
+        if not args.n_images:
+            raise InfbrushError("give --cond-embeddings, --cond-text or --labels, or --n-images for an "
+                                "unconditional model")
+        specs = C.unconditional(args.n_images, seed=args.seed)
+        cond_files = []
+    C.check_cond_dim(specs, cond_dim, str(args.weights))
+
+    settings = {"weights": str(args.weights), "weights_sha256": sha256_file(args.weights),
+                "step": ckpt.get("step"), "steps": args.steps, "guidance_scale": args.guidance_scale,
+                "mollify_sigma": mollify_sigma, "timesteps": timesteps, "seed": args.seed,
+                "cond_files": {str(p): sha256_file(p) for p in cond_files}, "compression": args.compression}
+    alpha_bar = cosine_alpha_bar(timesteps)
+    chunk = args.chunk_points or None
+    for r in args.resolution:
+        mpp = None if args.mpp is None else args.mpp * (args.mpp_size or r) / r
+        entries = sample_resolution(model, specs, Path(args.out) / str(r), (r, r), steps=args.steps,
+                                    alpha_bar=alpha_bar, mollify_sigma=mollify_sigma, settings=settings,
+                                    guidance_scale=args.guidance_scale, chunk_points=chunk,
+                                    batch_pixels=args.batch_pixels, fmt=args.format, png_max_side=args.png_max_side,
+                                    compression=args.compression, mpp=mpp, device=device,
+                                    progress=not args.no_progress)
+        print(f"{len(entries)} images at {r}x{r} in {Path(args.out) / str(r)}", file=sys.stderr)
+    return 0

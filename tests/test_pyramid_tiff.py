@@ -1,0 +1,119 @@
+"""Pyramidal TIFF writer: OpenSlide opens it with the right levels, MPP and pixels; written from bands."""
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+
+openslide = pytest.importorskip("openslide")
+tifffile = pytest.importorskip("tifffile")
+
+from infbrush.errors import InfbrushError  # noqa: E402
+from infbrush.sample.tiff import (  # noqa: E402
+    array_bands, downsample_rows, level_shapes, needs_bigtiff, write_pyramid_tiff)
+
+
+def _image(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """Smooth colour gradients plus mild noise: JPEG-friendly but with distinct pixels everywhere."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    rng = np.random.default_rng(seed)
+    base = np.stack([xx / width * 200, yy / height * 200, (np.sin(xx / 37) + np.cos(yy / 23) + 2) * 50], -1)
+    return np.clip(base + rng.normal(0, 3, base.shape), 0, 255).astype(np.uint8)
+
+
+def _read_level(slide, level: int) -> np.ndarray:
+    w, h = slide.level_dimensions[level]
+    ds = slide.level_downsamples[level]
+    return np.asarray(slide.read_region((0, 0), level, (w, h)))[..., :3] if ds == 1 else \
+        np.asarray(slide.read_region((0, 0), level, (w, h)))[..., :3]
+
+
+def test_deflate_pyramid_opens_in_openslide_with_exact_pixels(tmp_path):
+    image = _image(2048, 2048)
+    bands = (image[y0:y0 + 100] for y0 in range(0, 2048, 100))  # band heights unrelated to the tile
+    out = tmp_path / "big.tiff"
+    info = write_pyramid_tiff(out, bands, 2048, 2048, compression="deflate", mpp=0.25, tile=256)
+    slide = openslide.OpenSlide(str(out))
+    assert slide.level_count == 4 == len(info.level_shapes)  # 2048 → 1024 → 512 → 256
+    assert slide.level_dimensions == ((2048, 2048), (1024, 1024), (512, 512), (256, 256))
+    assert slide.level_downsamples == pytest.approx((1.0, 2.0, 4.0, 8.0))
+    assert float(slide.properties["openslide.mpp-x"]) == pytest.approx(0.25, rel=1e-6)
+    assert float(slide.properties["openslide.mpp-y"]) == pytest.approx(0.25, rel=1e-6)
+    np.testing.assert_array_equal(_read_level(slide, 0), image)
+    # level 1 is the 2×2 box mean of level 0, level 2 that of level 1
+    level1 = downsample_rows(image, 2)
+    np.testing.assert_array_equal(_read_level(slide, 1), level1)
+    np.testing.assert_array_equal(_read_level(slide, 2), downsample_rows(level1, 2))
+    slide.close()
+    with tifffile.TiffFile(out) as tif:
+        assert not tif.is_bigtiff
+        assert all(p.is_tiled and p.tilewidth == 256 for p in tif.pages)
+        assert tif.pages[0].photometric == tifffile.PHOTOMETRIC.RGB
+        assert tif.pages[0].compression == tifffile.COMPRESSION.ADOBE_DEFLATE
+        assert tif.pages[0].tags["ResolutionUnit"].value == tifffile.RESUNIT.CENTIMETER
+        assert [p.subfiletype for p in tif.pages] == [0, 1, 1, 1]
+
+
+def test_jpeg_pyramid_is_close_and_odd_sizes_work(tmp_path):
+    image = _image(700, 1100, seed=1)
+    out = tmp_path / "odd.tiff"
+    info = write_pyramid_tiff(out, array_bands(image, 64), 700, 1100, compression="jpeg", quality=95,
+                              tile=512, level_factor=4)
+    assert info.level_shapes == ((700, 1100), (175, 275))
+    slide = openslide.OpenSlide(str(out))
+    assert slide.level_count == 2
+    assert slide.level_dimensions == ((1100, 700), (275, 175))
+    level0 = _read_level(slide, 0).astype(np.int16)
+    assert np.abs(level0 - image).mean() < 3.0  # lossy, but close
+    assert "openslide.mpp-x" not in slide.properties  # no mpp given → none claimed
+    slide.close()
+
+
+def test_forced_bigtiff_opens_and_auto_threshold():
+    assert not needs_bigtiff(level_shapes(4096, 4096, 256), 3)
+    assert needs_bigtiff(level_shapes(40000, 40000, 256), 3)  # 4.8 GB uncompressed at level 0
+
+
+def test_bigtiff_file_opens(tmp_path):
+    image = _image(300, 300)
+    out = tmp_path / "bt.tiff"
+    write_pyramid_tiff(out, array_bands(image), 300, 300, compression="deflate", bigtiff=True, mpp=1.0)
+    with tifffile.TiffFile(out) as tif:
+        assert tif.is_bigtiff
+    slide = openslide.OpenSlide(str(out))
+    np.testing.assert_array_equal(_read_level(slide, 0), image)
+    assert slide.level_count == 2
+
+
+def test_wrong_rows_leave_no_file(tmp_path):
+    image = _image(256, 256)
+    out = tmp_path / "short.tiff"
+    with pytest.raises(InfbrushError, match="expected 300"):
+        write_pyramid_tiff(out, array_bands(image), 300, 256, compression="deflate")
+    with pytest.raises(InfbrushError, match="width 200"):
+        write_pyramid_tiff(out, array_bands(image), 256, 200, compression="deflate")
+    assert list(tmp_path.iterdir()) == []  # atomic: neither the output nor temporaries remain
+    with pytest.raises(ValueError, match="valid: jpeg, deflate"):
+        write_pyramid_tiff(out, array_bands(image), 256, 256, compression="lzw")
+
+
+def _peak_bytes(tmp_path, height: int, width: int, band_rows: int = 128) -> int:
+    def bands():
+        for y0 in range(0, height, band_rows):
+            yield np.full((band_rows, width, 3), y0 % 251, dtype=np.uint8)
+
+    tracemalloc.start()
+    write_pyramid_tiff(tmp_path / f"m{height}.tiff", bands(), height, width, compression="deflate")
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return peak
+
+
+def test_memory_does_not_grow_with_image_height(tmp_path):
+    """Python-heap peak while writing from a generator is a few tile rows, whatever the height."""
+    _peak_bytes(tmp_path, 256, 256)  # warm up imports and codecs
+    short = _peak_bytes(tmp_path, 512, 1024)
+    tall = _peak_bytes(tmp_path, 4096, 1024)  # 12.6 MB image
+    assert tall < 1.3 * short, f"peak {tall / 1e6:.1f} MB for 4096 rows vs {short / 1e6:.1f} MB for 512"
+    assert tall < 4096 * 1024 * 3 / 2
