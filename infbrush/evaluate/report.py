@@ -1,0 +1,341 @@
+"""One self-contained HTML report per dataset (images embedded as base64 PNG; no external files).
+
+Sections, each reading its own optional inputs under ``results/<ds>/`` and saying "not run" when they are
+absent: sample grids per resolution (``samples/<R>/index.json``) with zoomed native-resolution crops, the
+FID table beside the paper's numbers (``fid.json``, ``ablation_cano.json``), the zero-shot confusion
+matrix (``zeroshot.json`` + PNG), BACH accuracies (``bach.json``), controllability (``control.json``), loss
+curves (``train/metrics.jsonl``), run settings (a params dict) and skipped inputs (``**/failures.tsv``).
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+# NUMBERS.md, "From the paper's tables": (experiment, method, CLIP FID, Crop FID); None = not reported.
+PAPER_FID = [
+    ("CelebA-HQ 256²", "∞-Diff (unconditional)", 9.44, None),
+    ("CelebA-HQ 256²", "∞-Brush", 8.38, None),
+    ("TCGA-BRCA 4096²", "Graikos et al. (patch-based)", 2.75, 11.30),
+    ("TCGA-BRCA 4096²", "∞-Brush", 2.63, 14.76),
+    ("TCGA-BRCA 4096²", "∞-Brush without CANO", 3.81, 16.28),
+    ("TCGA-BRCA 1024²", "SDXL", 6.64, 6.98),
+    ("TCGA-BRCA 1024²", "Graikos et al.", 7.43, 15.51),
+    ("TCGA-BRCA 1024²", "∞-Brush", 3.74, 17.87),
+    ("NAIP 1024²", "SDXL", 10.90, 11.50),
+    ("NAIP 1024²", "Graikos et al.", 6.86, 43.76),
+    ("NAIP 1024²", "∞-Brush", 6.32, 48.65),
+]
+# dataset → (paper experiment, True when the paper's numbers are only a reference: a demo at another scale)
+DATASET_EXPERIMENT = {
+    "brca_4096": ("TCGA-BRCA 4096²", False), "brca_1024": ("TCGA-BRCA 1024²", False),
+    "naip_1024": ("NAIP 1024²", False), "celebahq_256": ("CelebA-HQ 256²", False),
+    "demo_brca": ("TCGA-BRCA 4096²", True), "demo_naip": ("NAIP 1024²", True),
+}
+GRID_IMAGES = 8
+THUMB = 192
+ZOOM = 256
+
+CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
+h1{border-bottom:2px solid #444}h2{margin-top:1.6em;border-bottom:1px solid #bbb}
+table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
+th{background:#eee}td.l,th.l{text-align:left}.notrun{color:#a00;font-style:italic}.note{color:#555}
+.grid img{margin:2px;image-rendering:pixelated}.ours{background:#eef6ff}pre{background:#f6f6f6;padding:.6em}"""
+
+
+def esc(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def png_data_uri(image: np.ndarray) -> str:
+    """(H, W, 3) uint8 → ``data:image/png;base64,...``."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def file_data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+
+
+def not_run(what: str) -> str:
+    return f'<p class="notrun">not run ({esc(what)})</p>'
+
+
+def fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return esc(value)
+
+
+def read_json(path: Path) -> dict | None:
+    """The JSON object at ``path``, or None when the file is absent or unreadable."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+# --------------------------------------------------------------------------------------------- images
+def thumbnail_and_zoom(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
+    """(thumbnail (≤ THUMB², 3), zoomed centre crop (ZOOM², 3), crop side in native pixels) of an image.
+
+    Pyramidal TIFFs are read with OpenSlide (a lower level for the thumbnail, a level-0 region for the
+    crop), so a 16384² sample never has to be read whole.
+    """
+    from PIL import Image
+
+    if path.suffix.lower() in (".tif", ".tiff"):
+        import openslide
+
+        slide = openslide.OpenSlide(str(path))
+        width, height = slide.dimensions
+        thumb = np.asarray(slide.get_thumbnail((THUMB, THUMB)).convert("RGB"))
+        side = max(32, min(width, height) // 8)
+        region = slide.read_region(((width - side) // 2, (height - side) // 2), 0, (side, side))
+        crop = np.asarray(region.convert("RGB"))
+        slide.close()
+    else:
+        from infbrush.evaluate.images import read_image
+
+        image = read_image(path)
+        height, width = image.shape[:2]
+        pil = Image.fromarray(image)
+        pil.thumbnail((THUMB, THUMB), Image.BICUBIC)
+        thumb = np.asarray(pil)
+        side = max(32, min(width, height) // 8)
+        y, x = (height - side) // 2, (width - side) // 2
+        crop = image[y:y + side, x:x + side]
+    zoom = np.asarray(Image.fromarray(np.ascontiguousarray(crop)).resize((ZOOM, ZOOM), Image.NEAREST))
+    return thumb, zoom, side
+
+
+def sample_folders(results: Path) -> list[tuple[str, Path]]:
+    """(label, index.json) of every sample folder: samples/<R>/ first (by R), then other sample sets."""
+    found = []
+    for index in sorted(results.glob("samples*/*/index.json")) + sorted(results.glob("ablation_cano/samples*/*/index.json")):
+        rel = index.parent.relative_to(results)
+        found.append((str(rel), index))
+
+    def key(item: tuple[str, Path]):
+        parts = Path(item[0]).parts
+        return (parts[0] != "samples", parts[:-1], int(parts[-1]) if parts[-1].isdigit() else 0, item[0])
+
+    return sorted(found, key=key)
+
+
+def section_samples(results: Path) -> str:
+    from infbrush.errors import InfbrushError
+    from infbrush.evaluate.images import read_sample_index
+
+    folders = sample_folders(results)
+    if not folders:
+        return not_run("no samples/<R>/index.json")
+    parts = []
+    for label, index in folders:
+        try:
+            records = read_sample_index(index)[:GRID_IMAGES]
+        except InfbrushError as err:
+            parts.append(f"<h3>{esc(label)}</h3>" + not_run(str(err)))
+            continue
+        cells, zooms = [], []
+        for i, record in enumerate(records):
+            try:
+                thumb, zoom, side = thumbnail_and_zoom(record.path)
+            except Exception as err:  # noqa: BLE001 — a broken image must not sink the whole report
+                cells.append(f'<span class="notrun">{esc(record.path.name)}: {esc(err)}</span>')
+                continue
+            title = f"{record.path.name} seed {record.seed} cond {record.condition_id} label {record.label_name or record.label}"
+            cells.append(f'<img src="{png_data_uri(thumb)}" title="{esc(title)}" width="{THUMB}">')
+            if i < 2:
+                zooms.append(f'<img src="{png_data_uri(zoom)}" width="{ZOOM}" '
+                             f'title="{side}x{side} native pixels at the centre of {esc(record.path.name)}">')
+        res = records[0].resolution if records else "?"
+        parts.append(f"<h3>{esc(label)} ({esc(res)} px)</h3><div class='grid'>{''.join(cells)}</div>"
+                     f"<p class='note'>zoom: centre crops of 1/8 of the side at native resolution, "
+                     f"nearest-neighbour enlarged</p><div class='grid'>{''.join(zooms)}</div>")
+    return "".join(parts)
+
+
+# --------------------------------------------------------------------------------------------- tables
+def paper_rows(dataset: str) -> tuple[list[tuple], str | None, bool]:
+    """(paper rows of the dataset's experiment, experiment name, reference_only)."""
+    experiment, reference_only = DATASET_EXPERIMENT.get(dataset, (None, False))
+    return [r for r in PAPER_FID if r[0] == experiment], experiment, reference_only
+
+
+def section_fid(dataset: str, results: Path) -> str:
+    rows, experiment, reference_only = paper_rows(dataset)
+    ours = [("∞-Brush (this run)", read_json(results / "fid.json")),
+            ("∞-Brush without CANO (this run)", read_json(results / "ablation_cano.json"))]
+    body = []
+    for name, result in ours:
+        if result is None:
+            body.append(f'<tr class="ours"><td class="l">{esc(name)}</td><td colspan="5" class="notrun l">not run</td></tr>')
+            continue
+        flag = " (rank-deficient: compare KID)" if any((result.get("rank_deficient") or {}).values()) else ""
+        crops = result.get("n_crops") or {}
+        body.append(f'<tr class="ours"><td class="l">{esc(name)}{esc(flag)}</td><td>{fmt(result.get("clip_fid"), 2)}</td>'
+                    f'<td>{fmt(result.get("crop_fid"), 2)}</td><td>{fmt(result.get("clip_kid"), 4)}</td>'
+                    f'<td>{fmt(result.get("crop_kid"), 4)}</td><td class="l">{fmt(result.get("n_generated"))} gen / '
+                    f'{fmt(result.get("n_real"))} real images, {fmt(crops.get("generated"))} / '
+                    f'{fmt(crops.get("real"))} crops, {fmt(result.get("resolution"))} px</td></tr>')
+    for exp, method, clip_fid, crop_fid in rows:
+        body.append(f'<tr><td class="l">paper: {esc(method)}</td><td>{fmt(clip_fid, 2)}</td><td>{fmt(crop_fid, 2)}</td>'
+                    f'<td>–</td><td>–</td><td class="l">{esc(exp)}</td></tr>')
+    if experiment is None:
+        note = "no paper experiment corresponds to this dataset"
+    elif reference_only:
+        note = (f"paper rows ({experiment}) are shown for reference only: this demo dataset uses other data, "
+                "image sizes and sample counts, so its numbers are not comparable")
+    else:
+        note = f"paper rows: {experiment} (∞-Brush, Tables 1–3; NUMBERS.md)"
+    table = ("<table><tr><th class='l'>method</th><th>CLIP FID</th><th>Crop FID</th><th>CLIP KID</th>"
+             f"<th>Crop KID</th><th class='l'>counts</th></tr>{''.join(body)}</table>")
+    fid = read_json(results / "fid.json")
+    protocol = f"<p class='note'>crop protocol: {esc(json.dumps(fid.get('crop_protocol')))}</p>" if fid else ""
+    return table + f"<p class='note'>{esc(note)}</p>" + protocol
+
+
+def section_zeroshot(results: Path) -> str:
+    result = read_json(results / "zeroshot.json")
+    if result is None:
+        return not_run("zeroshot.json")
+    png = Path(result.get("png") or results / "zeroshot.png")
+    png = png if png.is_file() else results / "zeroshot.png"
+    image = f'<img src="{file_data_uri(png)}">' if png.is_file() else not_run("confusion-matrix PNG")
+    per_class = "".join(f"<tr><td class='l'>{esc(k)}</td><td>{fmt(v)}</td></tr>"
+                        for k, v in (result.get("per_class_accuracy") or {}).items())
+    return (f"<p>accuracy {fmt(result.get('accuracy'))} over {fmt(result.get('n_images'))} images "
+            f"(chance {fmt(result.get('chance'), 2)})</p>{image}"
+            f"<table><tr><th class='l'>class</th><th>accuracy</th></tr>{per_class}</table>")
+
+
+def section_bach(results: Path) -> str:
+    result = read_json(results / "bach.json")
+    if result is None:
+        return not_run("bach.json")
+    paper = result.get("paper", {})
+    rows = "".join(
+        f"<tr><td class='l'>{esc(label)}</td><td>{fmt(result[arm]['mean'])} ± {fmt(result[arm]['sd'])}</td>"
+        f"<td>{fmt(paper.get(arm), 2)}</td><td class='l'>{esc(result[arm].get('per_seed'))}</td></tr>"
+        for arm, label in (("real", "real"), ("real_plus_synthetic", "real + synthetic")) if arm in result)
+    return (f"<table><tr><th class='l'>training data</th><th>test accuracy (mean ± sd)</th><th>paper</th>"
+            f"<th class='l'>per seed</th></tr>{rows}</table><p class='note'>{esc(result.get('classifier', ''))}; "
+            f"{fmt(result.get('n_train'))} train / {fmt(result.get('n_test'))} test images, "
+            f"{fmt(result.get('n_synthetic'))} synthetic, seeds {esc(result.get('seeds'))}</p>")
+
+
+def section_control(results: Path) -> str:
+    result = read_json(results / "control.json")
+    if result is None:
+        return not_run("control.json")
+    gen = result.get("generated", {})
+    rows = "".join(f"<tr><td class='l'>{esc(k)}</td><td>{fmt(v.get('accuracy'))}</td><td>{fmt(v.get('n_images'))}</td></tr>"
+                   for k, v in (gen.get("per_class") or {}).items())
+    cv = (result.get("real_held_out") or {}).get("cross_validation") or {}
+    return (f"<p>mean accuracy {fmt(gen.get('mean_accuracy'))} (goal {fmt(result.get('goal_mean_accuracy'), 2)}, "
+            f"met: {esc(result.get('goal_met'))}); the classifier's own accuracy on real held-out images "
+            f"{fmt(cv.get('accuracy'))}</p><table><tr><th class='l'>class</th><th>accuracy</th><th>images</th></tr>"
+            f"{rows}</table><p class='note'>{esc(result.get('classifier', ''))}</p>")
+
+
+def loss_curve_png(metrics_path: Path) -> str | None:
+    """Data URI of a plot of every '*loss*' column of metrics.jsonl against step; None if nothing to plot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = []
+    for line in metrics_path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a partial last line of a killed run
+    keys = sorted({k for r in records for k, v in r.items() if "loss" in k and isinstance(v, (int, float))})
+    if not keys:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for key in keys:
+        points = [(r.get("step", i), r[key]) for i, r in enumerate(records) if isinstance(r.get(key), (int, float))]
+        ax.plot(*zip(*points), label=key)
+    ax.set_xlabel("step")
+    ax.set_yscale("log" if all(v > 0 for r in records for k, v in r.items() if k in keys) else "linear")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def section_losses(results: Path) -> str:
+    parts = []
+    for name, path in (("diffusion model", results / "train" / "metrics.jsonl"),
+                       ("CANO ablation", results / "ablation_cano" / "train" / "metrics.jsonl"),
+                       ("DINO", results / "dino" / "metrics.jsonl")):
+        if path.is_file():
+            uri = loss_curve_png(path)
+            parts.append(f"<h3>{esc(name)}</h3>" + (f'<img src="{uri}">' if uri else not_run(f"{path}: no loss")))
+    return "".join(parts) or not_run("train/metrics.jsonl")
+
+
+def section_failures(results: Path) -> str:
+    files = sorted(results.glob("**/failures.tsv"))
+    if not files:
+        return "<p>no failures.tsv: no input was skipped</p>"
+    parts = []
+    for path in files:
+        lines = [line.split("\t") for line in path.read_text().splitlines() if line.strip()]
+        rows = "".join("<tr>" + "".join(f"<td class='l'>{esc(c)}</td>" for c in line) + "</tr>" for line in lines[:200])
+        more = f"<p class='note'>… {len(lines) - 200} more</p>" if len(lines) > 200 else ""
+        parts.append(f"<h3>{esc(path.relative_to(results))} ({max(len(lines) - 1, 0)} skipped)</h3><table>{rows}</table>{more}")
+    return "".join(parts)
+
+
+def section_settings(params: dict | None) -> str:
+    if not params:
+        return not_run("no run settings given")
+    return f"<pre>{esc(json.dumps(params, indent=2, default=str))}</pre>"
+
+
+def build_report(dataset: str, results_dir: str | os.PathLike, params: dict | None = None) -> str:
+    """The report's HTML text for ``dataset`` from the outputs under ``results_dir``."""
+    results = Path(results_dir)
+    sections: list[tuple[str, Callable[[], str]]] = [
+        ("Samples", lambda: section_samples(results)),
+        ("CLIP FID and Crop FID", lambda: section_fid(dataset, results)),
+        ("Zero-shot classification of text-conditioned samples", lambda: section_zeroshot(results)),
+        ("BACH downstream", lambda: section_bach(results)),
+        ("Controllability", lambda: section_control(results)),
+        ("Loss curves", lambda: section_losses(results)),
+        ("Run settings", lambda: section_settings(params)),
+        ("Skipped inputs", lambda: section_failures(results)),
+    ]
+    body = "".join(f"<h2>{esc(title)}</h2>{make()}" for title, make in sections)
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>infbrush report: {esc(dataset)}</title>"
+            f"<style>{CSS}</style></head><body><h1>∞-Brush report: {esc(dataset)}</h1>"
+            f"<p class='note'>results folder: {esc(results)}</p>{body}</body></html>\n")
+
+
+def write_report(out: str | os.PathLike, dataset: str, results_dir: str | os.PathLike,
+                 params: dict | None = None) -> Path:
+    """Build the report and write it atomically to ``out``."""
+    from infbrush.io import atomic_path
+
+    text = build_report(dataset, results_dir, params)
+    with atomic_path(out) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(out)
