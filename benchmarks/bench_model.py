@@ -1,0 +1,169 @@
+"""Model-core benchmark (issue 5): CANO vs softmax cross-attention, denoiser throughput, sampling memory.
+
+    python benchmarks/bench_model.py [--device cpu|cuda] [--quick]
+
+Each measurement runs in a child process so peak memory is clean: CPU peak = growth of ru_maxrss over
+the measured call, GPU peak = torch.cuda.max_memory_allocated. The last line printed is one JSON object.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import resource
+import subprocess
+import sys
+import time
+
+DEMO_MODEL = {"name": "infbrush", "in_channels": 3, "cond_dim": 16, "cano": True, "sparse_channels": 48,
+              "sparse_grid": 64, "sparse_kernel": 5, "fourier_freqs": 7, "emb_dim": 96, "grid_size": 32,
+              "grid_channels": 24, "channel_mult": [1, 2, 2], "num_blocks": 1}
+
+
+def _peak_start(device):
+    import torch
+
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        return torch.cuda.memory_allocated()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _peak_end(device, start):
+    import torch
+
+    if device == "cuda":
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - start
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - start
+
+
+def _timed(fn, device, repeat):
+    import torch
+
+    fn()  # warm-up (also the memory measurement)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(repeat):
+        fn()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - t0) / repeat
+
+
+def child(kind: str, n: int, device: str, threads: int) -> dict:
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    dim, heads, tokens = 64, 4, 8
+    if kind in ("cano", "sdpa"):
+        from infbrush.models.cano import CrossAttentionNeuralOperator
+
+        h = torch.randn(1, n, dim, device=device)
+        coord_tokens = torch.randn(1, n, dim, device=device)  # keys/values from every point's coordinates
+        cond_tokens = torch.randn(1, tokens, dim, device=device)
+        op = CrossAttentionNeuralOperator(dim, {"cond": dim, "coord": dim}, heads).to(device)
+
+        @torch.no_grad()
+        def run():
+            if kind == "cano":
+                return op(h, [op.summarize("cond", cond_tokens), op.summarize("coord", coord_tokens)])
+            q = op.q(op.norm(h)).unflatten(-1, (heads, -1)).transpose(1, 2)  # same inputs, softmax attention
+            kv = torch.cat([cond_tokens, coord_tokens], dim=1)
+            k = op.k["coord"](kv).unflatten(-1, (heads, -1)).transpose(1, 2)
+            v = op.v["coord"](kv).unflatten(-1, (heads, -1)).transpose(1, 2)
+            att = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+            return h + op.out(att.transpose(1, 2).flatten(2))
+    elif kind == "forward":
+        from infbrush.models import build_model, chunked_forward
+
+        model = build_model(DEMO_MODEL).to(device).eval()
+        x, coords = torch.randn(1, n, 3, device=device), torch.rand(1, n, 2, device=device)
+        t, cond = torch.tensor([500], device=device), torch.randn(1, 16, device=device)
+
+        @torch.no_grad()
+        def run():
+            return chunked_forward(model, x, coords, t, cond, None, chunk_points=65536)
+    elif kind == "sample":
+        from infbrush.diffusion import cosine_alpha_bar, ddim_sample
+        from infbrush.models import build_model
+
+        model = build_model(DEMO_MODEL).to(device).eval()
+        cond = torch.randn(1, 16, device=device)
+
+        def run():
+            return ddim_sample(model, cond, (n, n), steps=1, seeds=[0], alpha_bar=cosine_alpha_bar(),
+                               mollify_sigma=1 / 256, chunk_points=65536, device=device)
+    else:
+        raise ValueError(f"unknown benchmark kind {kind!r}")
+    start = _peak_start(device)
+    t0 = time.perf_counter()
+    run()
+    first = time.perf_counter() - t0
+    peak = _peak_end(device, start)
+    seconds = first if kind == "sample" or first > 1 else _timed(run, device, 2)
+    return {"kind": kind, "n": n, "seconds": seconds, "peak_bytes": peak}
+
+
+def _run_child(kind, n, device, threads, timeout):
+    cmd = [sys.executable, __file__, "--child", kind, str(n), "--device", device, "--threads", str(threads)]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=True).stdout
+    except subprocess.TimeoutExpired:
+        return None
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _slope(points):
+    xs = [math.log(p["n"]) for p in points]
+    ys = [math.log(p["seconds"]) for p in points]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--quick", action="store_true", help="smaller sizes (CI smoke)")
+    p.add_argument("--child", nargs=2, metavar=("KIND", "N"), help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child[0], int(args.child[1]), args.device, args.threads)))
+        return 0
+    gpu = args.device.startswith("cuda")
+    sizes = [4096, 16384, 65536, 262144] if not args.quick else [4096, 16384]
+    cano = [r for n in sizes if (r := _run_child("cano", n, args.device, args.threads, 120))]
+    sdpa_sizes = sizes if gpu else [n for n in sizes if n <= 16384]  # O(N²): 65k² is minutes on 2 CPU cores
+    sdpa = [r for n in sdpa_sizes if (r := _run_child("sdpa", n, args.device, args.threads, 120))]
+    fwd = _run_child("forward", 65536 if not args.quick else 16384, args.device, args.threads, 300)
+    small, large = 1024, 4096
+    if not gpu:
+        small, large = 256, 1024  # CPU: a 4096² DDIM step takes minutes on 2 cores; same 16x pixel ratio
+    s_small = _run_child("sample", small, args.device, args.threads, 600)
+    s_large = _run_child("sample", large, args.device, args.threads, 600)
+    common = {r["n"]: r for r in sdpa}
+    result = {
+        "device": args.device,
+        "threads": args.threads,
+        "cano": {r["n"]: {"seconds": r["seconds"], "peak_mb": r["peak_bytes"] / 2**20} for r in cano},
+        "sdpa": {r["n"]: {"seconds": r["seconds"], "peak_mb": r["peak_bytes"] / 2**20} for r in sdpa},
+        "cano_loglog_slope": _slope(cano) if len(cano) > 1 else None,
+        "sdpa_loglog_slope": _slope(sdpa) if len(sdpa) > 1 else None,
+        "sdpa_over_cano_time": {n: common[n]["seconds"] / r["seconds"] for n, r in
+                                ((r["n"], r) for r in cano) if n in common},
+        "forward_points_per_s": fwd["n"] / fwd["seconds"] if fwd else None,
+        "sample_sizes": [small, large],
+        "sample_peak_mb": [s["peak_bytes"] / 2**20 if s else None for s in (s_small, s_large)],
+        "sample_peak_ratio": (s_large["peak_bytes"] / max(s_small["peak_bytes"], 1)) if s_small and s_large else None,
+        "sample_state_mb": [n * n * 4 * (3 + 3 + 2) / 2**20 for n in (small, large)],
+    }
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""∞-Brush conditional denoiser in function space (paper Fig. 2, sec. 4.2).
+
+Point path (B images × N points, coords (x, y) in [0, 1]²), as segments separated by the operations that
+are global over points:
+
+    lift([x, γ(coords)])                                         seg 0
+    ── sparse kernel integral (splat sums) + CANO coordinate summary ──   stage 0
+    sparse operator, FiLM-MLP, CANO(time, condition, coordinate tokens)  seg 1
+    ── linear self-attention summary ──                                  stage 1
+    self-attention, FiLM-MLP                                             seg 2
+    ── kNN (k=3) interpolation to the G×G grid → UNO (cross-attn to c at the bottleneck) ──  stage 2
+    + bilinear read-back of the grid (skip connection)                   seg 3
+    ── sparse kernel integral ──                                         stage 3
+    sparse operator, FiLM-MLP, output head → ε̂                           seg 4
+
+``forward`` runs it in one pass. ``chunked_forward`` (models/chunked.py) runs the segments over chunks of
+points, accumulating each stage's partial sums over all chunks before applying it, so peak memory is set by
+the chunk size and the result equals ``forward``. With ``cano=False`` the CANO block is removed and the
+condition enters only at the UNO bottleneck (the paper's ablation).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from infbrush.models.cano import CrossAttentionNeuralOperator, LinearSelfAttention, add_summaries
+from infbrush.models.embeddings import CondEmbedding, TimeEmbedding, Tokens, fourier_features
+from infbrush.models.interp import knn_merge, knn_partial, knn_to_grid, knn_window
+from infbrush.models.sparse import SparseKernelIntegral, bilinear_gather
+from infbrush.models.uno import UNO
+
+
+class FiLMMLP(nn.Module):
+    """h ← h + W₂ GELU(W₁ (LN(h)·(1 + s) + b)), (s, b) from the time embedding (per image)."""
+
+    def __init__(self, dim: int, emb_dim: int, mult: int = 2):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim, elementwise_affine=False)
+        self.film = nn.Linear(emb_dim, 2 * dim)
+        self.fc1, self.fc2 = nn.Linear(dim, mult * dim), nn.Linear(mult * dim, dim)
+
+    def forward(self, h: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+        scale, shift = self.film(F.silu(temb)).unsqueeze(1).chunk(2, dim=-1)  # (B, 1, dim) each
+        return h + self.fc2(F.gelu(self.fc1(self.norm(h) * (1 + scale) + shift)))
+
+
+@dataclass
+class Context:
+    """Per-call quantities that do not depend on the points: embeddings, token summaries, point count."""
+
+    temb: torch.Tensor  # (B, E)
+    tokens: torch.Tensor | None  # (B, M, E) condition tokens (None: unconditional model)
+    source_summaries: list  # CANO summaries of the time / condition tokens
+    n_total: int  # points per image over all chunks
+    window: int  # kNN proposal half-width (cells)
+
+
+class InfBrushDenoiser(nn.Module):
+    """ε̂ = model(x (B, N, C), coords (B, N, 2), t (B,), cond (B, D) | None, image_size) → (B, N, C)."""
+
+    n_stages = 4
+
+    def __init__(self, in_channels: int = 3, cond_dim: int = 0, cano: bool = True, sparse_channels: int = 64,
+                 sparse_grid: int = 64, sparse_kernel: int = 5, fourier_freqs: int = 8, emb_dim: int = 128,
+                 cond_tokens: int = 4, num_heads: int = 4, grid_size: int = 64, grid_channels: int = 32,
+                 channel_mult: list[int] | tuple[int, ...] = (1, 2, 2), num_blocks: int = 1, grid_heads: int = 4,
+                 knn: int = 3, dropout: float = 0.0, cond_normalize: bool = True):
+        super().__init__()
+        if in_channels < 1 or cond_dim < 0:
+            raise ValueError(f"bad in_channels={in_channels} or cond_dim={cond_dim}")
+        d, e = sparse_channels, emb_dim
+        self.in_channels, self.cond_dim, self.use_cano = in_channels, cond_dim, cano
+        self.fourier_freqs, self.grid_size, self.knn = fourier_freqs, grid_size, knn
+        n_fourier = 2 + 4 * fourier_freqs
+        self.time_embed = TimeEmbedding(e)
+        self.cond_embed = CondEmbedding(cond_dim, e, cond_normalize) if cond_dim else None
+        self.cond_tokens = Tokens(e, cond_tokens, e) if cond_dim else None
+        self.lift = nn.Linear(in_channels + n_fourier, d)
+        self.sparse_in = SparseKernelIntegral(d, sparse_grid, sparse_kernel)
+        self.mlp1 = FiLMMLP(d, e)
+        if cano:
+            self.time_tokens = Tokens(e, cond_tokens, e)
+            self.coord_embed = nn.Sequential(nn.Linear(n_fourier, d), nn.SiLU(), nn.Linear(d, d))
+            sources = {"time": e, "coord": d} | ({"cond": e} if cond_dim else {})
+            self.cano = CrossAttentionNeuralOperator(d, sources, num_heads)
+        self.self_attn = LinearSelfAttention(d, num_heads)
+        self.mlp2 = FiLMMLP(d, e)
+        self.to_grid = nn.Linear(d, grid_channels)
+        self.uno = UNO(grid_channels, grid_channels, list(channel_mult), num_blocks, e, grid_heads,
+                       e if cond_dim else None, dropout)
+        self.from_grid = nn.Linear(grid_channels, d)
+        self.sparse_out = SparseKernelIntegral(d, sparse_grid, sparse_kernel)
+        self.mlp3 = FiLMMLP(d, e)
+        self.head_norm = nn.LayerNorm(d)
+        self.head = nn.Linear(d, in_channels)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    # ---- per-call context -------------------------------------------------------------------------
+    def begin(self, t: torch.Tensor, cond: torch.Tensor | None, cond_mask: torch.Tensor | None,
+              n_total: int) -> Context:
+        """Embeddings and token summaries for t (B,), cond (B, D) | None, cond_mask (B,) bool | None."""
+        batch = t.shape[0]
+        temb = self.time_embed(t)
+        tokens = None
+        if self.cond_dim:
+            tokens = self.cond_tokens(self.cond_embed(cond, batch, cond_mask))  # (B, M, E)
+        elif cond is not None and cond.numel():
+            raise ValueError(f"model has cond_dim=0 but got cond of shape {tuple(cond.shape)}")
+        summaries = []
+        if self.use_cano:
+            summaries.append(self.cano.summarize("time", self.time_tokens(temb)))
+            if tokens is not None:
+                summaries.append(self.cano.summarize("cond", tokens))
+        return Context(temb, tokens, summaries, n_total, knn_window(n_total, self.grid_size, 4.0 * self.knn))
+
+    # ---- segments (pointwise given the finished stages) -------------------------------------------
+    def segment(self, k: int, h: torch.Tensor | None, x: torch.Tensor, coords: torch.Tensor, ctx: Context,
+                summ: list) -> torch.Tensor:
+        """Run segment k on one chunk of points: (B, n, ·) → (B, n, d) (segment 4 → ε̂ (B, n, C))."""
+        if k == 0:
+            return self.lift(torch.cat([x.float(), fourier_features(coords.float(), self.fourier_freqs)], dim=-1))
+        if k == 1:
+            h = self.mlp1(self.sparse_in(h, coords, summ[0]["field"]), ctx.temb)
+            if self.use_cano:
+                h = self.cano(h, ctx.source_summaries + [summ[0]["coord"]])
+            return h
+        if k == 2:
+            return self.mlp2(self.self_attn(h, summ[1]), ctx.temb)
+        if k == 3:
+            return h + self.from_grid(bilinear_gather(summ[2], coords))
+        h = self.mlp3(self.sparse_out(h, coords, summ[3]), ctx.temb)
+        return self.head(self.head_norm(h))
+
+    def run_to(self, k: int, x: torch.Tensor, coords: torch.Tensor, ctx: Context, summ: list) -> torch.Tensor:
+        """Segments 0..k on one chunk (recomputes the prefix; used by the chunked forward)."""
+        h = None
+        for j in range(k + 1):
+            h = self.segment(j, h, x, coords, ctx, summ)
+        return h
+
+    # ---- stages (global over points) --------------------------------------------------------------
+    def stage_partial(self, k: int, h: torch.Tensor, coords: torch.Tensor, ctx: Context, index_offset: int = 0) -> Any:
+        """Contribution of one chunk (h = output of segment k) to stage k's accumulator."""
+        if k == 0:
+            coord = self.cano.summarize("coord", self.coord_embed(fourier_features(coords.float(), self.fourier_freqs))) \
+                if self.use_cano else None
+            return {"splat": self.sparse_in.partial(h, coords), "coord": coord}
+        if k == 1:
+            return self.self_attn.summarize(h)
+        if k == 2:
+            return knn_partial(self.to_grid(h), coords, self.grid_size, self.knn, ctx.window, index_offset)
+        return self.sparse_out.partial(h, coords)
+
+    @staticmethod
+    def stage_merge(k: int, acc: Any, part: Any) -> Any:
+        """Accumulate a chunk's partial into ``acc`` (None at the first chunk)."""
+        if acc is None:
+            return part
+        if k == 0:
+            coord = add_summaries(acc["coord"], part["coord"]) if part["coord"] is not None else None
+            return {"splat": acc["splat"] + part["splat"], "coord": coord}
+        if k == 1:
+            return add_summaries(acc, part)
+        if k == 2:
+            return knn_merge(acc, part)
+        return acc + part
+
+    def stage_finalize(self, k: int, acc: Any, ctx: Context) -> Any:
+        """Turn the accumulated partials into what segment k + 1 reads (fields, summaries, the UNO grid)."""
+        if k == 0:
+            return {"field": self.sparse_in.finalize(acc["splat"]), "coord": acc["coord"]}
+        if k == 1:
+            return acc
+        if k == 2:
+            grid = knn_to_grid(acc, self.grid_size)  # (B, Cg, G, G)
+            return grid + self.uno(grid, ctx.temb, ctx.tokens)
+        return self.sparse_out.finalize(acc)
+
+    # ---- one-pass forward -------------------------------------------------------------------------
+    def check_inputs(self, x: torch.Tensor, coords: torch.Tensor, t: torch.Tensor) -> None:
+        """Shape checks: x (B, N, C), coords (B, N, 2), t (B,)."""
+        if x.dim() != 3 or x.shape[-1] != self.in_channels:
+            raise ValueError(f"x must be (B, N, {self.in_channels}), got {tuple(x.shape)}")
+        if coords.shape != (*x.shape[:2], 2):
+            raise ValueError(f"coords must be {(*x.shape[:2], 2)}, got {tuple(coords.shape)}")
+        if t.shape != (x.shape[0],):
+            raise ValueError(f"t must be ({x.shape[0]},), got {tuple(t.shape)}")
+
+    def forward(self, x: torch.Tensor, coords: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None,
+                image_size: tuple[int, int] | None = None, cond_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, N, C) noisy values, coords (B, N, 2) (x, y) pixel centres in [0, 1], t (B,) in [0, T),
+        cond (B, D) | None, image_size (H, W) of the lattice (geometry lives in coords; accepted for the
+        API), cond_mask (B,) bool (False → null condition) → ε̂ (B, N, C) float32."""
+        self.check_inputs(x, coords, t)
+        ctx = self.begin(t, cond, cond_mask, x.shape[1])
+        summ: list = []
+        h = self.segment(0, None, x, coords, ctx, summ)
+        for k in range(self.n_stages):
+            summ.append(self.stage_finalize(k, self.stage_partial(k, h, coords, ctx), ctx))
+            h = self.segment(k + 1, h, x, coords, ctx, summ)
+        return h

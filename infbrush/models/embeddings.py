@@ -1,0 +1,77 @@
+"""Embeddings of the timestep, the coordinates and the condition (paper sec. 4.2: e_t, e_c, e_x)."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """Sinusoidal embedding of (B,) timesteps (float or long) → (B, dim) float32."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    args = t.float().unsqueeze(-1) * freqs  # (B, half)
+    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+    return F.pad(emb, (0, dim % 2))
+
+
+def fourier_features(coords: torch.Tensor, n_freqs: int) -> torch.Tensor:
+    """Coords (..., 2) in [0, 1] → (..., 2 + 4·n_freqs): [coords, sin/cos(2π 2^k coords)], k < n_freqs."""
+    freqs = (2.0 ** torch.arange(n_freqs, device=coords.device, dtype=torch.float32)) * (2 * math.pi)
+    args = coords.unsqueeze(-1) * freqs  # (..., 2, F)
+    return torch.cat([coords, torch.sin(args).flatten(-2), torch.cos(args).flatten(-2)], dim=-1)
+
+
+class TimeEmbedding(nn.Module):
+    """t (B,) → (B, dim) through a sinusoidal table and a 2-layer SiLU MLP."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dim = dim
+        self.mlp = nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        return self.mlp(timestep_embedding(t, self.dim))
+
+
+class CondEmbedding(nn.Module):
+    """Condition vector (B, D) → (B, dim), with a learned null embedding for classifier-free guidance.
+
+    Rows with ``cond_mask`` False (or all rows when cond is None) get the null embedding. The vector is
+    L2-normalised first when ``normalize`` (as Graikos et al. do for SSL embeddings).
+    """
+
+    def __init__(self, cond_dim: int, dim: int, normalize: bool = True):
+        super().__init__()
+        self.cond_dim, self.normalize = cond_dim, normalize
+        self.proj = nn.Sequential(nn.Linear(cond_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+        self.null = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, cond: torch.Tensor | None, batch: int, cond_mask: torch.Tensor | None = None) -> torch.Tensor:
+        null = self.null.unsqueeze(0).expand(batch, -1)
+        if cond is None:
+            return null
+        if cond.shape != (batch, self.cond_dim):
+            raise ValueError(f"cond must be ({batch}, {self.cond_dim}), got {tuple(cond.shape)}")
+        c = cond.float()
+        if self.normalize:
+            c = F.normalize(c, dim=-1)
+        emb = self.proj(c)
+        if cond_mask is None:
+            return emb
+        return torch.where(cond_mask.view(batch, 1).to(emb.device), emb, null)
+
+
+class Tokens(nn.Module):
+    """A (B, E) vector → (B, M, dim) tokens: a linear map to M·dim plus learned per-token offsets."""
+
+    def __init__(self, in_dim: int, n_tokens: int, dim: int):
+        super().__init__()
+        self.n_tokens, self.dim = n_tokens, dim
+        self.proj = nn.Linear(in_dim, n_tokens * dim)
+        self.offset = nn.Parameter(torch.randn(n_tokens, dim) * 0.02)
+
+    def forward(self, v: torch.Tensor) -> torch.Tensor:
+        return self.proj(v).view(v.shape[0], self.n_tokens, self.dim) + self.offset

@@ -1,0 +1,112 @@
+"""Grid level: a small UNet ("UNO", ∞-Diff) on the fixed G×G grid, with vanilla cross-attention to the
+condition tokens at the bottleneck (paper sec. 4.2). Attention uses ``scaled_dot_product_attention``
+(flash / memory-efficient kernels where the device has them)."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def _groups(channels: int) -> int:
+    return 8 if channels % 8 == 0 else 1
+
+
+class ResBlock(nn.Module):
+    """GroupNorm-SiLU-conv ×2 with an additive time embedding; (B, c_in, H, W) → (B, c_out, H, W)."""
+
+    def __init__(self, c_in: int, c_out: int, temb_dim: int, dropout: float = 0.0):
+        super().__init__()
+        self.norm1 = nn.GroupNorm(_groups(c_in), c_in)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.temb = nn.Linear(temb_dim, c_out)
+        self.norm2 = nn.GroupNorm(_groups(c_out), c_out)
+        self.drop = nn.Dropout(dropout)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x))) + self.temb(F.silu(temb))[:, :, None, None]
+        h = self.conv2(self.drop(F.silu(self.norm2(h))))
+        return self.skip(x) + h
+
+
+class Attention2d(nn.Module):
+    """Multi-head attention of grid pixels to themselves (tokens None) or to tokens (B, M, token_dim)."""
+
+    def __init__(self, channels: int, heads: int, token_dim: int | None = None):
+        super().__init__()
+        self.heads = heads
+        self.norm = nn.GroupNorm(_groups(channels), channels)
+        self.q = nn.Linear(channels, channels)
+        self.kv = nn.Linear(token_dim or channels, 2 * channels)
+        self.out = nn.Linear(channels, channels)
+
+    def forward(self, x: torch.Tensor, tokens: torch.Tensor | None = None) -> torch.Tensor:
+        batch, channels, height, width = x.shape
+        seq = self.norm(x).flatten(2).transpose(1, 2)  # (B, HW, C)
+        q = self.q(seq).unflatten(-1, (self.heads, -1)).transpose(1, 2)  # (B, h, HW, dh)
+        k, v = self.kv(seq if tokens is None else tokens).chunk(2, dim=-1)
+        k = k.unflatten(-1, (self.heads, -1)).transpose(1, 2)
+        v = v.unflatten(-1, (self.heads, -1)).transpose(1, 2)
+        att = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).flatten(2)  # (B, HW, C)
+        return x + self.out(att).transpose(1, 2).reshape(batch, channels, height, width)
+
+
+class UNO(nn.Module):
+    """UNet on (B, in_channels, G, G) → same shape; time via ResBlocks, condition tokens at the bottleneck."""
+
+    def __init__(self, in_channels: int, base: int, channel_mult: list[int], num_blocks: int, temb_dim: int,
+                 heads: int, token_dim: int | None, dropout: float = 0.0):
+        super().__init__()
+        self.inp = nn.Conv2d(in_channels, base, 3, padding=1)
+        chans = [base * m for m in channel_mult]
+        self.down, self.downsample = nn.ModuleList(), nn.ModuleList()
+        skips, c = [base], base
+        for level, ch in enumerate(chans):
+            blocks = nn.ModuleList()
+            for _ in range(num_blocks):
+                blocks.append(ResBlock(c, ch, temb_dim, dropout))
+                c = ch
+                skips.append(c)
+            self.down.append(blocks)
+            last = level == len(chans) - 1
+            self.downsample.append(nn.Identity() if last else nn.Conv2d(c, c, 3, stride=2, padding=1))
+            if not last:
+                skips.append(c)
+        self.mid1 = ResBlock(c, c, temb_dim, dropout)
+        self.mid_self = Attention2d(c, heads)
+        self.mid_cross = Attention2d(c, heads, token_dim) if token_dim else None
+        self.mid2 = ResBlock(c, c, temb_dim, dropout)
+        self.up, self.upsample = nn.ModuleList(), nn.ModuleList()
+        for level, ch in reversed(list(enumerate(chans))):
+            blocks = nn.ModuleList()
+            for _ in range(num_blocks + 1):
+                blocks.append(ResBlock(c + skips.pop(), ch, temb_dim, dropout))
+                c = ch
+            self.up.append(blocks)
+            self.upsample.append(nn.Conv2d(c, c, 3, padding=1) if level > 0 else nn.Identity())
+        self.out_norm = nn.GroupNorm(_groups(c), c)
+        self.out = nn.Conv2d(c, in_channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor, temb: torch.Tensor, tokens: torch.Tensor | None) -> torch.Tensor:
+        """x (B, C, G, G), temb (B, E), tokens (B, M, token_dim) or None → (B, C, G, G)."""
+        h = self.inp(x)
+        hs = [h]
+        for blocks, down in zip(self.down, self.downsample):
+            for block in blocks:
+                h = block(h, temb)
+                hs.append(h)
+            if not isinstance(down, nn.Identity):
+                h = down(h)
+                hs.append(h)
+        h = self.mid_self(self.mid1(h, temb))
+        if self.mid_cross is not None and tokens is not None:
+            h = self.mid_cross(h, tokens)
+        h = self.mid2(h, temb)
+        for blocks, up in zip(self.up, self.upsample):
+            for block in blocks:
+                h = block(torch.cat([h, hs.pop()], dim=1), temb)
+            if not isinstance(up, nn.Identity):
+                h = up(F.interpolate(h, scale_factor=2, mode="nearest"))
+        return self.out(F.silu(self.out_norm(h)))

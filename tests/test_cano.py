@@ -1,0 +1,73 @@
+"""Cross-attention neural operator (paper eq. 15): exact against the quadratic form, linear cost in N."""
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from infbrush.models.cano import (
+    CrossAttentionNeuralOperator, feature_softmax, linear_apply, linear_summary, quadratic_reference,
+)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_linear_form_equals_quadratic_form():
+    g = torch.Generator().manual_seed(0)
+    q = feature_softmax(torch.randn(2, 50, 12, generator=g) * 3, heads=3)  # (B, N, h, dh)
+    k = feature_softmax(torch.randn(2, 7, 12, generator=g) * 3, heads=3)  # (B, M, h, dh)
+    v = torch.randn(2, 7, 3, 4, generator=g)
+    assert q.shape == (2, 50, 3, 4) and torch.allclose(q.sum(-1), torch.ones(2, 50, 3))
+    fast = linear_apply(q, linear_summary(k, v))
+    assert fast.shape == (2, 50, 3, 4)
+    assert torch.allclose(fast.double(), quadratic_reference(q, k, v), atol=1e-5)
+
+
+def test_cano_module_is_a_sum_of_per_source_attentions_with_residual():
+    torch.manual_seed(0)
+    op = CrossAttentionNeuralOperator(8, {"time": 5, "coord": 6}, heads=2)
+    h = torch.randn(2, 30, 8)
+    time_tokens, coord_tokens = torch.randn(2, 4, 5), torch.randn(2, 30, 6)
+    out = op(h, [op.summarize("time", time_tokens), op.summarize("coord", coord_tokens)])
+    q = op.query(h)
+    ref = 0
+    for name, tok in (("time", time_tokens), ("coord", coord_tokens)):
+        k = feature_softmax(op.k[name](tok), 2)
+        v = op.v[name](tok).unflatten(-1, (2, -1))
+        ref = ref + quadratic_reference(q, k, v)
+    want = h + op.out(ref.flatten(-2).float())
+    assert out.shape == (2, 30, 8) and torch.allclose(out, want, atol=1e-5)
+    # summaries are sums over tokens: two halves of the coordinate tokens add up to the whole
+    a = op.summarize("coord", coord_tokens[:, :13])
+    b = op.summarize("coord", coord_tokens[:, 13:])
+    whole = op.summarize("coord", coord_tokens)
+    assert torch.allclose(a[0] + b[0], whole[0], atol=1e-5) and torch.allclose(a[1] + b[1], whole[1], atol=1e-5)
+
+
+def _flops(fn) -> int:
+    counter = FlopCounterMode(display=False)
+    with counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def test_cano_cost_is_linear_in_points_and_quadratic_reference_is_not():
+    torch.manual_seed(0)
+    op = CrossAttentionNeuralOperator(32, {"time": 16, "coord": 16}, heads=4)
+    time_tokens = torch.randn(1, 4, 16)
+    cost, quad = {}, {}
+    for n in (1024, 2048, 4096, 8192):
+        h, coord_tokens = torch.randn(1, n, 32), torch.randn(1, n, 16)
+        cost[n] = _flops(lambda: op(h, [op.summarize("time", time_tokens), op.summarize("coord", coord_tokens)]))
+    for n in (128, 256, 512):
+        q = feature_softmax(torch.randn(1, n, 32), 4)
+        k, v = feature_softmax(torch.randn(1, n, 32), 4), torch.randn(1, n, 4, 8)
+        quad[n] = _flops(lambda: quadratic_reference(q, k, v))
+    for n in (2048, 4096, 8192):
+        assert cost[n] / cost[n // 2] == pytest.approx(2.0, rel=0.02)
+    for n in (256, 512):
+        assert quad[n] / quad[n // 2] == pytest.approx(4.0, rel=0.05)
