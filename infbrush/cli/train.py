@@ -1,0 +1,108 @@
+"""``infbrush train``: train the function-space diffusion model (one process, or DDP under torchrun/srun).
+
+Rerunning the same command resumes from the newest checkpoint in ``--out``. Exit codes: 0 done;
+75 (``infbrush.train.preemption.REQUEUE_EXIT_CODE``) after SIGTERM/SIGUSR1 with a checkpoint written —
+under SLURM the job is also requeued with ``scontrol requeue $SLURM_JOB_ID``; 2 on a user error or a
+non-finite loss (after saving the state before the bad step).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+from infbrush.errors import InfbrushError
+
+HELP = "Train the ∞-Brush diffusion model on an image store (DDP, AMP, EMA, resumable, preemption-safe)."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    io = parser.add_argument_group("data and outputs")
+    io.add_argument("--store", required=True, help="image store (images.h5); images with split == 0 are used")
+    cond = io.add_mutually_exclusive_group(required=True)
+    cond.add_argument("--cond-embeddings", metavar="H5", help="condition on embeddings.h5 features (aligned by ids)")
+    cond.add_argument("--cond-labels", type=int, metavar="N_CLASSES", help="condition on one-hot store labels")
+    cond.add_argument("--uncond", action="store_true", help="train without a condition")
+    io.add_argument("--out", required=True, help="run folder: ckpt_*.pt, metrics.jsonl, samples/")
+    io.add_argument("--export", help="write the final EMA weights here ({model, model_args, config, step})")
+
+    model = parser.add_argument_group("model and diffusion")
+    model.add_argument("--model-preset", default="demo", help="model size preset (demo | paper)")
+    model.add_argument("--model-args", default="{}", metavar="JSON", help="overrides of the preset's model arguments")
+    model.add_argument("--no-cano", action="store_true", help="ablation: drop the cross-attention neural operator")
+    model.add_argument("--n-points", type=int, default=4096, help="random pixels per image per step")
+    model.add_argument("--mollify-sigma", type=float, default=0.0039, help="noise mollifier std (fraction of side)")
+    model.add_argument("--cond-drop-prob", type=float, default=0.1, help="probability of dropping the condition")
+    model.add_argument("--timesteps", type=int, default=1000, help="diffusion steps T of the cosine schedule")
+
+    opt = parser.add_argument_group("optimisation")
+    opt.add_argument("--steps", type=int, default=600, help="total optimizer steps")
+    opt.add_argument("--batch-size", type=int, default=4, help="global batch (split over processes)")
+    opt.add_argument("--lr", type=float, default=5e-5)
+    opt.add_argument("--betas", type=float, nargs=2, default=[0.9, 0.99], metavar=("B1", "B2"))
+    opt.add_argument("--ema-rate", type=float, default=0.995)
+    opt.add_argument("--grad-clip", type=float, default=1.0, help="max gradient norm (<= 0: no clipping)")
+    opt.add_argument("--seed", type=int, default=0)
+
+    run = parser.add_argument_group("logging, checkpoints, hardware")
+    run.add_argument("--log-every", type=int, default=10)
+    run.add_argument("--ckpt-every", type=int, default=100)
+    run.add_argument("--keep", type=int, default=3, help="checkpoints kept")
+    run.add_argument("--sample-every", type=int, default=0, help="preview sample grid every N steps (0: never)")
+    run.add_argument("--sample-steps", type=int, default=10, help="DDIM steps of the preview")
+    run.add_argument("--sample-images", type=int, default=4)
+    run.add_argument("--sample-size", type=int, default=256, help="preview side in pixels (≤ training size)")
+    run.add_argument("--amp", default="auto", choices=["auto", "bf16", "fp16", "off"],
+                     help="autocast: auto = bf16 on GPU, off on CPU")
+    run.add_argument("--compile", action="store_true", help="torch.compile the model")
+    run.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    run.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    run.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+
+
+def _check(args: argparse.Namespace) -> None:
+    positive = ("steps", "batch_size", "n_points", "timesteps", "log_every", "ckpt_every", "keep", "sample_steps",
+                "sample_images", "sample_size")
+    for name in positive:
+        if getattr(args, name) < 1:
+            raise InfbrushError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    for name in ("sample_every", "workers"):
+        if getattr(args, name) < 0:
+            raise InfbrushError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
+    if not args.lr > 0:
+        raise InfbrushError(f"--lr must be > 0, got {args.lr}")
+    if not all(0 <= b < 1 for b in args.betas):
+        raise InfbrushError(f"--betas must be in [0, 1), got {args.betas}")
+    if not 0 <= args.ema_rate < 1:
+        raise InfbrushError(f"--ema-rate must be in [0, 1), got {args.ema_rate}")
+    if not 0 <= args.cond_drop_prob <= 1:
+        raise InfbrushError(f"--cond-drop-prob must be in [0, 1], got {args.cond_drop_prob}")
+    if not 0 < args.mollify_sigma <= 0.5:
+        raise InfbrushError(f"--mollify-sigma must be in (0, 0.5], got {args.mollify_sigma}")
+
+
+def config_from_args(args: argparse.Namespace):
+    """The :class:`infbrush.train.loop.TrainConfig` for parsed arguments (validated)."""
+    from infbrush.train.loop import TrainConfig
+
+    _check(args)
+    try:
+        overrides = json.loads(args.model_args)
+    except json.JSONDecodeError as err:
+        raise InfbrushError(f"--model-args is not valid JSON ({err})") from None
+    if not isinstance(overrides, dict):
+        raise InfbrushError(f"--model-args must be a JSON object, got {args.model_args!r}")
+    return TrainConfig(
+        store=args.store, out=args.out, export=args.export, cond_embeddings=args.cond_embeddings,
+        cond_labels=args.cond_labels, model_preset=args.model_preset, model_args=overrides, cano=not args.no_cano,
+        steps=args.steps, batch_size=args.batch_size, lr=args.lr, betas=tuple(args.betas), ema_rate=args.ema_rate,
+        grad_clip=args.grad_clip, n_points=args.n_points, mollify_sigma=args.mollify_sigma,
+        cond_drop_prob=args.cond_drop_prob, timesteps=args.timesteps, seed=args.seed, log_every=args.log_every,
+        ckpt_every=args.ckpt_every, keep=args.keep, sample_every=args.sample_every, sample_steps=args.sample_steps,
+        sample_images=args.sample_images, sample_size=args.sample_size, amp=args.amp, compile=args.compile,
+        workers=args.workers, device=args.device, progress=not args.no_progress)
+
+
+def main(args: argparse.Namespace) -> int:
+    from infbrush.train.loop import train
+
+    return train(config_from_args(args))

@@ -1,0 +1,1 @@
+"""Training: the loop (``loop.py``), its data (``data.py``), checkpoints, DDP setup and preemption handling."""

@@ -1,0 +1,160 @@
+"""Training data: the training split of an image store, its conditions, and a resumable batch order.
+
+The order is a stream of store rows: epoch e is a permutation of the training rows drawn from a
+generator seeded by (seed, e); step s consumes stream positions [s·B, (s+1)·B) for a global batch B.
+Rank r of a world of size W takes the slice [r·B/W, (r+1)·B/W) of that global batch. The order is thus a
+pure function of (seed, position), and the data position saved in a checkpoint restores it exactly.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from infbrush.data.store import ImageStore
+from infbrush.errors import InfbrushError
+
+
+def _mix_seed(*parts: int) -> int:
+    """A 63-bit seed from integers (numpy SeedSequence: well mixed, stable across platforms)."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, np.uint64)[0] & (2**63 - 1))
+
+
+def image_generators(seed: int, step: int, slots: range, device: torch.device | str = "cpu") -> list[torch.Generator]:
+    """One generator per image of a global batch, seeded from (seed, step, slot in the global batch).
+
+    A rank builds only the generators of its own slots, so DDP shards draw what one process would.
+    """
+    gens = []
+    for slot in slots:
+        g = torch.Generator(device=device)
+        g.manual_seed(_mix_seed(seed, step, slot))
+        gens.append(g)
+    return gens
+
+
+def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
+    """The order of ``n`` training rows in ``epoch`` → (n,) int64."""
+    return np.random.default_rng(_mix_seed(seed, 0x5EED, epoch)).permutation(n)
+
+
+def stream_rows(train_rows: np.ndarray, seed: int, start: int, count: int) -> np.ndarray:
+    """Store rows at stream positions [start, start + count) → (count,) int64."""
+    n = len(train_rows)
+    out = np.empty(count, dtype=np.int64)
+    for k, pos in enumerate(range(start, start + count)):
+        epoch, offset = divmod(pos, n)
+        if k == 0 or offset == 0:
+            perm = epoch_permutation(n, seed, epoch)
+        out[k] = train_rows[perm[offset]]
+    return out
+
+
+@dataclass(frozen=True)
+class DataPosition:
+    """How far the stream has been consumed (saved in checkpoints)."""
+
+    consumed: int  # stream positions used so far = step · global batch
+    epoch: int
+    offset: int
+
+    @classmethod
+    def at(cls, consumed: int, n_train: int) -> "DataPosition":
+        epoch, offset = divmod(consumed, n_train)
+        return cls(consumed=consumed, epoch=epoch, offset=offset)
+
+    def as_dict(self) -> dict:
+        return {"consumed": self.consumed, "epoch": self.epoch, "offset": self.offset}
+
+
+def load_conditions(store: ImageStore, rows: np.ndarray, *, embeddings: str | os.PathLike | None = None,
+                    n_classes: int | None = None) -> torch.Tensor | None:
+    """Condition vectors for store ``rows`` → (len(rows), D) float32, or None (unconditional).
+
+    ``embeddings``: an embeddings.h5 whose ``features`` rows are matched to the store by ``ids``.
+    ``n_classes``: one-hot of the store's ``labels`` (every training label must be in [0, n_classes)).
+    """
+    if embeddings is not None and n_classes is not None:
+        raise InfbrushError("give either condition embeddings or a number of label classes, not both")
+    if embeddings is not None:
+        import h5py
+
+        path = Path(embeddings)
+        if not path.is_file():
+            raise InfbrushError(f"{path}: condition embeddings not found")
+        with h5py.File(path, "r") as h5:
+            for key in ("features", "ids"):
+                if key not in h5:
+                    raise InfbrushError(f"{path}: no '{key}' dataset (not an embeddings file)")
+            emb_ids = [x.decode() if isinstance(x, bytes) else str(x) for x in h5["ids"][:]]
+            features = h5["features"][:]
+        if features.ndim != 2 or len(features) != len(emb_ids):
+            raise InfbrushError(f"{path}: 'features' {features.shape} does not match {len(emb_ids)} ids")
+        where = {image_id: i for i, image_id in enumerate(emb_ids)}
+        wanted = [store.ids[r] for r in rows]
+        missing = [image_id for image_id in wanted if image_id not in where]
+        if missing:
+            raise InfbrushError(f"{path} does not match {store.path}: {len(missing)} of {len(wanted)} training image "
+                                f"ids have no embedding (first: {missing[0]!r}); re-run `infbrush embed` on this store")
+        cond = torch.from_numpy(np.asarray(features[[where[i] for i in wanted]], dtype=np.float32))
+        if not torch.isfinite(cond).all():
+            raise InfbrushError(f"{path}: 'features' contains NaN or inf")
+        return cond
+    if n_classes is not None:
+        if n_classes < 2:
+            raise InfbrushError(f"--cond-labels must be >= 2 classes, got {n_classes}")
+        labels = store.labels[rows]
+        bad = (labels < 0) | (labels >= n_classes)
+        if bad.any():
+            raise InfbrushError(f"{store.path}: {int(bad.sum())} training images have labels outside "
+                                f"[0, {n_classes}) (first: {int(labels[bad][0])} for id {store.ids[rows[bad][0]]!r})")
+        return torch.nn.functional.one_hot(torch.from_numpy(labels), n_classes).float()
+    return None
+
+
+class TrainImages(torch.utils.data.Dataset):
+    """Store row → (image (C, H, W) uint8, row). Opens the HDF5 lazily, so it works in DataLoader workers."""
+
+    def __init__(self, store: ImageStore) -> None:
+        self.store = store
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def __getitem__(self, row: int) -> tuple[torch.Tensor, int]:
+        image = torch.from_numpy(np.ascontiguousarray(self.store.image(int(row))))  # (H, W, C)
+        return image.permute(2, 0, 1).contiguous(), int(row)
+
+
+class RankBatches(torch.utils.data.Sampler):
+    """Yields this rank's store rows for steps start_step, ..., steps-1, reading the stream from ``start_position``."""
+
+    def __init__(self, train_rows: np.ndarray, seed: int, global_batch: int, start_step: int, steps: int,
+                 rank: int = 0, world_size: int = 1, start_position: int | None = None) -> None:
+        if global_batch % world_size:
+            raise InfbrushError(f"--batch-size {global_batch} is not divisible by the {world_size} processes")
+        self.train_rows, self.seed, self.global_batch = train_rows, seed, global_batch
+        self.start_step, self.steps = start_step, steps
+        self.start_position = start_step * global_batch if start_position is None else start_position
+        self.local = global_batch // world_size
+        self.first_slot = rank * self.local
+
+    def __len__(self) -> int:
+        return max(0, self.steps - self.start_step)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for k in range(len(self)):
+            position = self.start_position + k * self.global_batch + self.first_slot
+            yield stream_rows(self.train_rows, self.seed, position, self.local).tolist()
+
+
+def training_rows(store: ImageStore) -> np.ndarray:
+    """Rows of the store with ``split == 0`` → (n,) int64; an error if there are none."""
+    rows = np.flatnonzero(np.asarray(store.split) == 0).astype(np.int64)
+    if len(rows) == 0:
+        raise InfbrushError(f"{store.path}: no training images (every image has split != 0)")
+    return rows
