@@ -26,6 +26,11 @@ def _res0(ds):
     return DATASETS[ds]["sample"]["resolutions"][0]
 
 
+def _synthetic_res(ds):
+    """Resolution of the zero-shot and BACH synthetic images (evaluate.synthetic_resolution, else the first)."""
+    return _ev(ds, "synthetic_resolution") or _res0(ds)
+
+
 def _gpu(wc):
     return 1 if int(DATASETS[wc.ds]["train"].get("gpus", 0)) > 0 else 0
 
@@ -303,7 +308,7 @@ def _prompt_items(wc):
 
 rule zeroshot:
     input:
-        samples=lambda wc: f"{RESULTS}/{wc.ds}/samples_text/{_res0(wc.ds)}/index.json",
+        samples=lambda wc: f"{RESULTS}/{wc.ds}/samples_text/{_synthetic_res(wc.ds)}/index.json",
         ckpt=lambda wc: [c] if (c := DATASETS[wc.ds]["embedding"].get("checkpoint")) else [],
     output:
         json=f"{RESULTS}/{{ds}}/zeroshot.json",
@@ -328,7 +333,7 @@ rule zeroshot:
 rule bach_eval:
     input:
         bach=f"{RESULTS}/{{ds}}/bach.h5",
-        synthetic=lambda wc: f"{RESULTS}/{wc.ds}/samples_bach/{_res0(wc.ds)}/index.json",
+        synthetic=lambda wc: f"{RESULTS}/{wc.ds}/samples_bach/{_synthetic_res(wc.ds)}/index.json",
         ckpt=lambda wc: [c] if (c := DATASETS[wc.ds]["embedding"].get("checkpoint")) else [],
     output:
         f"{RESULTS}/{{ds}}/bach.json",

@@ -1,0 +1,100 @@
+"""``infbrush train-dino``: self-supervised DINO training of a timm ViT on an image store (resumable, DDP)."""
+from __future__ import annotations
+
+import argparse
+
+HELP = "train a timm ViT with DINO on an image store (resumable, DDP); prints k-NN accuracy on labels"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from infbrush.ssl.train import DinoConfig
+
+    d = DinoConfig()
+    parser.add_argument("--store", required=True, help="image store (results/<ds>/images.h5)")
+    parser.add_argument("--out", required=True, help="exported teacher backbone (results/<ds>/dino.pt); k-NN to .json")
+    parser.add_argument("--ckpt-dir", default=None, help="training checkpoints (default: <out without .pt>_ckpt/)")
+    parser.add_argument("--model", default=d.model, help="timm model name")
+    parser.add_argument("--img-size", type=int, default=d.img_size, help="global crop size = backbone input size")
+    parser.add_argument("--patch-size", type=int, default=d.patch_size)
+    parser.add_argument("--epochs", type=int, default=d.epochs)
+    parser.add_argument("--batch-size", type=int, default=d.batch_size, help="per process")
+    parser.add_argument("--out-dim", type=int, default=d.out_dim)
+    parser.add_argument("--hidden-dim", type=int, default=d.hidden_dim)
+    parser.add_argument("--bottleneck-dim", type=int, default=d.bottleneck_dim)
+    parser.add_argument("--local-crops", type=int, default=d.local_crops)
+    parser.add_argument("--local-crop-size", type=int, default=d.local_crop_size)
+    parser.add_argument("--lr", type=float, default=d.lr, help="at batch 256 (scaled by global batch / 256)")
+    parser.add_argument("--min-lr", type=float, default=d.min_lr)
+    parser.add_argument("--warmup-epochs", type=int, default=d.warmup_epochs)
+    parser.add_argument("--weight-decay", type=float, nargs=2, default=list(d.weight_decay), metavar=("START", "END"))
+    parser.add_argument("--warmup-teacher-temp", type=float, default=d.warmup_teacher_temp)
+    parser.add_argument("--teacher-temp", type=float, default=d.teacher_temp)
+    parser.add_argument("--warmup-teacher-temp-epochs", type=int, default=d.warmup_teacher_temp_epochs)
+    parser.add_argument("--momentum-teacher", type=float, default=d.momentum_teacher)
+    parser.add_argument("--drop-path", type=float, default=d.drop_path)
+    parser.add_argument("--clip-grad", type=float, default=d.clip_grad)
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--workers", type=int, default=d.workers)
+    parser.add_argument("--ckpt-every", type=int, default=d.ckpt_every, help="steps")
+    parser.add_argument("--keep", type=int, default=d.keep, help="checkpoints kept")
+    parser.add_argument("--stop-after", type=int, default=None, help="stop (with a checkpoint) after N steps")
+    parser.add_argument("--knn-k", type=int, default=20)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def main(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from infbrush.errors import InfbrushError
+    from infbrush.ssl.train import DinoConfig, train_dino
+
+    if args.local_crops < 0 or args.epochs < 1:
+        raise InfbrushError("--epochs must be >= 1 and --local-crops >= 0")
+    config = DinoConfig(model=args.model, img_size=args.img_size, patch_size=args.patch_size, epochs=args.epochs,
+                        batch_size=args.batch_size, out_dim=args.out_dim, hidden_dim=args.hidden_dim,
+                        bottleneck_dim=args.bottleneck_dim, local_crops=args.local_crops,
+                        local_crop_size=args.local_crop_size, lr=args.lr, min_lr=args.min_lr,
+                        warmup_epochs=args.warmup_epochs, weight_decay=tuple(args.weight_decay),
+                        warmup_teacher_temp=args.warmup_teacher_temp, teacher_temp=args.teacher_temp,
+                        warmup_teacher_temp_epochs=args.warmup_teacher_temp_epochs,
+                        momentum_teacher=args.momentum_teacher, drop_path=args.drop_path, clip_grad=args.clip_grad,
+                        seed=args.seed, workers=args.workers, ckpt_every=args.ckpt_every, keep=args.keep)
+    out = Path(args.out)
+    ckpt_dir = Path(args.ckpt_dir) if args.ckpt_dir else out.with_name(out.stem + "_ckpt")
+    summary = train_dino(args.store, out, ckpt_dir, config, device=args.device, stop_after=args.stop_after,
+                         progress=not args.no_progress)
+    if summary is None:
+        from infbrush.train.preemption import REQUEUE_EXIT_CODE
+
+        return REQUEUE_EXIT_CODE
+    if summary["is_main"]:
+        report = evaluate_dino(args.store, out, args.model, args.knn_k, args.seed, args.device)
+        report.update(steps=summary["steps"], epochs=summary["epochs"], last_loss=summary["last_loss"])
+        from infbrush.io import write_json
+
+        write_json(out.with_suffix(".json"), report)
+    return 0
+
+
+def evaluate_dino(store_path, out, model: str, k: int, seed: int, device: str) -> dict:
+    """k-NN accuracy of the trained teacher (and of the same network at random init) on the store's labels."""
+    from infbrush.data.store import ImageStore
+    from infbrush.embed.encoders import load_encoder, sha256_state_dict, timm_encoder
+    from infbrush.ssl.dino import build_backbone, dino_data_config, load_dino_backbone
+    from infbrush.ssl.knn import knn_report
+
+    store = ImageStore(store_path)
+    if not (store.labels >= 0).any():
+        print("train-dino: the store has no labels; k-NN accuracy not measured")
+        return {"knn_accuracy": None}
+    encoder = load_encoder("dino", model, str(out), device=device)
+    _, meta = load_dino_backbone(out)
+    random_backbone = build_backbone(meta["model"], meta["img_size"], meta.get("patch_size"))
+    baseline = timm_encoder("dino", "random-init", random_backbone, dino_data_config(meta),
+                            sha256_state_dict(random_backbone.state_dict()), encoder.device)
+    report = knn_report(store, encoder, baseline, k=k, seed=seed)
+    print(f"train-dino: k-NN accuracy {report['knn_accuracy']:.3f} on {report['n_test']} held-out images "
+          f"(chance {report['chance']:.3f}, majority {report['majority_baseline']:.3f}, "
+          f"same network untrained {report['knn_accuracy_random_init']:.3f})")
+    return report

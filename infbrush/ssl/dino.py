@@ -1,0 +1,121 @@
+"""DINO student/teacher pair (Caron et al., 2021): a timm backbone + lightly's DINO projection head.
+
+The exported ``dino.pt`` (loads with ``weights_only=True``) holds the *teacher's* backbone, which DINO
+uses for downstream features::
+
+    {"format": "infbrush-dino", "model": timm name, "img_size": int, "patch_size": int | None,
+     "embed_dim": int, "mean": [3], "std": [3], "backbone": state_dict, "step": int, "config": dict}
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch.nn as nn
+
+from infbrush.errors import InfbrushError
+
+FORMAT = "infbrush-dino"
+IMAGENET_MEAN = [0.485, 0.456, 0.406]  # lightly's DINOTransform normalisation (IMAGENET_NORMALIZE)
+IMAGENET_STD = [0.229, 0.224, 0.225]
+
+
+def build_backbone(model: str, img_size: int, patch_size: int | None = None, drop_path: float = 0.0):
+    """A timm backbone without classifier (``num_classes=0``) that accepts any crop size (dynamic_img_size)."""
+    import timm
+
+    if model not in timm.list_models():
+        raise InfbrushError(f"unknown timm model {model!r} (see timm.list_models('vit_*'))")
+    kwargs = {"img_size": img_size, "dynamic_img_size": True, "drop_path_rate": drop_path}
+    if patch_size:
+        kwargs["patch_size"] = patch_size
+    try:
+        return timm.create_model(model, pretrained=False, num_classes=0, **kwargs)
+    except TypeError as err:
+        raise InfbrushError(f"timm model {model!r} does not take img_size/patch_size ({err}); use a ViT") from None
+
+
+class BackboneHead(nn.Module):
+    """backbone (B, C, h, w) -> (B, D) features -> DINO head -> (B, out_dim) logits."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.backbone, self.head = backbone, head
+
+    def forward(self, views):
+        return self.head(self.backbone(views))
+
+
+class DINOPair:
+    """Student and teacher (backbone + head); the teacher is an EMA of the student and gets no gradients."""
+
+    def __init__(self, model: str, img_size: int, out_dim: int, hidden_dim: int = 2048, bottleneck_dim: int = 256,
+                 patch_size: int | None = None, drop_path: float = 0.1, freeze_last_layer: int = 1,
+                 norm_last_layer: bool = True) -> None:
+        from lightly.models.modules import DINOProjectionHead
+        from lightly.models.utils import deactivate_requires_grad
+
+        def make(drop: float) -> BackboneHead:
+            backbone = build_backbone(model, img_size, patch_size, drop)
+            head = DINOProjectionHead(backbone.num_features, hidden_dim, bottleneck_dim, out_dim, batch_norm=False,
+                                      freeze_last_layer=freeze_last_layer, norm_last_layer=norm_last_layer)
+            return BackboneHead(backbone, head)
+
+        self.student = make(drop_path)
+        self.teacher = make(0.0)  # built, not deep-copied: weight_norm modules cannot be deep-copied
+        self.teacher.load_state_dict(self.student.state_dict())
+        deactivate_requires_grad(self.teacher)
+        dim = self.student.backbone.num_features
+        self.embed_dim = dim
+
+    def to(self, device) -> "DINOPair":
+        self.student.to(device)
+        self.teacher.to(device)
+        return self
+
+
+def export_dino(out: str | os.PathLike, teacher_backbone, *, model: str, img_size: int, patch_size: int | None,
+                step: int, config: dict) -> Path:
+    """Write the teacher backbone as ``dino.pt`` (atomic)."""
+    import torch
+
+    from infbrush.io import atomic_path
+
+    state = {"format": FORMAT, "model": model, "img_size": int(img_size),
+             "patch_size": None if patch_size is None else int(patch_size),
+             "embed_dim": int(teacher_backbone.num_features), "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
+             "backbone": {k: v.detach().cpu() for k, v in teacher_backbone.state_dict().items()},
+             "step": int(step), "config": config}
+    with atomic_path(out) as tmp:
+        torch.save(state, tmp)
+    return Path(out)
+
+
+def load_dino_backbone(path: str | os.PathLike, expected_model: str | None = None):
+    """(backbone in eval mode, metadata) from a ``dino.pt``; a mismatching model name or weights -> error."""
+    import torch
+
+    from infbrush.embed.encoders import load_timm_weights
+
+    path = Path(path)
+    if not path.is_file():
+        raise InfbrushError(f"{path}: DINO checkpoint not found (made by `infbrush train-dino`)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001
+        raise InfbrushError(f"{path}: cannot read checkpoint ({str(err).strip().splitlines()[0][:200]})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise InfbrushError(f"{path}: not a DINO checkpoint from `infbrush train-dino` (no format={FORMAT!r})")
+    if expected_model and expected_model != state["model"]:
+        raise InfbrushError(f"{path}: checkpoint is a {state['model']!r}, but the model is set to {expected_model!r}")
+    backbone = build_backbone(state["model"], state["img_size"], state.get("patch_size"))
+    load_timm_weights(backbone, path, state["backbone"])
+    meta = {k: v for k, v in state.items() if k != "backbone"}
+    return backbone.eval(), meta
+
+
+def dino_data_config(meta: dict) -> dict:
+    """timm data config for a DINO backbone: whole image resized to ``img_size``, ImageNet normalisation."""
+    size = int(meta["img_size"])
+    return {"input_size": (3, size, size), "interpolation": "bicubic", "mean": tuple(meta["mean"]),
+            "std": tuple(meta["std"]), "crop_pct": 1.0, "crop_mode": "center"}

@@ -1,0 +1,121 @@
+"""DINO: lightly's head/loss on a timm ViT, loss decreases, exact resume, export and k-NN probe."""
+import json
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np
+import pytest
+import torch
+
+from infbrush.data.store import ImageStoreWriter
+from infbrush.errors import InfbrushError
+
+torch.set_num_threads(2)
+
+
+def make_store(path, n_per_class=8, size=32, seed=0):
+    """4 colour/texture 'land-cover' classes; every 4th image of a class held out."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    colours = [(40, 120, 40), (200, 190, 150), (40, 60, 160), (150, 150, 150)]
+    with ImageStoreWriter(path, image_size=size, thumb_size=size, label_names=["forest", "field", "water", "urban"]) \
+            as writer:
+        for i in range(n_per_class):
+            for c, colour in enumerate(colours):
+                image = np.array(colour, dtype=np.float64) + rng.normal(0, 15, (size, size, 3))
+                if c == 3:
+                    image[((xx // 6 + yy // 6 + rng.integers(2)) % 2) == 0] *= 0.5
+                writer.append(np.clip(image, 0, 255).astype(np.uint8), f"p{c}_{i}", label=c, held_out=i % 4 == 0)
+    return path
+
+
+def tiny_config(**overrides):
+    from infbrush.ssl.train import DinoConfig
+
+    base = dict(model="vit_tiny_patch16_224", img_size=32, patch_size=8, epochs=2, batch_size=8, out_dim=256,
+                hidden_dim=64, bottleneck_dim=32, local_crops=2, local_crop_size=16, warmup_epochs=1,
+                warmup_teacher_temp_epochs=1, drop_path=0.0, ckpt_every=100, log_every=1, lr=5e-3)
+    base.update(overrides)
+    return DinoConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return make_store(tmp_path_factory.mktemp("naip") / "images.h5")
+
+
+def test_uses_lightly_dino_head_and_loss():
+    from lightly.models.modules import DINOProjectionHead
+
+    from infbrush.ssl.dino import DINOPair
+
+    pair = DINOPair("vit_tiny_patch16_224", 32, out_dim=128, hidden_dim=32, bottleneck_dim=16, patch_size=8)
+    assert isinstance(pair.student.head, DINOProjectionHead)
+    assert all(not p.requires_grad for p in pair.teacher.parameters())
+    for a, b in zip(pair.student.state_dict().values(), pair.teacher.state_dict().values()):
+        torch.testing.assert_close(a, b)
+    views = [torch.randn(2, 3, 32, 32), torch.randn(2, 3, 16, 16)]  # global and local crop sizes
+    assert [tuple(pair.student(v).shape) for v in views] == [(2, 128), (2, 128)]
+
+
+@pytest.mark.slow
+def test_student_learns_to_match_a_fixed_teacher(store, tmp_path):
+    """With the teacher and centre frozen, DINO's loss is a plain cross-entropy that training must reduce."""
+    from infbrush.ssl.train import train_dino
+
+    cfg = tiny_config(momentum_teacher=1.0, center_momentum=1.0, warmup_teacher_temp=0.07, lr=0.005, warmup_epochs=0,
+                      epochs=3, clip_grad=0.0, weight_decay=(0.0, 0.0))
+    train_dino(store, tmp_path / "a.pt", tmp_path / "a_ckpt", cfg, device="cpu", progress=False)
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "a_ckpt" / "metrics.jsonl").read_text().splitlines()]
+    assert len(losses) == 9  # 24 training images / 8 per batch × 3 epochs
+    print("DINO losses (teacher fixed):", [round(x, 3) for x in losses])
+    assert np.mean(losses[-3:]) < np.mean(losses[:3])  # last epoch below the first (per-step values are noisy)
+
+
+@pytest.mark.slow
+def test_training_resumes_exactly(store, tmp_path):
+    from infbrush.ssl.dino import load_dino_backbone
+    from infbrush.ssl.train import train_dino
+
+    cfg = tiny_config()
+    straight = train_dino(store, tmp_path / "a.pt", tmp_path / "a_ckpt", cfg, device="cpu", progress=False)
+    assert straight["steps"] == 6
+    # interrupted at the epoch boundary, then the same call again resumes from the checkpoint
+    assert train_dino(store, tmp_path / "b.pt", tmp_path / "b_ckpt", cfg, device="cpu", stop_after=3,
+                      progress=False) is None
+    assert not (tmp_path / "b.pt").exists() and (tmp_path / "b_ckpt" / "ckpt_00000003.pt").exists()
+    resumed = train_dino(store, tmp_path / "b.pt", tmp_path / "b_ckpt", cfg, device="cpu", progress=False)
+    assert resumed["steps"] == 6
+    a_state = torch.load(tmp_path / "a_ckpt" / "ckpt_00000006.pt", weights_only=True)
+    b_state = torch.load(tmp_path / "b_ckpt" / "ckpt_00000006.pt", weights_only=True)
+    for key, value in a_state["student"].items():
+        torch.testing.assert_close(value, b_state["student"][key], msg=key)
+    torch.testing.assert_close(a_state["loss"]["center"], b_state["loss"]["center"])
+    a, meta = load_dino_backbone(tmp_path / "a.pt", expected_model="vit_tiny_patch16_224")
+    b, _ = load_dino_backbone(tmp_path / "b.pt")
+    assert meta["img_size"] == 32 and meta["patch_size"] == 8
+    for (key, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+        torch.testing.assert_close(x, y, msg=key)
+    # a rerun with another architecture refuses the existing checkpoints
+    with pytest.raises(InfbrushError, match="b_ckpt: checkpoints were made with out_dim=256"):
+        train_dino(store, tmp_path / "b.pt", tmp_path / "b_ckpt", tiny_config(out_dim=512), device="cpu",
+                   progress=False)
+
+
+@pytest.mark.slow
+def test_dino_encoder_knn_and_wrong_model(store, tmp_path):
+    from infbrush.cli.train_dino import evaluate_dino
+    from infbrush.embed.encoders import load_encoder
+    from infbrush.ssl.train import train_dino
+
+    out = tmp_path / "dino.pt"
+    train_dino(store, out, tmp_path / "ckpt", tiny_config(epochs=1), device="cpu", progress=False)
+    encoder = load_encoder("dino", "vit_tiny_patch16_224", str(out))
+    assert encoder.input_size == 32 and encoder.dim == 192 and encoder.kind == "dino"
+    report = evaluate_dino(store, out, "vit_tiny_patch16_224", k=5, seed=0, device="cpu")
+    print(f"tiny DINO k-NN accuracy {report['knn_accuracy']:.3f} (chance {report['chance']:.2f})")
+    assert report["n_test"] == 8 and report["chance"] == 0.25
+    assert report["knn_accuracy"] > report["chance"]
+    with pytest.raises(InfbrushError, match="dino.pt: checkpoint is a 'vit_tiny_patch16_224'"):
+        load_encoder("dino", "vit_small_patch16_224", str(out))
