@@ -25,7 +25,30 @@ from infbrush.errors import InfbrushError
 
 CLASS_NAMES = ["normal", "benign", "in_situ", "invasive"]  # demo class maps: 0..3, 255 = background
 BACKGROUND = 255
-CHUNK = 16  # patches per worker task
+CHUNK = 16  # patches per worker task (fewer when large: see TASK_BYTES)
+TASK_BYTES = 64 << 20  # patch pixels per worker task, bounded so that 4096² patches do not pile up
+
+
+def _to_rgb(region):
+    """RGB PIL image of an RGBA OpenSlide region; pixels outside the slide (transparent) become white."""
+    from PIL import Image
+
+    alpha = region.getchannel("A")
+    if alpha.getextrema()[0] == 255:  # fully inside the slide: no compositing needed
+        return region.convert("RGB")
+    rgb = Image.new("RGB", region.size, (255, 255, 255))
+    rgb.paste(region, mask=alpha)
+    return rgb
+
+
+def _resized(rgb, attrs: dict[str, Any]) -> np.ndarray:
+    """(P, P, 3) uint8: an RGB PIL region resized to ``patch_size`` (bicubic, antialiased) if needed."""
+    from PIL import Image
+
+    patch = int(attrs["patch_size"])
+    if rgb.size != (patch, patch):
+        rgb = rgb.resize((patch, patch), Image.Resampling.BICUBIC, reducing_gap=3.0)
+    return np.asarray(rgb)
 
 
 def read_patch(slide, x: int, y: int, attrs: dict[str, Any]) -> np.ndarray:
@@ -33,29 +56,73 @@ def read_patch(slide, x: int, y: int, attrs: dict[str, Any]) -> np.ndarray:
 
     Pixels outside the slide (transparent in OpenSlide) become white.
     """
-    from PIL import Image
-
     size = int(attrs["read_size"])
     region = slide.read_region((int(x), int(y)), int(attrs["patch_level"]), (size, size))  # RGBA
-    alpha = region.getchannel("A")
-    if alpha.getextrema()[0] == 255:  # fully inside the slide: no compositing needed
-        rgb = region.convert("RGB")
-    else:
-        rgb = Image.new("RGB", region.size, (255, 255, 255))
-        rgb.paste(region, mask=alpha)
-    patch = int(attrs["patch_size"])
-    if size != patch:
-        rgb = rgb.resize((patch, patch), Image.Resampling.BICUBIC, reducing_gap=3.0)
-    return np.asarray(rgb)
+    return _resized(_to_rgb(region), attrs)
+
+
+_HANDLES: dict[str, Any] = {}  # this process's open slides, least recently used first
+_HANDLES_PID = os.getpid()
+MAX_HANDLES = 4
+
+
+def cached_slide(path: str):
+    """An OpenSlide handle of ``path`` kept open in this process (workers reuse it across tasks, so its
+    decoded-tile cache is shared by neighbouring patches); at most MAX_HANDLES stay open."""
+    import openslide
+
+    global _HANDLES_PID
+    if _HANDLES_PID != os.getpid():  # a forked child: the parent's handles are not ours to use
+        _HANDLES.clear()
+        _HANDLES_PID = os.getpid()
+    slide = _HANDLES.pop(path, None) or openslide.OpenSlide(path)
+    _HANDLES[path] = slide
+    while len(_HANDLES) > MAX_HANDLES:
+        _HANDLES.pop(next(iter(_HANDLES))).close()
+    return slide
 
 
 def read_patches(task: tuple[str, np.ndarray, dict[str, Any]]) -> np.ndarray:
-    """(n, P, P, 3) uint8 patches of one slide for a chunk of (n, 2) coords (a worker task)."""
+    """(n, P, P, 3) uint8 patches of one slide for a chunk of (n, 2) coords (a worker task).
+
+    Uses this process's cached handle of the slide, so tiles decoded for one chunk serve the next.
+    """
+    path, coords, attrs = task
+    slide = cached_slide(path)
+    return np.stack([read_patch(slide, x, y, attrs) for x, y in coords])
+
+
+def tile_height(path: str | os.PathLike, level: int) -> int:
+    """Tile height of a pyramid level in pixels (OpenSlide property), 256 when the format has none."""
     import openslide
 
-    path, coords, attrs = task
-    with openslide.OpenSlide(path) as slide:
-        return np.stack([read_patch(slide, x, y, attrs) for x, y in coords])
+    with openslide.OpenSlide(str(path)) as slide:
+        try:
+            return int(slide.properties[f"openslide.level[{level}].tile-height"])
+        except (KeyError, ValueError):
+            return 256
+
+
+def patch_tasks(path: str | os.PathLike, coords: np.ndarray, attrs: dict[str, Any],
+                budget: int = TASK_BYTES) -> list[tuple[str, np.ndarray, dict[str, Any]]]:
+    """Worker tasks (path, coords chunk (n, 2), attrs) covering ``coords`` in order.
+
+    A chunk holds about ``budget`` bytes of patches (CHUNK patches at most, at least one) and, where it
+    can, ends where a new row of tiles of the read level starts, so that two workers rarely decode the
+    same tile.
+    """
+    patch_bytes = int(attrs["patch_size"]) ** 2 * 3
+    target = max(1, min(CHUNK, budget // patch_bytes))
+    most = 4 * target if target == CHUNK else target  # large patches span many tiles: no waiting for a row
+    band_rows = tile_height(path, int(attrs["patch_level"])) * float(attrs["downsample"])  # level-0 px
+    bands = np.floor(coords[:, 1] / band_rows).astype(np.int64)  # (N,) tile row of each patch's top
+    tasks, start = [], 0
+    for i in range(1, len(coords) + 1):
+        full = i - start >= target
+        if i == len(coords) or (full and bands[i] != bands[i - 1]) or i - start >= most:
+            tasks.append((str(path), coords[start:i], attrs))
+            start = i
+    return tasks
 
 
 def patch_label(class_map: np.ndarray, x: int, y: int, attrs: dict[str, Any]) -> int:
@@ -112,8 +179,7 @@ def match_tiles(tiles_dir: str | os.PathLike, slides: Sequence[str | os.PathLike
 
 def _tasks(matched) -> Iterator[tuple[str, np.ndarray, dict[str, Any]]]:
     for _, path, coords, attrs in matched:
-        for start in range(0, len(coords), CHUNK):
-            yield str(path), coords[start:start + CHUNK], attrs
+        yield from patch_tasks(path, coords, attrs)
 
 
 def extract_patches(tiles_dir: str | os.PathLike, slides: Sequence[str | os.PathLike], out: str | os.PathLike, *,
