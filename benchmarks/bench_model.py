@@ -15,6 +15,10 @@ import subprocess
 import sys
 import time
 
+# Sampling memory: 1 DDIM step of the "demo" preset at a fixed chunk (GPU: 65,536 points; CPU: 16,384) and a
+# fixed activation cache; on CPU x_t lives in a scratch file (``state_dir``) so RSS is bounded by the chunk.
+SAMPLE_CHUNK = {False: 65536, True: 16384}
+SAMPLE_CACHE_BYTES = 32 << 20
 DEMO_MODEL = {"name": "infbrush", "in_channels": 3, "cond_dim": 16, "cano": True, "sparse_channels": 48,
               "sparse_grid": 64, "sparse_kernel": 5, "fourier_freqs": 7, "emb_dim": 96, "grid_size": 32,
               "grid_channels": 24, "channel_mult": [1, 2, 2], "num_blocks": 1}
@@ -88,15 +92,20 @@ def child(kind: str, n: int, device: str, threads: int) -> dict:
         def run():
             return chunked_forward(model, x, coords, t, cond, None, chunk_points=65536)
     elif kind == "sample":
-        from infbrush.diffusion import cosine_alpha_bar, ddim_sample
-        from infbrush.models import build_model
+        import tempfile
 
-        model = build_model(DEMO_MODEL).to(device).eval()
-        cond = torch.randn(1, 16, device=device)
+        from infbrush.diffusion import cosine_alpha_bar, ddim_sample
+        from infbrush.models import build_model, model_args_from_preset
+
+        model = build_model(model_args_from_preset("demo", in_channels=3, cond_dim=64, cano=True)).to(device).eval()
+        cond = torch.randn(1, 64, device=device)
+        scratch = tempfile.TemporaryDirectory(prefix="bench_ddim_")  # removed at exit
+        state_dir = scratch.name if device == "cpu" else None  # x_t on disk (CPU)
 
         def run():
             return ddim_sample(model, cond, (n, n), steps=1, seeds=[0], alpha_bar=cosine_alpha_bar(),
-                               mollify_sigma=1 / 256, chunk_points=65536, device=device)
+                               mollify_sigma=1 / 64, chunk_points=SAMPLE_CHUNK[device == "cpu"],
+                               cache_bytes=SAMPLE_CACHE_BYTES, state_dir=state_dir, device=device)
     else:
         raise ValueError(f"unknown benchmark kind {kind!r}")
     start = _peak_start(device)
@@ -105,7 +114,10 @@ def child(kind: str, n: int, device: str, threads: int) -> dict:
     first = time.perf_counter() - t0
     peak = _peak_end(device, start)
     seconds = first if kind == "sample" or first > 1 else _timed(run, device, 2)
-    return {"kind": kind, "n": n, "seconds": seconds, "peak_bytes": peak}
+    # absolute peak of the process (CPU: ru_maxrss incl. torch and the model; GPU: max allocated)
+    total = torch.cuda.max_memory_allocated() if device == "cuda" else \
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {"kind": kind, "n": n, "seconds": seconds, "peak_bytes": peak, "total_peak_bytes": total}
 
 
 def _run_child(kind, n, device, threads, timeout):
@@ -129,22 +141,26 @@ def main() -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--quick", action="store_true", help="smaller sizes (CI smoke)")
+    p.add_argument("--sample-sizes", nargs=2, type=int, metavar=("SMALL", "LARGE"),
+                   help="output sides of the sampling-memory pair (default GPU 1024 4096, CPU 256 1024)")
+    p.add_argument("--only-sample", action="store_true", help="run only the sampling-memory pair")
     p.add_argument("--child", nargs=2, metavar=("KIND", "N"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
         print(json.dumps(child(args.child[0], int(args.child[1]), args.device, args.threads)))
         return 0
     gpu = args.device.startswith("cuda")
-    sizes = [4096, 16384, 65536, 262144] if not args.quick else [4096, 16384]
+    sizes = [] if args.only_sample else [4096, 16384, 65536, 262144] if not args.quick else [4096, 16384]
     cano = [r for n in sizes if (r := _run_child("cano", n, args.device, args.threads, 120))]
     sdpa_sizes = sizes if gpu else [n for n in sizes if n <= 16384]  # O(N²): 65k² is minutes on 2 CPU cores
     sdpa = [r for n in sdpa_sizes if (r := _run_child("sdpa", n, args.device, args.threads, 120))]
-    fwd = _run_child("forward", 65536 if not args.quick else 16384, args.device, args.threads, 300)
-    small, large = 1024, 4096
-    if not gpu:
-        small, large = 256, 1024  # CPU: a 4096² DDIM step takes minutes on 2 cores; same 16x pixel ratio
-    s_small = _run_child("sample", small, args.device, args.threads, 600)
-    s_large = _run_child("sample", large, args.device, args.threads, 600)
+    fwd = None if args.only_sample else \
+        _run_child("forward", 65536 if not args.quick else 16384, args.device, args.threads, 300)
+    small, large = args.sample_sizes or ((1024, 4096) if gpu else (256, 1024))
+    # CPU default 256² vs 1024² (same 16x pixel ratio as 1024² vs 4096²): a 4096² step of the demo model takes
+    # ~30 min and 2048² ~7 min on 2 cores (≈ 8-20k points/s); pass --sample-sizes 1024 4096 where time allows.
+    s_small = _run_child("sample", small, args.device, args.threads, 900)
+    s_large = _run_child("sample", large, args.device, args.threads, 3600)
     common = {r["n"]: r for r in sdpa}
     result = {
         "device": args.device,
@@ -157,9 +173,18 @@ def main() -> int:
                                 ((r["n"], r) for r in cano) if n in common},
         "forward_points_per_s": fwd["n"] / fwd["seconds"] if fwd else None,
         "sample_sizes": [small, large],
-        "sample_peak_mb": [s["peak_bytes"] / 2**20 if s else None for s in (s_small, s_large)],
-        "sample_peak_ratio": (s_large["peak_bytes"] / max(s_small["peak_bytes"], 1)) if s_small and s_large else None,
-        "sample_state_mb": [n * n * 4 * (3 + 3 + 2) / 2**20 for n in (small, large)],
+        "sample_chunk_points": SAMPLE_CHUNK[not gpu],
+        "sample_cache_mb": SAMPLE_CACHE_BYTES / 2**20,
+        "sample_state_on_disk": not gpu,
+        "sample_seconds": [s["seconds"] if s else None for s in (s_small, s_large)],
+        "sample_points_per_s": [n * n / s["seconds"] if s else None for n, s in ((small, s_small), (large, s_large))],
+        "sample_peak_mb": [s["total_peak_bytes"] / 2**20 if s else None for s in (s_small, s_large)],
+        "sample_peak_ratio": (s_large["total_peak_bytes"] / s_small["total_peak_bytes"]) if s_small and s_large
+        else None,
+        "sample_growth_mb": [s["peak_bytes"] / 2**20 if s else None for s in (s_small, s_large)],
+        "sample_growth_ratio": (s_large["peak_bytes"] / max(s_small["peak_bytes"], 1)) if s_small and s_large
+        else None,
+        "sample_state_mb": [n * n * 4 * 3 / 2**20 for n in (small, large)],  # x_t, the only per-pixel state
     }
     print(json.dumps(result))
     return 0

@@ -1,13 +1,26 @@
-"""DDIM sampling (eta = 0) of the image function on any H×W pixel lattice (paper sec. 5.2)."""
+"""DDIM sampling (eta = 0) of the image function on any H×W pixel lattice (paper sec. 5.2).
+
+Memory: the only per-pixel state kept between steps is x_t itself, (B, H·W, C) float32 (12 bytes per RGB
+pixel), in RAM or — with ``state_dir`` — in an unlinked scratch file read and written one chunk at a time, so
+peak RSS is set by the chunk, not the image. Everything else is made per chunk of points: coordinates from
+the lattice index, x_T from the mollified-noise function of the seed (one band of rows at a time), ε̂ from a
+streamed chunked forward, and the clipped DDIM update, written back in place.
+"""
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
-from infbrush.diffusion.mollifier import mollified_noise_grid
-from infbrush.diffusion.points import lattice_coords
+from infbrush.diffusion.mollifier import mollified_noise_grid, noise_bands
+from infbrush.diffusion.points import index_to_coords
 from infbrush.diffusion.schedule import ddim_step, ddim_timesteps, eps_from_x0, predict_x0
+
+DEFAULT_CACHE_BYTES = 256 << 20  # activations kept between the passes of a chunked forward (bounded, not per pixel)
+NOISE_BAND_POINTS = 1 << 22  # x_T is made in bands of at most this many points (48 MiB for RGB)
 
 
 def _device_of(model, cond: torch.Tensor | None) -> torch.device:
@@ -36,8 +49,98 @@ def guided_eps(denoise: Callable, x: torch.Tensor, coords: torch.Tensor, t: torc
     mask = torch.cat([torch.ones(batch, dtype=torch.bool), torch.zeros(batch, dtype=torch.bool)]).to(x.device)
     eps = denoise(torch.cat([x, x]), torch.cat([coords, coords]), torch.cat([t, t]), torch.cat([cond, cond]), size,
                   cond_mask=mask)
-    eps_c, eps_u = eps[:batch], eps[batch:]
+    return combine_guided(eps, guidance_scale)
+
+
+def combine_guided(eps: torch.Tensor, guidance_scale: float) -> torch.Tensor:
+    """(2B, n, C) = [ε_c; ε_∅] → ε_∅ + s (ε_c - ε_∅), (B, n, C)."""
+    eps_c, eps_u = eps.chunk(2)
     return eps_u + guidance_scale * (eps_c - eps_u)
+
+
+class SamplerState:
+    """x_t of B images as (B, N, C) float32, in RAM or in an anonymous scratch file under ``state_dir``.
+
+    ``read(s, e)`` → (B, e-s, C) tensor of points s..e-1 (a view in RAM, a fresh buffer from the file);
+    ``write(s, e, values)`` stores them. The file is unlinked at creation, so nothing is left behind.
+    """
+
+    def __init__(self, batch: int, n_points: int, channels: int, device: torch.device,
+                 state_dir: str | os.PathLike | None = None):
+        self.batch, self.n_points, self.channels, self.device = batch, n_points, channels, device
+        self.file = None
+        if state_dir is None:
+            self.x = torch.empty(batch, n_points, channels, device=device)
+            return
+        if device.type != "cpu":
+            raise ValueError(f"state_dir keeps x_t on disk and needs device cpu, got {device}")
+        os.makedirs(state_dir, exist_ok=True)
+        self.file = tempfile.TemporaryFile(dir=state_dir, prefix="ddim_state_")
+        self.file.truncate(batch * n_points * channels * 4)
+        self._row = n_points * channels * 4  # bytes per image
+
+    def read(self, start: int, stop: int) -> torch.Tensor:
+        if self.file is None:
+            return self.x[:, start:stop]
+        out = np.empty((self.batch, stop - start, self.channels), dtype=np.float32)
+        for b in range(self.batch):
+            view = memoryview(out[b]).cast("B")
+            got = os.preadv(self.file.fileno(), [view], b * self._row + start * self.channels * 4)
+            if got != view.nbytes:
+                raise OSError(f"short read of the DDIM state file ({got} of {view.nbytes} bytes)")
+        return torch.from_numpy(out)
+
+    def write(self, start: int, stop: int, values: torch.Tensor, image: int | None = None) -> None:
+        """Store points start..stop-1 of every image from values (B, n, C), or of one ``image`` from (n, C)."""
+        if self.file is None:
+            target = self.x[:, start:stop] if image is None else self.x[image, start:stop]
+            target.copy_(values)
+            return
+        arr = np.ascontiguousarray(values.detach().to("cpu", torch.float32).numpy())
+        rows = range(self.batch) if image is None else [image]
+        for j, b in enumerate(rows):
+            view = memoryview(arr[j] if image is None else arr).cast("B")
+            if os.pwrite(self.file.fileno(), view, b * self._row + start * self.channels * 4) != view.nbytes:
+                raise OSError("short write to the DDIM state file")
+
+    def images(self, size: tuple[int, int]) -> torch.Tensor:
+        """The state as (B, C, H, W) (a view; memory-mapped from the scratch file when on disk)."""
+        height, width = size
+        if self.file is None:
+            x = self.x
+        else:
+            self.file.flush()
+            x = torch.from_numpy(np.memmap(self.file, dtype=np.float32, mode="r+",
+                                           shape=(self.batch, self.n_points, self.channels)))
+            self.file.close()  # the mapping keeps the (unlinked) file alive
+        return x.view(self.batch, height, width, self.channels).permute(0, 3, 1, 2)
+
+
+def noise_rows_per_band(width: int) -> int:
+    """Rows of x_T made at once: 512 (as ``initial_noise``) up to 8192 columns, fewer beyond (≤ 2²² points).
+
+    A function of the width only, never of the chunking: the band split changes x_T by float rounding, which
+    the first DDIM step (1/sqrt(ᾱ_T) ≫ 1) amplifies where x̂_0 is not clipped.
+    """
+    return max(1, min(512, NOISE_BAND_POINTS // width))
+
+
+def fill_initial_noise(state: SamplerState, size: tuple[int, int], seeds: list[int], mollify_sigma: float,
+                       rows_per_band: int) -> None:
+    """Write x_T (the mollified noise of each seed, ``initial_noise``) into ``state`` one band of rows at a time."""
+    width = size[1]
+    for b, seed in enumerate(seeds):
+        for r0, band in noise_bands(size, seed, mollify_sigma, state.channels, state.device, rows_per_band):
+            rows = band.shape[1]
+            values = band.permute(1, 2, 0).reshape(rows * width, state.channels)  # (n, C)
+            state.write(r0 * width, (r0 + rows) * width, values, image=b)
+
+
+def _lattice_chunk_coords(start: int, stop: int, size: tuple[int, int], batch: int,
+                          device: torch.device) -> torch.Tensor:
+    """Pixel-centre coords of row-major lattice points start..stop-1 → (batch, n, 2) (a broadcast view)."""
+    coords = index_to_coords(torch.arange(start, stop, device=device), size)  # (n, 2)
+    return coords.unsqueeze(0).expand(batch, -1, -1)
 
 
 @torch.no_grad()
@@ -56,16 +159,21 @@ def ddim_sample(
     progress: bool = False,
     clip_x0: bool = True,
     device: torch.device | str | None = None,
+    state_dir: str | os.PathLike | None = None,
+    cache_bytes: int = DEFAULT_CACHE_BYTES,
 ) -> torch.Tensor:
     """Sample B = len(seeds) images on the H×W lattice → (B, C, H, W) in [-1, 1].
 
-    ``model`` is a denoiser (or any callable with its signature); with ``chunk_points`` it is evaluated by
-    ``chunked_forward`` so peak model memory is set by the chunk, not by H·W. x_T is the mollified noise
-    function of seeds[i] (std ``mollify_sigma`` × image side) read on the lattice, so image i depends only
-    on seeds[i] and cond[i], never on the batch size or the chunking, and the output size is free.
+    ``model`` is a denoiser (or any callable with its signature); with ``chunk_points`` a staged denoiser is
+    evaluated by ``streamed_forward`` over chunks of points, so peak memory is set by the chunk (plus the
+    ``cache_bytes`` of activations kept between its passes), not by H·W. x_T is the mollified noise function
+    of seeds[i] (std ``mollify_sigma`` × image side) read on the lattice, so image i depends only on seeds[i]
+    and cond[i], never on the batch size or the chunking, and the output size is free.
     ``clip_x0`` clips x̂_0 to [-1, 1] at each step (ε is made consistent with the clipped x̂_0).
+    ``state_dir``: keep x_t in an anonymous scratch file there instead of RAM (for outputs beyond RAM; CPU
+    only); the result is then a read-write memory map of that file (B, C, H, W), freed with the tensor.
     """
-    from infbrush.models.chunked import ChunkedDenoiser  # diffusion does not import models at module level
+    from infbrush.models.chunked import chunk_spans, streamed_forward  # diffusion does not import models at top
 
     height, width = size
     if height < 1 or width < 1:
@@ -75,11 +183,16 @@ def ddim_sample(
         raise ValueError("seeds must name at least one image")
     if cond is not None and cond.shape[0] != batch:
         raise ValueError(f"cond has {cond.shape[0]} rows for {batch} seeds")
+    if cache_bytes < 0:
+        raise ValueError(f"cache_bytes must be >= 0, got {cache_bytes}")
+    n_points = height * width
+    chunk_spans(n_points, chunk_points)  # validates chunk_points
     device = torch.device(device) if device is not None else _device_of(model, cond)
-    denoise = ChunkedDenoiser(model, chunk_points) if chunk_points else model
-    coords = lattice_coords(size, device).unsqueeze(0).expand(batch, -1, -1)  # (B, N, 2)
-    x = initial_noise(size, seeds, mollify_sigma, in_channels, device)  # (B, N, C)
     cond = cond.to(device) if cond is not None else None
+    guided = cond is not None and guidance_scale != 1.0
+    staged = all(hasattr(model, a) for a in ("begin", "segment", "run_to", "stage_partial", "n_stages"))
+    state = SamplerState(batch, n_points, in_channels, device, state_dir)
+    fill_initial_noise(state, size, seeds, mollify_sigma, noise_rows_per_band(width))
     alpha_bar = alpha_bar.to(torch.float64)
     ts = ddim_timesteps(steps, alpha_bar.shape[0])
     iterator = ts
@@ -87,12 +200,36 @@ def ddim_sample(
         from tqdm import tqdm
 
         iterator = tqdm(ts, desc=f"DDIM {height}x{width}")
+    mask = torch.cat([torch.ones(batch, dtype=torch.bool), torch.zeros(batch, dtype=torch.bool)]).to(device)
+    model_cond = torch.cat([cond, cond]) if guided else cond
+    model_mask = mask if guided else None
     for i, t in enumerate(iterator):
         a_t = float(alpha_bar[t])
         a_prev = float(alpha_bar[ts[i + 1]]) if i + 1 < len(ts) else 1.0
-        t_batch = torch.full((batch,), t, device=device, dtype=torch.long)
-        eps = guided_eps(denoise, x, coords, t_batch, cond, size, guidance_scale).to(x.dtype)
-        if clip_x0:
-            eps = eps_from_x0(x, predict_x0(x, eps, a_t).clamp(-1, 1), a_t)
-        x = ddim_step(x, eps, a_t, a_prev)
-    return x.view(batch, height, width, in_channels).permute(0, 3, 1, 2).clamp(-1, 1)
+        last_step = i + 1 == len(ts)
+        t_model = torch.full((2 * batch if guided else batch,), t, device=device, dtype=torch.long)
+        last: dict = {}  # the chunk most recently read: its x_t is reused by the update
+
+        def read(start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+            x = state.read(start, stop)  # (B, n, C)
+            last.update(span=(start, stop), x=x)
+            coords = _lattice_chunk_coords(start, stop, size, batch, device)
+            return (torch.cat([x, x]), torch.cat([coords, coords])) if guided else (x, coords)
+
+        def update(start: int, stop: int, eps: torch.Tensor) -> None:
+            x = last["x"] if last.get("span") == (start, stop) else state.read(start, stop)
+            eps = (combine_guided(eps, guidance_scale) if guided else eps).to(x.dtype)
+            if clip_x0:
+                eps = eps_from_x0(x, predict_x0(x, eps, a_t).clamp(-1, 1), a_t)
+            x_prev = ddim_step(x, eps, a_t, a_prev)
+            state.write(start, stop, x_prev.clamp(-1, 1) if last_step else x_prev)
+
+        if staged:
+            streamed_forward(model, n_points, read, update, t_model, model_cond, chunk_points=chunk_points,
+                             cond_mask=model_mask, cache_bytes=cache_bytes)
+        else:  # a plain callable: one call over all points
+            x, coords = read(0, n_points)
+            eps = model(x, coords, t_model, model_cond, size, cond_mask=model_mask) if guided else \
+                model(x, coords, t_model, model_cond, size)
+            update(0, n_points, eps)
+    return state.images(size)

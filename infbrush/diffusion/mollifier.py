@@ -10,6 +10,7 @@ Coordinates are (x, y) in [0, 1]², x along the width.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -80,21 +81,24 @@ def lattice_axis(n: int, device: torch.device | str = "cpu") -> torch.Tensor:
     return (torch.arange(n, device=device, dtype=torch.float64) + 0.5).div(n).float()
 
 
-def mollified_noise_grid(
+def noise_bands(
     size: tuple[int, int], seed: int, sigma: float, channels: int, device: torch.device | str = "cpu",
     rows_per_block: int = 512,
-) -> torch.Tensor:
-    """The same noise function on the H×W pixel-centre lattice → (channels, H, W) float32.
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """The noise function on the H×W pixel-centre lattice, one band of rows at a time.
 
-    Separable evaluation n = K_y · W · K_xᵀ in blocks of rows, so memory is O(H·W + rows·L).
+    Yields (first row, band (channels, rows, W) float32) for bands of ``rows_per_block`` rows, top to bottom.
+    Separable evaluation n = K_y · W · K_xᵀ, so memory is O(rows·W + rows·L) whatever H.
     """
     height, width = size
+    if rows_per_block < 1:
+        raise ValueError(f"rows_per_block must be >= 1, got {rows_per_block}")
     _, h, radius = _lattice(sigma)
     ix, wx = _axis_weights(lattice_axis(width, device), sigma, h, radius)  # (W, taps)
     lo_x, hi_x = int(ix.min()), int(ix.max())
-    kx = torch.zeros(width, hi_x - lo_x + 1, device=device)  # dense (W, Lx) banded matrix
-    kx.scatter_(1, ix - lo_x, wx)
-    out = torch.empty(channels, height, width, device=device)
+    kx_t = torch.zeros(width, hi_x - lo_x + 1, device=device)  # dense (W, Lx) banded matrix
+    kx_t.scatter_(1, ix - lo_x, wx)
+    kx_t = kx_t.T  # (Lx, W)
     y_all = lattice_axis(height, device)
     for r0 in range(0, height, rows_per_block):
         iy, wy = _axis_weights(y_all[r0:r0 + rows_per_block], sigma, h, radius)  # (rows, taps)
@@ -105,7 +109,18 @@ def mollified_noise_grid(
             torch.arange(lo_y, hi_y + 1, device=device), torch.arange(lo_x, hi_x + 1, device=device), indexing="ij"
         )
         nodes = node_normals(seed, gx, gy, channels).permute(2, 0, 1)  # (C, Ly, Lx)
-        out[:, r0:r0 + iy.shape[0]] = ky @ nodes @ kx.T  # (C, rows, W)
+        yield r0, ky @ nodes @ kx_t  # (C, rows, W)
+
+
+def mollified_noise_grid(
+    size: tuple[int, int], seed: int, sigma: float, channels: int, device: torch.device | str = "cpu",
+    rows_per_block: int = 512,
+) -> torch.Tensor:
+    """The same noise function on the H×W pixel-centre lattice → (channels, H, W) float32 (see ``noise_bands``)."""
+    height, width = size
+    out = torch.empty(channels, height, width, device=device)
+    for r0, band in noise_bands(size, seed, sigma, channels, device, rows_per_block):
+        out[:, r0:r0 + band.shape[1]] = band
     return out
 
 

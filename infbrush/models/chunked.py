@@ -1,41 +1,108 @@
 """Chunked evaluation of the denoiser: bounded memory for any number of points, same result as one pass.
 
 For each global stage k: run segments 0..k on every chunk, accumulate the chunk partials, finalise; then run
-all segments per chunk. Per-point work is recomputed (≈ n_stages/2 × one pass) to keep memory O(chunk).
+all segments per chunk and hand each chunk's ε̂ to the caller. The points are *streamed*: the caller supplies
+a chunk's (x, coords) on demand (``read``) and receives its ε̂ (``write``), so neither the inputs nor the
+output of all points need to exist at once (the DDIM sampler computes coords from the lattice index and
+updates x_t in place).
+
+Recomputation: without a cache every pass recomputes the segment prefix (≈ n_stages/2 × one pass). With
+``cache_bytes`` > 0 the last activation of each chunk is kept between passes while the total stays within
+that budget (chunks in order, the rest recomputed), so a pass continues from the previous one instead of
+starting again from the inputs; memory stays bounded by the budget, and the result is the same.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
+
+ReadChunk = Callable[[int, int], tuple[torch.Tensor, torch.Tensor]]  # (start, stop) → x (B, n, C), coords (B, n, 2)
+WriteChunk = Callable[[int, int, torch.Tensor], None]  # (start, stop, ε̂ (B, n, C))
+
+
+def chunk_spans(n_points: int, chunk_points: int | None) -> list[tuple[int, int]]:
+    """[(start, stop), ...] covering range(n_points) in chunks of ``chunk_points`` (None: one chunk)."""
+    if chunk_points is not None and chunk_points < 1:
+        raise ValueError(f"chunk_points must be >= 1, got {chunk_points}")
+    step = n_points if chunk_points is None else min(chunk_points, n_points)
+    return [(s, min(s + step, n_points)) for s in range(0, n_points, max(step, 1))]
+
+
+def streamed_forward(model, n_points: int, read: ReadChunk, write: WriteChunk, t: torch.Tensor,
+                     cond: torch.Tensor | None, *, chunk_points: int | None, cond_mask: torch.Tensor | None = None,
+                     cache_bytes: int = 0) -> None:
+    """ε̂ of a staged denoiser (``begin``/``run_to``/``segment``/``stage_*``) over ``n_points`` points per image.
+
+    ``read(s, e)`` gives the chunk's x (B, e-s, C) and coords (B, e-s, 2); ``write(s, e, eps)`` receives its
+    ε̂ (B, e-s, C) once every global stage is done (chunks in increasing order, each exactly once, and after
+    the last ``read`` of that chunk, so the caller may overwrite x in place). Peak memory: one chunk's
+    activations + the stage summaries + ``cache_bytes``.
+    """
+    spans = chunk_spans(n_points, chunk_points)
+    ctx = model.begin(t, cond, cond_mask, n_points)
+    summ: list = []
+    cache: dict[int, torch.Tensor] = {}  # chunk number → output of the last segment run on it
+    used = 0
+    if len(spans) == 1:  # one pass: no recomputation and no cache needed
+        s, e = spans[0]
+        x, coords = read(s, e)
+        if hasattr(model, "check_inputs"):
+            model.check_inputs(x, coords, t)
+        h = model.segment(0, None, x, coords, ctx, summ)
+        for k in range(model.n_stages):
+            summ.append(model.stage_finalize(k, model.stage_partial(k, h, coords, ctx), ctx))
+            h = model.segment(k + 1, h, x, coords, ctx, summ)
+        write(s, e, h)
+        return
+    for k in range(model.n_stages + 1):
+        acc = None
+        for i, (s, e) in enumerate(spans):
+            x, coords = read(s, e)
+            if k == 0 and i == 0 and hasattr(model, "check_inputs"):
+                model.check_inputs(x, coords, t)
+            if i in cache:  # continue from the previous pass (segments 0..k-1 already done)
+                h = model.segment(k, cache[i], x, coords, ctx, summ)
+            else:
+                h = model.run_to(k, x, coords, ctx, summ)
+            if k == model.n_stages:
+                cache.pop(i, None)
+                write(s, e, h)
+                continue
+            acc = model.stage_merge(k, acc, model.stage_partial(k, h, coords, ctx, index_offset=s))
+            size = h.numel() * h.element_size()
+            if i in cache:
+                cache[i] = h  # same shape and dtype as the entry it replaces
+            elif used + size <= cache_bytes:
+                cache[i], used = h, used + size
+            del h, x, coords
+        if k < model.n_stages:
+            summ.append(model.stage_finalize(k, acc, ctx))
+            del acc
 
 
 def chunked_forward(model, x: torch.Tensor, coords: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None,
                     image_size: tuple[int, int] | None = None, *, chunk_points: int | None,
-                    cond_mask: torch.Tensor | None = None) -> torch.Tensor:
+                    cond_mask: torch.Tensor | None = None, cache_bytes: int = 0) -> torch.Tensor:
     """ε̂ (B, N, C) of ``model`` computed over chunks of ``chunk_points`` points per image (None: one pass)."""
     n = x.shape[1]
+    if chunk_points is not None and chunk_points < 1:
+        raise ValueError(f"chunk_points must be >= 1, got {chunk_points}")
     if chunk_points is None or chunk_points >= n:
         return model(x, coords, t, cond, image_size, cond_mask=cond_mask)
-    if chunk_points < 1:
-        raise ValueError(f"chunk_points must be >= 1, got {chunk_points}")
     model.check_inputs(x, coords, t)
-    ctx = model.begin(t, cond, cond_mask, n)
-    spans = [(s, min(s + chunk_points, n)) for s in range(0, n, chunk_points)]
-    summ: list = []
-    for k in range(model.n_stages):
-        acc = None
-        for s, e in spans:
-            h = model.run_to(k, x[:, s:e], coords[:, s:e], ctx, summ)
-            acc = model.stage_merge(k, acc, model.stage_partial(k, h, coords[:, s:e], ctx, index_offset=s))
-        summ.append(model.stage_finalize(k, acc, ctx))
-    return torch.cat([model.run_to(model.n_stages, x[:, s:e], coords[:, s:e], ctx, summ) for s, e in spans], dim=1)
+    parts: list[torch.Tensor] = []
+    streamed_forward(model, n, lambda s, e: (x[:, s:e], coords[:, s:e]), lambda s, e, eps: parts.append(eps), t,
+                     cond, chunk_points=chunk_points, cond_mask=cond_mask, cache_bytes=cache_bytes)
+    return torch.cat(parts, dim=1)
 
 
 class ChunkedDenoiser:
     """Callable wrapper with the denoiser's signature that evaluates it in chunks of points."""
 
-    def __init__(self, model, chunk_points: int | None):
-        self.model, self.chunk_points = model, chunk_points
+    def __init__(self, model, chunk_points: int | None, cache_bytes: int = 0):
+        self.model, self.chunk_points, self.cache_bytes = model, chunk_points, cache_bytes
 
     def __call__(self, x, coords, t, cond=None, image_size=None, cond_mask=None) -> torch.Tensor:
         return chunked_forward(self.model, x, coords, t, cond, image_size, chunk_points=self.chunk_points,
-                               cond_mask=cond_mask)
+                               cond_mask=cond_mask, cache_bytes=self.cache_bytes)
