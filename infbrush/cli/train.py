@@ -47,6 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--log-every", type=int, default=10)
     run.add_argument("--ckpt-every", type=int, default=100)
     run.add_argument("--keep", type=int, default=3, help="checkpoints kept")
+    run.add_argument("--on-data-change", default="error", choices=["error", "restart"],
+                     help="existing checkpoints trained on other images/conditions: stop (default) or start over")
     run.add_argument("--sample-every", type=int, default=0, help="preview sample grid every N steps (0: never)")
     run.add_argument("--sample-steps", type=int, default=10, help="DDIM steps of the preview")
     run.add_argument("--sample-images", type=int, default=4)
@@ -99,7 +101,8 @@ def config_from_args(args: argparse.Namespace):
         cond_drop_prob=args.cond_drop_prob, timesteps=args.timesteps, seed=args.seed, log_every=args.log_every,
         ckpt_every=args.ckpt_every, keep=args.keep, sample_every=args.sample_every, sample_steps=args.sample_steps,
         sample_images=args.sample_images, sample_size=args.sample_size, amp=args.amp, compile=args.compile,
-        workers=args.workers, device=args.device, progress=not args.no_progress)
+        workers=args.workers, device=args.device, progress=not args.no_progress,
+        on_data_change=args.on_data_change)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import json
 import math
 import sys
@@ -79,6 +80,7 @@ class TrainConfig:
     workers: int = 0
     device: str = "auto"
     progress: bool = True
+    on_data_change: str = "error"               # checkpoints trained on other data: "error" or "restart"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -111,6 +113,16 @@ def _autocast(amp: str, device: torch.device):
         raise InfbrushError("--amp fp16 needs a CUDA device; use bf16 or off on CPU")
     dtype = torch.bfloat16 if amp == "bf16" else torch.float16
     return torch.autocast(device_type=device.type, dtype=dtype), amp
+
+
+def data_fingerprint(store, rows, cond_table: torch.Tensor | None) -> str:
+    """sha256 of what a run trains on: the store's image shape, the training rows' ids and their conditions."""
+    digest = hashlib.sha256(repr(tuple(store.shape[1:])).encode())
+    for row in rows:
+        digest.update(store.ids[int(row)].encode() + b"\0")
+    if cond_table is not None:
+        digest.update(cond_table.detach().to(torch.float32).cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _rewrite_metrics(path: Path, upto_step: int) -> None:
@@ -182,14 +194,27 @@ def train(cfg: TrainConfig) -> int:
 
     # ---------------------------------------------------------------- resume from the newest checkpoint
     step, consumed = 0, 0
+    fingerprint = data_fingerprint(store, rows, cond_table)
     ckpt = load_latest_checkpoint(out, map_location="cpu")
+    if ckpt is not None and ckpt["config"].get("data_fingerprint", fingerprint) != fingerprint:
+        # Stale checkpoints (the images or conditions changed upstream): resuming would mix two datasets.
+        if cfg.on_data_change != "restart":
+            raise InfbrushError(f"{out}: the checkpoint at step {ckpt['step']} was trained on other data (images "
+                                f"or conditions changed); delete its checkpoints or pass --on-data-change restart")
+        if dist.is_main:
+            warnings.warn(f"{out}: training data changed since step {ckpt['step']}; starting over", stacklevel=2)
+            for old in out.glob("ckpt_*.pt"):
+                old.unlink()
+        D.barrier()
+        ckpt = None
     if ckpt is not None:
         if ckpt["model_args"] != model_args:
             changed = sorted(k for k in set(ckpt["model_args"]) | set(model_args)
                              if ckpt["model_args"].get(k) != model_args.get(k))
             raise InfbrushError(f"{out}: the model configuration differs from the checkpoint at step {ckpt['step']} "
                                 f"(keys: {', '.join(changed)}); use a new --out or delete the old checkpoints")
-        changed = [k for k, v in cfg.to_dict().items() if k not in ("steps", "progress", "workers", "device")
+        changed = [k for k, v in cfg.to_dict().items() if k not in ("steps", "progress", "workers", "device",
+                                                                    "on_data_change")
                    and ckpt["config"].get(k) != v]
         if changed and dist.is_main:
             warnings.warn(f"{out}: resuming with changed settings {changed}", stacklevel=2)
@@ -224,7 +249,7 @@ def train(cfg: TrainConfig) -> int:
             state = {"model": raw_model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
                      "scaler": scaler.state_dict(), "step": at_step, "rng": rngs,
                      "data_position": DataPosition.at(consumed, len(rows)).as_dict(),
-                     "model_args": model_args, "config": cfg.to_dict()}
+                     "model_args": model_args, "config": {**cfg.to_dict(), "data_fingerprint": fingerprint}}
             save_checkpoint(out, state, at_step, keep=cfg.keep)
         D.barrier()
 

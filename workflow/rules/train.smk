@@ -38,6 +38,8 @@ def _train_flags(wildcards):
     t, diff, model = d["train"], d["diffusion"], d["model"]
     gpus = max(1, _train_gpus(wildcards))
     flags = [
+        # Snakemake reruns training only when its inputs or params changed: checkpoints of other data are stale.
+        "--on-data-change restart",
         f"--model-preset {model['preset']}",
         f"--steps {t['steps']}",
         f"--batch-size {t['batch_size'] * gpus}",
@@ -85,7 +87,6 @@ rule train:
         unpack(_train_inputs),
     output:
         ema=f"{RESULTS}/{{ds}}/ema.pt",
-        metrics=f"{RESULTS}/{{ds}}/train/metrics.jsonl",
     log:
         "logs/{ds}/train.log",
     benchmark:
@@ -112,7 +113,6 @@ rule train_ablation:
         unpack(_train_inputs),
     output:
         ema=f"{RESULTS}/{{ds}}/ablation_cano/ema.pt",
-        metrics=f"{RESULTS}/{{ds}}/ablation_cano/train/metrics.jsonl",
     log:
         "logs/{ds}/train_ablation.log",
     benchmark:
