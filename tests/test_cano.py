@@ -8,14 +8,6 @@ from infbrush.models.cano import (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_linear_form_equals_quadratic_form():
     g = torch.Generator().manual_seed(0)
     q = feature_softmax(torch.randn(2, 50, 12, generator=g) * 3, heads=3)  # (B, N, h, dh)

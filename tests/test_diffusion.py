@@ -11,14 +11,6 @@ from infbrush.diffusion import (
 from infbrush.models import build_model
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_cosine_schedule_shape_range_and_monotone():
     ab = cosine_alpha_bar(T)
     assert ab.shape == (T,) and ab.dtype == torch.float64

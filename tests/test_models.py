@@ -10,14 +10,6 @@ from infbrush.models.interp import knn_partial, knn_to_grid, knn_window
 from infbrush.models.sparse import SparseKernelIntegral, bilinear_gather
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 TINY = {"name": "infbrush", "in_channels": 3, "cond_dim": 4, "cano": True, "sparse_channels": 16,
         "sparse_grid": 16, "grid_size": 8, "grid_channels": 8, "channel_mult": [1, 2], "emb_dim": 32,
         "num_heads": 2, "grid_heads": 2}

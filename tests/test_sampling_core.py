@@ -7,14 +7,6 @@ from infbrush.diffusion import cosine_alpha_bar, ddim_sample, initial_noise, tra
 from infbrush.models import build_model
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 AB = cosine_alpha_bar()
 TINY = {"name": "infbrush", "in_channels": 3, "cond_dim": 4, "cano": True, "sparse_channels": 16,
         "sparse_grid": 16, "grid_size": 8, "grid_channels": 8, "channel_mult": [1, 2], "emb_dim": 32,

@@ -13,14 +13,6 @@ from infbrush.models import build_model, chunked_forward
 from infbrush.models.chunked import chunk_spans, streamed_forward
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 AB = cosine_alpha_bar()
 TINY = {"name": "infbrush", "in_channels": 3, "cond_dim": 4, "cano": True, "sparse_channels": 16,
         "sparse_grid": 16, "grid_size": 8, "grid_channels": 8, "channel_mult": [1, 2], "emb_dim": 32,

@@ -20,14 +20,6 @@ TINY = {"sparse_channels": 8, "sparse_grid": 8, "sparse_kernel": 3, "fourier_fre
         "grid_heads": 2}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make_store(path, n=6, size=16, held_out=(4,), labels=None, seed=0):
     """A small image store of smooth colour gradients plus noise; rows in ``held_out`` get split 1."""
     rng = np.random.default_rng(seed)

@@ -13,9 +13,12 @@ def run(cmd, cwd, timeout=300):
 
 
 def test_snakemake_dry_run_resolves_default_target(repo_root):
-    res = run([sys.executable, "-m", "snakemake", "-n", "--cores", "2", "--quiet", "rules"], repo_root)
+    res = run([sys.executable, "-m", "snakemake", "-n", "--forceall", "--cores", "2", "--quiet", "rules"], repo_root)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "demo_world" in res.stdout + res.stderr
+    plan = res.stdout + res.stderr
+    for rule in ("demo_world", "tile", "extract_patches", "patch_geotiff", "train_clip", "train_dino", "embed",
+                 "train", "sample", "fid", "report_html"):
+        assert rule in plan, f"{rule} missing from the default plan"
 
 
 def test_snakemake_rejects_invalid_params(repo_root, tmp_path):
@@ -39,7 +42,8 @@ def test_every_rule_has_log_benchmark_and_one_infbrush_call(repo_root):
             continue  # e.g. aggregation rules without a command
         assert "log:" in body, f"{name}: rule {rule} has no log:"
         assert "benchmark:" in body, f"{name}: rule {rule} has no benchmark:"
-        commands = re.findall(r"\binfbrush ([a-z][a-z-]+)", body)
+        # `infbrush <command>`, or `{params.launcher} <command>` where the launcher is infbrush or torchrun -m infbrush
+        commands = re.findall(r"(?:\binfbrush|\{params\.launcher\}) ([a-z][a-z-]+)", body)
         assert commands, f"{name}: rule {rule} does not call infbrush"
         for command in commands:
             assert command in COMMANDS, f"{name}: rule {rule} calls unknown command {command!r}"

@@ -17,6 +17,16 @@ def ds_cfg(wildcards):
     return DATASETS[wildcards.ds]
 
 
+def param(ds, path, default=None):
+    """datasets.<ds>.<path>, or ``default`` where a key on the way is absent or null (optional keys)."""
+    node = DATASETS[ds]
+    for key in path.split("."):
+        if not isinstance(node, dict) or node.get(key) is None:
+            return default
+        node = node[key]
+    return node
+
+
 def cfg(path):
     """A params function for rules: cfg('train.lr') -> the value under datasets.<ds>.train.lr."""
 

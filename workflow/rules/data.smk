@@ -5,16 +5,6 @@ import glob as _glob
 import re as _re
 
 
-def _get(ds, path, default=None):
-    """datasets.<ds>.<path> or ``default`` when a key on the way is absent (optional keys)."""
-    node = DATASETS[ds]
-    for key in path.split("."):
-        if not isinstance(node, dict) or key not in node or node[key] is None:
-            return default
-        node = node[key]
-    return node
-
-
 def _only(source):
     """Regex of the datasets with this source (never matches when there is none)."""
     names = [ds for ds, block in DATASETS.items() if block.get("source") == source]
@@ -46,6 +36,8 @@ rule download:
         dldir="|".join(map(_re.escape, DOWNLOADS)) or "(?!)",
     log:
         "logs/download/{dldir}.log",
+    benchmark:
+        "logs/benchmarks/download/{dldir}.tsv"
     params:
         manifest=lambda wc: DOWNLOADS[wc.dldir]["manifest"],
         url=lambda wc: DOWNLOADS[wc.dldir]["url"],
@@ -76,12 +68,12 @@ rule tile:
         target_mpp=cfg("tiling.target_mpp"),
         mask_max_side=cfg("tiling.mask_max_side"),
         median_blur=cfg("tiling.median_blur"),
-        saturation_threshold=lambda wc: _get(wc.ds, "tiling.saturation_threshold", "otsu"),
+        saturation_threshold=lambda wc: param(wc.ds, "tiling.saturation_threshold", "otsu"),
         min_tissue_fraction=cfg("tiling.min_tissue_fraction"),
         min_component_area=cfg("tiling.min_component_area"),
         max_hole_area=cfg("tiling.max_hole_area"),
         max_patches=cfg("tiling.max_patches_per_slide"),
-        seed=lambda wc: _get(wc.ds, "tiling.seed", 0),
+        seed=lambda wc: param(wc.ds, "tiling.seed", 0),
     threads: lambda wc: DATASETS[wc.ds]["tiling"]["workers"]
     resources:
         mem_mb=lambda wc, threads: 2000 + 1500 * threads,
@@ -111,8 +103,8 @@ rule extract_patches:
         tiles=lambda wc: f"{RESULTS}/{wc.ds}/tiles",
         slides=cfg("inputs.slides"),
         thumb_size=cfg("embedding.input_size"),
-        class_maps=lambda wc: "--class-maps" if _get(wc.ds, "tiling.class_maps", wc.ds.startswith("demo")) else "",
-        held_out=lambda wc: _get(wc.ds, "tiling.held_out_slides", 1 if wc.ds.startswith("demo") else 0),
+        class_maps=lambda wc: "--class-maps" if param(wc.ds, "tiling.class_maps", wc.ds.startswith("demo")) else "",
+        held_out=lambda wc: param(wc.ds, "tiling.held_out_slides", 1 if wc.ds.startswith("demo") else 0),
     threads: lambda wc: DATASETS[wc.ds]["tiling"]["workers"]
     resources:
         mem_mb=lambda wc, threads: 4000 + 2000 * threads,
@@ -126,7 +118,7 @@ rule extract_patches:
 rule patch_geotiff:
     input:
         tifs=lambda wc: _input_path(wc.ds, "geotiffs"),
-        landcover=lambda wc: _get(wc.ds, "inputs.landcover", []),
+        landcover=lambda wc: param(wc.ds, "inputs.landcover", []),
     output:
         f"{RESULTS}/{{ds}}/images.h5",
     wildcard_constraints:
@@ -142,9 +134,9 @@ rule patch_geotiff:
         max_nodata=cfg("patching.max_nodata_fraction"),
         thumb_size=cfg("embedding.input_size"),
         landcover=lambda wc, input: f"--landcover {input.landcover}" if input.landcover else "",
-        landcover_names=lambda wc: " ".join(["--landcover-names", *_get(wc.ds, "patching.landcover_names", [])])
-        if _get(wc.ds, "patching.landcover_names") else "",
-        held_out=lambda wc: _get(wc.ds, "patching.held_out_fraction", 0.1),
+        landcover_names=lambda wc: " ".join(["--landcover-names", *param(wc.ds, "patching.landcover_names", [])])
+        if param(wc.ds, "patching.landcover_names") else "",
+        held_out=lambda wc: param(wc.ds, "patching.held_out_fraction", 0.1),
     resources:
         mem_mb=8000,
         runtime=lambda wc: 30 if wc.ds.startswith("demo") else 12 * 60,
@@ -165,10 +157,10 @@ rule adapt_bach:
     benchmark:
         "logs/benchmarks/{ds}/adapt_bach.tsv"
     params:
-        image_size=lambda wc: _get(wc.ds, "bach.image_size", config["demo_world"]["bach_size"]),
+        image_size=lambda wc: param(wc.ds, "bach.image_size", config["demo_world"]["bach_size"]),
         thumb_size=cfg("embedding.input_size"),
-        test_fraction=lambda wc: _get(wc.ds, "bach.test_fraction", 0.25),
-        seed=lambda wc: _get(wc.ds, "bach.seed", 0),
+        test_fraction=lambda wc: param(wc.ds, "bach.test_fraction", 0.25),
+        seed=lambda wc: param(wc.ds, "bach.seed", 0),
     resources:
         mem_mb=4000,
         runtime=60,
@@ -193,9 +185,9 @@ rule adapt_celebahq:
     params:
         attribute=cfg("inputs.attribute"),
         image_size=cfg("image_size"),
-        thumb_size=lambda wc: _get(wc.ds, "embedding.input_size", 64),
-        mapping=lambda wc: f"--mapping {m}" if (m := _get(wc.ds, "inputs.mapping")) else "",
-        held_out=lambda wc: _get(wc.ds, "held_out_fraction", 0.0),
+        thumb_size=lambda wc: param(wc.ds, "embedding.input_size", 64),
+        mapping=lambda wc: f"--mapping {m}" if (m := param(wc.ds, "inputs.mapping")) else "",
+        held_out=lambda wc: param(wc.ds, "held_out_fraction", 0.0),
     resources:
         mem_mb=4000,
         runtime=6 * 60,

@@ -4,50 +4,40 @@ import re as _re_embed
 import shlex as _shlex
 
 
-def _emb(ds, path, default=None):
-    """datasets.<ds>.<path>, or ``default`` when a key on the way is absent or null."""
-    node = DATASETS[ds]
-    for key in path.split("."):
-        if not isinstance(node, dict) or node.get(key) is None:
-            return default
-        node = node[key]
-    return node
-
-
 def _datasets_where(predicate):
     """Regex of the dataset names for which predicate(ds) holds (never matches when none does)."""
     return "|".join(_re_embed.escape(ds) for ds in DATASETS if predicate(ds)) or "(?!)"
 
 
 def _embeds(ds):
-    return _emb(ds, "embedding.kind") in ("open_clip", "timm", "dino")
+    return param(ds, "embedding.kind") in ("open_clip", "timm", "dino")
 
 
 def _trains_clip(ds):
-    return _emb(ds, "embedding.kind") == "open_clip" and _emb(ds, "embedding.model") == "democlip"
+    return param(ds, "embedding.kind") == "open_clip" and param(ds, "embedding.model") == "democlip"
 
 
 def _trains_dino(ds):
-    return _emb(ds, "embedding.kind") == "dino" and str(_emb(ds, "embedding.checkpoint", "")).startswith(RESULTS)
+    return param(ds, "embedding.kind") == "dino" and str(param(ds, "embedding.checkpoint", "")).startswith(RESULTS)
 
 
 def _n_gpus(ds):
-    return int(_emb(ds, "train.gpus", 0))
+    return int(param(ds, "train.gpus", 0))
 
 
 def _prompt_args(wc):
     """--prompts items NAME=PROMPT, shell-quoted."""
-    return " ".join(_shlex.quote(f"{k}={v}") for k, v in _emb(wc.ds, "embedding.prompts", {}).items())
+    return " ".join(_shlex.quote(f"{k}={v}") for k, v in param(wc.ds, "embedding.prompts", {}).items())
 
 
 def _checkpoint_arg(wc):
-    ckpt = _emb(wc.ds, "embedding.checkpoint")
+    ckpt = param(wc.ds, "embedding.checkpoint")
     return f"--checkpoint {_shlex.quote(str(ckpt))}" if ckpt else ""
 
 
 def _pipeline_checkpoint(wc):
     """The encoder checkpoint as an input when the pipeline makes it (democlip.pt, dino.pt)."""
-    ckpt = _emb(wc.ds, "embedding.checkpoint")
+    ckpt = param(wc.ds, "embedding.checkpoint")
     return [ckpt] if ckpt and str(ckpt).startswith(RESULTS) else []
 
 
@@ -65,15 +55,15 @@ rule train_clip:
         "logs/benchmarks/{ds}/train_clip.tsv"
     params:
         prompts=_prompt_args,
-        image_size=lambda wc: _emb(wc.ds, "embedding.input_size", 64),
-        epochs=lambda wc: _emb(wc.ds, "embedding.clip_train.epochs", 30),
-        batch_size=lambda wc: _emb(wc.ds, "embedding.clip_train.batch_size", 32),
-        lr=lambda wc: _emb(wc.ds, "embedding.clip_train.lr", 1e-3),
-        width=lambda wc: _emb(wc.ds, "embedding.clip_train.width", 128),
-        layers=lambda wc: _emb(wc.ds, "embedding.clip_train.layers", 4),
-        embed_dim=lambda wc: _emb(wc.ds, "embedding.clip_train.embed_dim", 64),
-        patch_size=lambda wc: _emb(wc.ds, "embedding.clip_train.patch_size", 8),
-        seed=lambda wc: _emb(wc.ds, "embedding.clip_train.seed", 0),
+        image_size=lambda wc: param(wc.ds, "embedding.input_size", 64),
+        epochs=lambda wc: param(wc.ds, "embedding.clip_train.epochs", 30),
+        batch_size=lambda wc: param(wc.ds, "embedding.clip_train.batch_size", 32),
+        lr=lambda wc: param(wc.ds, "embedding.clip_train.lr", 1e-3),
+        width=lambda wc: param(wc.ds, "embedding.clip_train.width", 128),
+        layers=lambda wc: param(wc.ds, "embedding.clip_train.layers", 4),
+        embed_dim=lambda wc: param(wc.ds, "embedding.clip_train.embed_dim", 64),
+        patch_size=lambda wc: param(wc.ds, "embedding.clip_train.patch_size", 8),
+        seed=lambda wc: param(wc.ds, "embedding.clip_train.seed", 0),
     threads: 2
     resources:
         mem_mb=4000,
@@ -116,11 +106,11 @@ rule train_dino:
         warmup_teacher_temp=cfg("dino.warmup_teacher_temp"),
         teacher_temp=cfg("dino.teacher_temp"),
         momentum_teacher=cfg("dino.momentum_teacher"),
-        weight_decay=lambda wc: " ".join(str(x) for x in _emb(wc.ds, "dino.weight_decay")),
-        warmup_epochs=lambda wc: _emb(wc.ds, "dino.warmup_epochs", 10),
-        warmup_teacher_temp_epochs=lambda wc: _emb(wc.ds, "dino.warmup_teacher_temp_epochs", 30),
-        hidden_dim=lambda wc: _emb(wc.ds, "dino.hidden_dim", 2048),
-        bottleneck_dim=lambda wc: _emb(wc.ds, "dino.bottleneck_dim", 256),
+        weight_decay=lambda wc: " ".join(str(x) for x in param(wc.ds, "dino.weight_decay")),
+        warmup_epochs=lambda wc: param(wc.ds, "dino.warmup_epochs", 10),
+        warmup_teacher_temp_epochs=lambda wc: param(wc.ds, "dino.warmup_teacher_temp_epochs", 30),
+        hidden_dim=lambda wc: param(wc.ds, "dino.hidden_dim", 2048),
+        bottleneck_dim=lambda wc: param(wc.ds, "dino.bottleneck_dim", 256),
         seed=cfg("dino.seed"),
         device=lambda wc: "auto" if _n_gpus(wc.ds) else "cpu",
     threads: 2
@@ -175,7 +165,7 @@ rule embed_text:
     output:
         f"{RESULTS}/{{ds}}/text_embeddings.h5",
     wildcard_constraints:
-        ds=_datasets_where(lambda ds: _emb(ds, "embedding.kind") == "open_clip" and _emb(ds, "embedding.prompts")),
+        ds=_datasets_where(lambda ds: param(ds, "embedding.kind") == "open_clip" and param(ds, "embedding.prompts")),
     log:
         "logs/{ds}/embed_text.log",
     benchmark:
@@ -195,7 +185,7 @@ rule embed_text:
 
 def _embed_targets(ds):
     targets = [f"{RESULTS}/{ds}/embeddings.h5"] if _embeds(ds) else []
-    if _emb(ds, "embedding.kind") == "open_clip" and _emb(ds, "embedding.prompts"):
+    if param(ds, "embedding.kind") == "open_clip" and param(ds, "embedding.prompts"):
         targets.append(f"{RESULTS}/{ds}/text_embeddings.h5")
     return targets
 

@@ -19,7 +19,7 @@ def _ds(wc):
 
 def _ev(ds, key, default=None):
     """datasets.<ds>.evaluate.<key>, or ``default`` when params.yaml does not set it."""
-    return (DATASETS[ds].get("evaluate") or {}).get(key, default)
+    return param(ds, f"evaluate.{key}", default)
 
 
 def _res0(ds):
