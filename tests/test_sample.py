@@ -156,3 +156,16 @@ def test_bad_inputs_are_named(world, tmp_path):
         _cli(_base(world, tmp_path) + ["--resolution", "32", "--cond-embeddings", str(world / "embeddings.h5")])
     with pytest.raises(InfbrushError, match=r"outside \[0, 8\)"):
         _cli(_base(world, tmp_path) + ["--resolution", "32", "--labels", "9"])
+
+
+def test_state_dir_keeps_the_ddim_state_on_disk_with_identical_images(world, tmp_path):
+    args = ["--resolution", "32", "--cond-embeddings", str(world / "embeddings.h5"), "--store", str(world / "images.h5")]
+    assert _cli(_base(world, tmp_path / "ram") + args) == 0
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    assert _cli(_base(world, tmp_path / "disk") + args + ["--state-dir", str(scratch)]) == 0
+    ram = json.loads((tmp_path / "ram" / "32" / "index.json").read_text())["images"]
+    for entry in ram:
+        np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "ram" / "32" / entry["file"])),
+                                      np.asarray(Image.open(tmp_path / "disk" / "32" / entry["file"])))
+    assert list(scratch.iterdir()) == []  # the scratch file is anonymous and gone with the tensor

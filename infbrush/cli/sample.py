@@ -49,6 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timesteps", type=int, help="diffusion T; default: the value the model was trained with")
     parser.add_argument("--batch-pixels", type=int, default=1 << 20,
                         help="images per batch = max(1, this // R²); outputs do not depend on it")
+    parser.add_argument("--state-dir", help="keep the DDIM state in a scratch file in this folder instead of RAM "
+                                            "(CPU; for outputs larger than memory, e.g. 16384²)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--no-progress", action="store_true")
 
@@ -112,6 +114,6 @@ def main(args: argparse.Namespace) -> int:
                                     guidance_scale=args.guidance_scale, chunk_points=chunk,
                                     batch_pixels=args.batch_pixels, fmt=args.format, png_max_side=args.png_max_side,
                                     compression=args.compression, mpp=mpp, device=device,
-                                    progress=not args.no_progress)
+                                    progress=not args.no_progress, state_dir=args.state_dir)
         print(f"{len(entries)} images at {r}x{r} in {Path(args.out) / str(r)}", file=sys.stderr)
     return 0

@@ -1,9 +1,10 @@
 """Sampling driver: EMA weights + ``SampleSpec`` list → images at one resolution, resumable per image.
 
-Memory: ``ddim_sample`` keeps the DDIM state x_t of the whole image (12 bytes per pixel for RGB float32:
+Memory: ``ddim_sample`` keeps only the DDIM state x_t of the whole image (12 bytes per pixel for RGB float32:
 0.2 GB at 4096², 3.2 GB at 16384²) because every denoiser call has stages that are global over points; the
-denoiser itself runs over ``chunk_points`` points at a time (``infbrush.models.chunked_forward``), so its
-activations stay bounded. The result is converted to uint8 and written one row band at a time (a pyramidal
+denoiser itself runs over ``chunk_points`` points at a time, so its activations stay bounded. With
+``state_dir`` x_t lives in a scratch file there instead of RAM (CPU), so peak memory is bounded by the chunk
+whatever the output size. The result is converted to uint8 and written one row band at a time (a pyramidal
 TIFF for large images), so no uint8 copy of the full image is ever made.
 """
 from __future__ import annotations
@@ -70,6 +71,7 @@ def sample_resolution(
     mpp: float | None = None,
     device: str = "cpu",
     progress: bool = True,
+    state_dir: str | os.PathLike | None = None,
 ) -> list[dict]:
     """Generate every spec at ``size`` (H, W) into ``out_dir`` (PNG/TIFF + index.json); skip complete ones.
 
@@ -100,7 +102,7 @@ def sample_resolution(
         with torch.no_grad():
             images = ddim_sample(model, cond, (height, width), steps=steps, seeds=[s.seed for s in batch],
                                  alpha_bar=alpha_bar, mollify_sigma=mollify_sigma, guidance_scale=guidance_scale,
-                                 chunk_points=chunk_points, in_channels=in_channels,
+                                 chunk_points=chunk_points, in_channels=in_channels, state_dir=state_dir,
                                  progress=progress and len(batch) == 1)  # (B, C, H, W) in [-1, 1]
         for spec, image in zip(batch, images):
             file = spec.name + suffix
