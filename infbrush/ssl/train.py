@@ -8,6 +8,8 @@ the same command resumes from the newest readable one.
 """
 from __future__ import annotations
 
+import math
+
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -243,5 +245,6 @@ def train_dino(store_path: str | os.PathLike, out: str | os.PathLike, ckpt_dir: 
         export_dino(out, pair.teacher.backbone, model=cfg.model, img_size=cfg.img_size,
                     patch_size=cfg.patch_size, step=step, config=asdict(cfg))
     cleanup_distributed()
-    return {"steps": step, "epochs": cfg.epochs, "last_loss": loss_value, "is_main": info.is_main}
+    last_loss = loss_value if math.isfinite(loss_value) else None  # None: resumed after the last step
+    return {"steps": step, "epochs": cfg.epochs, "last_loss": last_loss, "is_main": info.is_main}
 
