@@ -8,26 +8,9 @@ import textwrap
 import pytest
 import torch
 
-from infbrush.diffusion import cosine_alpha_bar, ddim_sample
-from infbrush.models import build_model, chunked_forward
+from infbrush.models import chunked_forward
 from infbrush.models.chunked import chunk_spans, streamed_forward
-
-
-AB = cosine_alpha_bar()
-TINY = {"name": "infbrush", "in_channels": 3, "cond_dim": 4, "cano": True, "sparse_channels": 16,
-        "sparse_grid": 16, "grid_size": 8, "grid_channels": 8, "channel_mult": [1, 2], "emb_dim": 32,
-        "num_heads": 2, "grid_heads": 2, "fourier_freqs": 4}
-
-
-def _model():
-    torch.manual_seed(0)
-    model = build_model(TINY).eval()
-    torch.nn.init.normal_(model.head.weight, std=0.3)
-    return model
-
-
-def _sample(model, cond, size, seeds, **kw):
-    return ddim_sample(model, cond, size, steps=3, seeds=seeds, alpha_bar=AB, mollify_sigma=1 / 16, **kw)
+from test_sampling_core import TINY, _model, _sample  # the same tiny model and sampler
 
 
 class CallLog:
