@@ -101,6 +101,11 @@ def test_training_resumes_exactly(store, tmp_path):
     with pytest.raises(InfbrushError, match="b_ckpt: checkpoints were made with out_dim=256"):
         train_dino(store, tmp_path / "b.pt", tmp_path / "b_ckpt", tiny_config(out_dim=512), device="cpu",
                    progress=False)
+    # ... unless asked to start over (Snakemake reruns after a params change): old checkpoints are replaced
+    restarted = train_dino(store, tmp_path / "b.pt", tmp_path / "b_ckpt", tiny_config(out_dim=512), device="cpu",
+                           progress=False, restart_stale=True)
+    assert restarted["steps"] == 6
+    assert torch.load(tmp_path / "b_ckpt" / "ckpt_00000006.pt", weights_only=True)["config"]["out_dim"] == 512
 
 
 @pytest.mark.slow

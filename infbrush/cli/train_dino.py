@@ -38,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ckpt-every", type=int, default=d.ckpt_every, help="steps")
     parser.add_argument("--keep", type=int, default=d.keep, help="checkpoints kept")
     parser.add_argument("--stop-after", type=int, default=None, help="stop (with a checkpoint) after N steps")
+    parser.add_argument("--restart-stale", action="store_true",
+                        help="checkpoints made with other settings are deleted and training starts over "
+                             "(default: an error)")
     parser.add_argument("--knn-k", type=int, default=20)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-progress", action="store_true")
@@ -63,7 +66,7 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out)
     ckpt_dir = Path(args.ckpt_dir) if args.ckpt_dir else out.with_name(out.stem + "_ckpt")
     summary = train_dino(args.store, out, ckpt_dir, config, device=args.device, stop_after=args.stop_after,
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, restart_stale=args.restart_stale)
     if summary is None:
         from infbrush.train.preemption import REQUEUE_EXIT_CODE
 

@@ -112,8 +112,11 @@ def _param_groups(module):
 
 def train_dino(store_path: str | os.PathLike, out: str | os.PathLike, ckpt_dir: str | os.PathLike,
                config: DinoConfig, device: str = "auto", stop_after: int | None = None,
-               progress: bool = True) -> dict | None:
+               progress: bool = True, restart_stale: bool = False) -> dict | None:
     """Train DINO on the store's training images; export the teacher backbone to ``out``.
+
+    Checkpoints of another configuration are an error, or (``restart_stale``, as Snakemake reruns do after a
+    params change) deleted so that training starts over.
 
     Returns a summary dict when training finished (``out`` written), or None when it stopped early
     (``stop_after`` steps done in this call, or a preemption signal) with a checkpoint to resume from.
@@ -130,7 +133,8 @@ def train_dino(store_path: str | os.PathLike, out: str | os.PathLike, ckpt_dir: 
     from infbrush.ssl.dino import DINOPair, export_dino
     from infbrush.train.checkpoint import (capture_rng_state, load_latest_checkpoint, restore_rng_state,
                                            save_checkpoint)
-    from infbrush.train.distributed import all_reduce_mean, any_rank, cleanup_distributed, init_distributed
+    from infbrush.train.distributed import (all_reduce_mean, any_rank, barrier, cleanup_distributed,
+                                           init_distributed)
     from infbrush.train.preemption import PreemptionFlag
 
     cfg = config
@@ -160,6 +164,16 @@ def train_dino(store_path: str | os.PathLike, out: str | os.PathLike, ckpt_dir: 
 
     step = 0
     state = load_latest_checkpoint(ckpt_dir, map_location="cpu")
+    stale = state is not None and [k for k in ARCH_KEYS + ("epochs", "batch_size")
+                                   if state["config"].get(k) != asdict(cfg).get(k)]
+    if stale and restart_stale:
+        if info.is_main:
+            print(f"train-dino: {ckpt_dir}: settings changed ({', '.join(stale)}); starting over")
+            for old in Path(ckpt_dir).glob("ckpt_*.pt"):
+                old.unlink()
+            (Path(ckpt_dir) / "metrics.jsonl").unlink(missing_ok=True)
+        barrier()
+        state = None
     if state is not None:
         saved = state["config"]
         for key in ARCH_KEYS + ("epochs", "batch_size"):

@@ -126,7 +126,7 @@ rule train_dino:
         " --warmup-epochs {params.warmup_epochs} --warmup-teacher-temp {params.warmup_teacher_temp}"
         " --teacher-temp {params.teacher_temp} --warmup-teacher-temp-epochs {params.warmup_teacher_temp_epochs}"
         " --momentum-teacher {params.momentum_teacher} --weight-decay {params.weight_decay} --seed {params.seed}"
-        " --device {params.device} --no-progress > {log} 2>&1"
+        " --restart-stale --device {params.device} --no-progress > {log} 2>&1"
 
 
 rule embed:
