@@ -124,12 +124,18 @@ def controllability(store_path: str | os.PathLike, index_path: str | os.PathLike
     from infbrush.sample.outputs import read_index
 
     feats, labels, names = real_held_out(store_path, feature_size)
+    # A class with a single held-out image can be neither cross-validated nor fairly learned: leave it out
+    # (recorded in the output) rather than fail the whole run.
+    classes, counts = np.unique(labels, return_counts=True)
+    too_few = {names[int(k)]: int(c) for k, c in zip(classes, counts) if c < 2}
+    keep = np.isin(labels, classes[counts >= 2])
+    feats, labels = feats[keep], labels[keep]
     reference = cross_validated_accuracy(feats, labels, seed)
     clf = _classifier().fit(feats, labels)
     index = read_index(index_path)
     entries = index["images"]
     intended = generated_labels(entries, names)
-    known = [(e, k) for e, k in zip(entries, intended) if 0 <= k < len(names)]
+    known = [(e, k) for e, k in zip(entries, intended) if 0 <= k < len(names) and k in set(labels.tolist())]
     if not known:
         raise InfbrushError(f"{index_path}: no generated image has a class label in {list(names)} "
                             f"(sample with --labels, --cond-text or from labelled held-out images)")
@@ -146,7 +152,7 @@ def controllability(store_path: str | os.PathLike, index_path: str | os.PathLike
     return {
         "classifier": CLASSIFIER, "feature_size": feature_size, "seed": seed,
         "store": str(store_path), "samples": str(index_path), "resolution": index.get("resolution"),
-        "real_held_out": {"n_images": int(labels.size),
+        "real_held_out": {"n_images": int(labels.size), "classes_left_out": too_few,
                           "per_class": {names[k]: int((labels == k).sum()) for k in np.unique(labels)},
                           "cross_validation": reference},
         "generated": {"n_images": int(target.size), "n_unlabelled_skipped": len(entries) - len(known),
