@@ -65,7 +65,8 @@ ALLREDUCE_TORCHRUN = textwrap.dedent(
     dist.destroy_process_group()
     """
 )
-ALLREDUCE_LINE = re.compile(r"^rank=(\d+) world=(\d+) sum=(\S+) gpu=(\S+)$", re.M)
+# Not anchored to lines: srun merges the tasks' stdout, and print() may write text and newline separately.
+ALLREDUCE_LINE = re.compile(r"rank=(\d+) world=(\d+) sum=([0-9.e+-]+) gpu=([0-9,]+|none)")
 
 
 def _check_allreduce(text: str, world: int) -> list[str]:
