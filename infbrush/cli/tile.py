@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-HELP = "Detect tissue and write a patch-coordinate HDF5 + thumbnail per slide (OpenSlide); resumable."
+HELP = ("Detect tissue and write patch coordinates per slide (OpenSlide): <out>/<slide>.h5 in TRIDENT's "
+        "convention, <out>/clam/patches/<slide>.h5 in CLAM's, and a thumbnail; resumable.")
+DEFAULT_TARGET_MPP = 1.0
 
 
 def _threshold(text: str) -> float | None:
@@ -12,47 +15,103 @@ def _threshold(text: str) -> float | None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("slides", nargs="+", metavar="SLIDE_OR_DIR", help="slide files, directories or globs")
+    parser.add_argument("slides", nargs="*", metavar="SLIDE_OR_DIR",
+                        help="slide files, directories or globs (optional with --slides-csv)")
     parser.add_argument("--out", required=True, help="output directory (results/<ds>/tiles)")
-    parser.add_argument("--patch-size", type=int, default=256, help="patch side in pixels at --target-mpp")
-    parser.add_argument("--target-mpp", type=float, default=1.0, help="microns per pixel of the patches")
-    parser.add_argument("--mask-max-side", type=int, default=1024, help="longest side of the tissue-mask image")
-    parser.add_argument("--median-blur", type=int, default=7, help="median filter size on saturation")
+    parser.add_argument("--patch-size", type=int, default=256,
+                        help="patch side in pixels at the target resolution (default: %(default)s)")
+    parser.add_argument("--target-mpp", default=None, metavar="MPP|native",
+                        help="microns per pixel of the patches, or 'native': the slide's own level-0 resolution "
+                             "(needs no MPP metadata) (default: %s unless --level is given)" % DEFAULT_TARGET_MPP)
+    parser.add_argument("--level", type=int, default=None,
+                        help="tile at this pyramid level's own resolution, as CLAM's --patch_level (no resize, no "
+                             "MPP needed); excludes --target-mpp (default: none)")
+    parser.add_argument("--mpp", type=float, default=None,
+                        help="level-0 microns per pixel of every slide, overriding their metadata (for slides "
+                             "without trustworthy MPP) (default: from the slide's metadata)")
+    parser.add_argument("--slides-csv", default=None, metavar="CSV",
+                        help="batch list: column 'wsi' (slide path, relative to the CSV or working directory, or "
+                             "a file name among SLIDE_OR_DIR) and optional column 'mpp' (that slide's level-0 "
+                             "µm/px, overriding metadata and --mpp) (default: none)")
+    parser.add_argument("--mask-max-side", type=int, default=1024,
+                        help="longest side of the tissue-mask image (default: %(default)s)")
+    parser.add_argument("--median-blur", type=int, default=7,
+                        help="median filter size on saturation (default: %(default)s)")
     parser.add_argument("--saturation-threshold", type=_threshold, default=None,
-                        help="fixed saturation threshold 0..255, or 'otsu' (default)")
-    parser.add_argument("--min-tissue-fraction", type=float, default=0.5, help="keep patches at least this tissue")
+                        help="fixed saturation threshold 0..255, or 'otsu' (default: otsu)")
+    parser.add_argument("--min-tissue-fraction", type=float, default=0.5,
+                        help="keep patches at least this tissue (default: %(default)s)")
     parser.add_argument("--min-component-area", type=float, default=0.001,
-                        help="drop tissue components below this fraction of the slide")
+                        help="drop tissue components below this fraction of the slide (default: %(default)s)")
     parser.add_argument("--max-hole-area", type=float, default=0.0005,
-                        help="fill holes below this fraction of the slide")
-    parser.add_argument("--max-patches-per-slide", type=int, default=0, help="random subset per slide (0 = all)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the per-slide subset")
-    parser.add_argument("--workers", type=int, default=1, help="slides processed in parallel")
-    parser.add_argument("--strict", action="store_true", help="exit non-zero if any slide failed")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+                        help="fill holes below this fraction of the slide (default: %(default)s)")
+    parser.add_argument("--max-patches-per-slide", type=int, default=0,
+                        help="random subset per slide (0 = all) (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the per-slide subset (default: %(default)s)")
+    parser.add_argument("--workers", type=int, default=1, help="slides processed in parallel (default: %(default)s)")
+    parser.add_argument("--strict", action="store_true",
+                        help="exit non-zero if any slide failed (default: off)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (default: off)")
+
+
+def parse_target_mpp(text: str | None, level: int | None) -> float | None:
+    """The --target-mpp value: a number > 0, or None for 'native' / when --level is given."""
+    from infbrush.errors import InfbrushError
+
+    if level is not None:
+        if text is not None:
+            raise InfbrushError(f"--target-mpp {text} and --level {level}: give one of them, not both")
+        if level < 0:
+            raise InfbrushError(f"--level {level}: must be ≥ 0")
+        return None
+    if text is None:
+        return DEFAULT_TARGET_MPP
+    if str(text).strip().lower() == "native":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise InfbrushError(f"--target-mpp {text}: not a number or 'native'") from None
+    if not value > 0:
+        raise InfbrushError(f"--target-mpp {text}: must be > 0 (or 'native')")
+    return value
 
 
 def main(args: argparse.Namespace) -> int:
-    from infbrush.data.tiling import TilingParams, find_slides, tile_slides
+    from infbrush.data.tiling import TilingParams, find_slides, read_slides_csv, tile_slides
     from infbrush.data.tissue import TissueParams
     from infbrush.errors import InfbrushError
 
-    if args.patch_size <= 0 or args.target_mpp <= 0:
-        raise InfbrushError(f"--patch-size ({args.patch_size}) and --target-mpp ({args.target_mpp}) must be > 0")
+    target_mpp = parse_target_mpp(args.target_mpp, args.level)
+    if args.patch_size <= 0:
+        raise InfbrushError(f"--patch-size {args.patch_size}: must be > 0")
+    if args.mpp is not None and not args.mpp > 0:
+        raise InfbrushError(f"--mpp {args.mpp:g}: must be > 0")
     if not 0 <= args.min_tissue_fraction <= 1:
         raise InfbrushError(f"--min-tissue-fraction {args.min_tissue_fraction} is not in [0, 1]")
-    paths = find_slides(args.slides)
-    if not paths:
+    if not args.slides and not args.slides_csv:
+        raise InfbrushError("no slides: give SLIDE_OR_DIR or --slides-csv")
+    paths = find_slides(args.slides) if args.slides else []
+    slide_mpp, failures = {}, []
+    if args.slides_csv:
+        listed, slide_mpp, failures = read_slides_csv(args.slides_csv, paths)
+        known = {os.path.realpath(p) for p in paths}
+        paths = paths + [p for p in listed if os.path.realpath(p) not in known]
+        bad_rows = {os.path.realpath(p) for p, _ in failures if os.path.isfile(p)}  # e.g. a bad mpp value
+        paths = [p for p in paths if os.path.realpath(p) not in bad_rows]
+    if not paths and not failures:
         raise InfbrushError(f"{' '.join(args.slides)}: no slide files found")
     params = TilingParams(
-        patch_size=args.patch_size, target_mpp=args.target_mpp, mask_max_side=args.mask_max_side,
+        patch_size=args.patch_size, target_mpp=target_mpp, level=args.level, mpp=args.mpp,
+        mask_max_side=args.mask_max_side,
         min_tissue_fraction=args.min_tissue_fraction, max_patches_per_slide=args.max_patches_per_slide,
         seed=args.seed, tissue=TissueParams(median_blur=args.median_blur,
                                             saturation_threshold=args.saturation_threshold,
                                             min_component_area=args.min_component_area,
                                             max_hole_area=args.max_hole_area))
     summary = tile_slides(paths, args.out, params, workers=args.workers, progress=not args.no_progress,
-                          log=lambda line: print(f"infbrush tile: {line}", file=sys.stderr))
+                          log=lambda line: print(f"infbrush tile: {line}", file=sys.stderr),
+                          slide_mpp=slide_mpp, failures=failures)
     n_patches = sum(r["n_patches"] for r in summary.tiled)
     print(f"infbrush tile: {len(summary.tiled)} slides tiled ({n_patches} patches), {len(summary.skipped)} "
           f"already done, {len(summary.failures)} skipped as failed (see {args.out}/failures.tsv)",

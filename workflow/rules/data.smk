@@ -50,9 +50,22 @@ rule download:
         " --workers {threads} --no-progress > {log} 2>&1"
 
 
+def _tile_resolution_flags(ds):
+    """--target-mpp MPP|native or --level N (the schema allows a level only with target_mpp: native), plus the
+    MPP overrides (--mpp, --slides-csv) of tiling.*."""
+    level = param(ds, "tiling.level")
+    flags = [f"--level {level}"] if level is not None else [f"--target-mpp {DATASETS[ds]['tiling']['target_mpp']}"]
+    if param(ds, "tiling.mpp") is not None:
+        flags.append(f"--mpp {param(ds, 'tiling.mpp')}")
+    if param(ds, "tiling.slides_csv"):
+        flags.append(f"--slides-csv {param(ds, 'tiling.slides_csv')}")
+    return " ".join(flags)
+
+
 rule tile:
     input:
         slides=lambda wc: _input_path(wc.ds, "slides"),
+        slides_csv=lambda wc: param(wc.ds, "tiling.slides_csv", []),
     output:
         failures=f"{RESULTS}/{{ds}}/tiles/failures.tsv",
     wildcard_constraints:
@@ -65,7 +78,7 @@ rule tile:
         slides=cfg("inputs.slides"),
         out=lambda wc: f"{RESULTS}/{wc.ds}/tiles",
         patch_size=cfg("tiling.patch_size"),
-        target_mpp=cfg("tiling.target_mpp"),
+        resolution=lambda wc: _tile_resolution_flags(wc.ds),
         mask_max_side=cfg("tiling.mask_max_side"),
         median_blur=cfg("tiling.median_blur"),
         saturation_threshold=lambda wc: param(wc.ds, "tiling.saturation_threshold", "otsu"),
@@ -80,7 +93,7 @@ rule tile:
         runtime=lambda wc: 30 if wc.ds.startswith("demo") else 12 * 60,
     shell:
         "infbrush tile {params.slides} --out {params.out} --patch-size {params.patch_size}"
-        " --target-mpp {params.target_mpp} --mask-max-side {params.mask_max_side} --median-blur {params.median_blur}"
+        " {params.resolution} --mask-max-side {params.mask_max_side} --median-blur {params.median_blur}"
         " --saturation-threshold {params.saturation_threshold} --min-tissue-fraction {params.min_tissue_fraction}"
         " --min-component-area {params.min_component_area} --max-hole-area {params.max_hole_area}"
         " --max-patches-per-slide {params.max_patches} --seed {params.seed} --workers {threads} --no-progress"
