@@ -1,20 +1,27 @@
-"""``infbrush control``: label generated images with a classifier trained on held-out real images."""
+"""``infbrush control``: label generated images with a judge fit on the real training split."""
 from __future__ import annotations
 
 import argparse
 import sys
 
-HELP = "controllability: per-class accuracy of a real-data classifier on images generated for each class"
+HELP = ("controllability: per-class accuracy (95% intervals) of a real-data judge on images generated for each "
+        "class, beside the judge's own accuracy on real held-out images")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--store", required=True, help="images.h5; held-out (split == 1) labelled rows train the "
-                                                       "classifier")
+    from infbrush.evaluate.control import CONFIDENCE, DEFAULT_GOAL, DEFAULT_JUDGE_GOAL
+
+    parser.add_argument("--store", required=True, help="images.h5; labelled training rows (split == 0) fit the "
+                                                       "judge, labelled held-out rows (split == 1) measure it")
     parser.add_argument("--samples", required=True, help="index.json written by `infbrush sample` (OUT/<R>/index.json)")
     parser.add_argument("--out", required=True, help="control.json")
     parser.add_argument("--feature-size", type=int, default=64, help="images are resized to this side for features")
-    parser.add_argument("--seed", type=int, default=0, help="cross-validation fold shuffling")
-    parser.add_argument("--goal", type=float, default=0.8, help="mean accuracy goal recorded in the output")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the judge and of the interval draws")
+    parser.add_argument("--goal", type=float, default=DEFAULT_GOAL,
+                        help=f"mean per-class accuracy goal on generated images (default {DEFAULT_GOAL})")
+    parser.add_argument("--judge-goal", type=float, default=DEFAULT_JUDGE_GOAL,
+                        help=f"the judge's goal on real held-out images (default {DEFAULT_JUDGE_GOAL})")
+    parser.add_argument("--confidence", type=float, default=CONFIDENCE, help="interval level (default 0.95)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -24,10 +31,17 @@ def main(args: argparse.Namespace) -> int:
 
     if args.feature_size < 16:
         raise InfbrushError(f"--feature-size must be >= 16, got {args.feature_size}")
+    for flag, value in (("--goal", args.goal), ("--judge-goal", args.judge_goal)):
+        if not 0 <= value <= 1:
+            raise InfbrushError(f"{flag} must be in [0, 1], got {value}")
+    if not 0 < args.confidence < 1:
+        raise InfbrushError(f"--confidence must be in (0, 1), got {args.confidence}")
     result = controllability(args.store, args.samples, feature_size=args.feature_size, seed=args.seed,
-                             goal=args.goal)
+                             goal=args.goal, judge_goal=args.judge_goal, confidence=args.confidence)
     write_json(args.out, result)
-    gen, real = result["generated"], result["real_held_out"]["cross_validation"]
-    print(f"controllability: mean accuracy {gen['mean_accuracy']:.3f} over {gen['n_images']} generated images "
-          f"(real held-out CV accuracy {real['accuracy']:.3f}, {real['folds']} folds) -> {args.out}", file=sys.stderr)
+    gen, real = result["generated"], result["judge"]["real_held_out"]
+    print(f"controllability: mean accuracy {gen['mean_accuracy']:.3f} [{gen['mean_ci95'][0]:.3f}, "
+          f"{gen['mean_ci95'][1]:.3f}] over {gen['n_images']} generated images (goal {args.goal}, met: "
+          f"{result['goal_met']}); judge on {real['n_images']} real held-out images {real['mean_accuracy']:.3f} "
+          f"[{real['mean_ci95'][0]:.3f}, {real['mean_ci95'][1]:.3f}] -> {args.out}", file=sys.stderr)
     return 0
