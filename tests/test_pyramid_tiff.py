@@ -1,4 +1,5 @@
-"""Pyramidal TIFF writer: OpenSlide opens it with the right levels, MPP and pixels; written from bands."""
+"""Pyramidal TIFF writer: OpenSlide, tifffile and libvips open it with the same levels, MPP and pixels; written
+from bands."""
 from __future__ import annotations
 
 import tracemalloc
@@ -117,3 +118,54 @@ def test_memory_does_not_grow_with_image_height(tmp_path):
     tall = _peak_bytes(tmp_path, 4096, 1024)  # 12.6 MB image
     assert tall < 1.3 * short, f"peak {tall / 1e6:.1f} MB for 4096 rows vs {short / 1e6:.1f} MB for 512"
     assert tall < 4096 * 1024 * 3 / 2
+
+
+def _vips() -> str:
+    """The libvips command-line tool (Debian libvips-tools, installed by .ci/run); CI fails without it."""
+    import os
+    import shutil
+
+    vips = shutil.which("vips")
+    if vips is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("vips (libvips-tools) is not installed; .ci/run installs it")
+        pytest.skip("vips (Debian libvips-tools) not installed")
+    return vips
+
+
+@pytest.mark.parametrize("compression", ["deflate", "jpeg"])
+def test_openslide_tifffile_and_libvips_read_the_same_pixels_and_mpp(tmp_path, compression):
+    import subprocess
+    from pathlib import Path
+
+    from PIL import Image
+
+    vips = _vips()
+    image = _image(700, 1100, seed=2)
+    out = tmp_path / f"s_{compression}.tiff"
+    write_pyramid_tiff(out, array_bands(image, 100), 700, 1100, compression=compression, mpp=0.25, tile=256)
+    slide = openslide.OpenSlide(str(out))
+    levels_os = [_read_level(slide, k) for k in range(slide.level_count)]
+    mpp_os = float(slide.properties["openslide.mpp-x"])
+    slide.close()
+    with tifffile.TiffFile(out) as tif:
+        levels_tf = [page.asarray() for page in tif.pages]
+        x_res = tif.pages[0].tags["XResolution"].value
+        unit = tif.pages[0].tags["ResolutionUnit"].value
+    assert unit == tifffile.RESUNIT.CENTIMETER and 1e4 / (x_res[0] / x_res[1]) == pytest.approx(0.25, rel=1e-6)
+    assert mpp_os == pytest.approx(0.25, rel=1e-6)
+    header = subprocess.run([str(Path(vips).with_name("vipsheader")), "-a", str(out)], capture_output=True,
+                            text=True, check=True).stdout
+    fields = dict(line.split(": ", 1) for line in header.splitlines()[1:] if ": " in line)
+    assert int(fields["n-pages"]) == len(levels_os) == len(levels_tf)
+    assert 1e3 / float(fields["xres"]) == pytest.approx(0.25, rel=1e-6)  # libvips: pixels per millimetre
+    for k in range(len(levels_os)):
+        png = tmp_path / f"level{k}.png"
+        subprocess.run([vips, "copy", f"{out}[page={k}]", str(png)], check=True, capture_output=True)
+        level_vips = np.asarray(Image.open(png).convert("RGB"))
+        np.testing.assert_array_equal(levels_tf[k], levels_os[k])  # decoded identically, JPEG included
+        np.testing.assert_array_equal(level_vips, levels_os[k])
+    if compression == "deflate":
+        np.testing.assert_array_equal(levels_os[0], image)  # lossless: exactly what was written
+    else:
+        assert np.abs(levels_os[0].astype(int) - image).mean() < 3.0
