@@ -224,3 +224,70 @@ def test_crop_fid_grows_with_noise():
     fids = [frechet_distance(clean.mu, clean.sigma, s.mu, s.sigma) for s in
             (stats([add_noise(im, sigma, np.random.default_rng(1)) for im in images], REAL) for sigma in (10, 60))]
     assert 0 < fids[0] < fids[1], fids
+
+
+def test_sanity_verdict_flags_inverted_and_weak_pairs():
+    from infbrush.evaluate.fid import sanity_table, sanity_verdict
+
+    good = sanity_verdict({"real": 0.1, "blurred": 2.0, "noise": 9.0})
+    assert good["trusted"] is True and good["full_order"] is True and good["separation"] == pytest.approx(20)
+    # the demo's failure: noise images score like real ones (CLIP FID 0.14 for speckle)
+    inverted = sanity_verdict({"real": 0.3, "blurred": 2.0, "noise": 0.14})
+    assert inverted["trusted"] is False and "noise images score 0.14, not above real" in inverted["reason"]
+    weak = sanity_verdict({"real": 1.0, "blurred": 1.5, "noise": 9.0}, min_ratio=2.0)
+    assert weak["trusted"] is False and "too little separation" in weak["reason"]
+    assert sanity_verdict({"real": 1.0, "blurred": 1.5, "noise": 9.0}, min_ratio=1.2)["trusted"] is True
+    # an unbiased KID can be negative for the real pair; the others must still be clearly above 0
+    assert sanity_verdict({"real": -0.002, "blurred": 0.05, "noise": 0.3})["trusted"] is True
+    assert sanity_verdict({"real": -0.002, "blurred": -0.001, "noise": 0.3})["trusted"] is False
+    assert sanity_verdict({"real": 0.1, "blurred": 5.0, "noise": 2.0})["full_order"] is False  # still trusted
+    table = sanity_table({"real": {"clip_fid": 0.3, "clip_kid": 0.0}, "blurred": {"clip_fid": 2.0, "clip_kid": 0.1},
+                          "noise": {"clip_fid": 0.14, "clip_kid": 0.2}})
+    assert set(table) == {"clip_fid", "clip_kid"}
+    assert table["clip_fid"]["trusted"] is False and table["clip_kid"]["trusted"] is True
+
+
+def test_sanity_rows_stay_outside_the_reference():
+    from infbrush.evaluate.fid import sanity_rows
+
+    split = np.array([0] * 10 + [1] * 6)
+    rows = sanity_rows(split, np.arange(10), 4, 0)
+    assert len(rows) == 4 and set(rows) <= set(range(10, 16))
+    rows = sanity_rows(split, np.array([0, 1, 10, 11]), 10, 0)  # held-out rows first, then train rows
+    assert set(range(12, 16)) <= set(rows) and not {0, 1, 10, 11} & set(rows) and len(rows) == 10
+    with pytest.raises(InfbrushError, match="outside the FID reference set"):
+        sanity_rows(split, np.arange(15), 4, 0)
+
+
+def test_fid_command_records_sanity_pairs_and_trust(tmp_path, democlip_ckpt):
+    from infbrush.cli import fid as fid_cli
+    from infbrush.cli import fid_ref as ref_cli
+
+    rng = np.random.default_rng(6)
+    store = tmp_path / "images.h5"
+    _write_store(store, [synth_image(rng) for _ in range(48)], held_out_every=2)  # 24 train, 24 held out
+    index = _write_samples(tmp_path / "samples" / "64", [synth_image(rng) for _ in range(20)])
+    ref = tmp_path / "fid_ref.npz"
+    assert _run(ref_cli, ["--store", str(store), "--out", str(ref), "--clip-model", "democlip", "--split", "train",
+                          "--clip-checkpoint", democlip_ckpt, "--crop-size", "0", "--device", "cpu"]) == 0
+    out = tmp_path / "fid.json"
+    assert _run(fid_cli, ["--ref", str(ref), "--samples", str(index), "--out", str(out), "--device", "cpu",
+                          "--store", str(store)]) == 0
+    result = json.loads(out.read_text())
+    sanity = result["sanity"]
+    assert sanity["n_images"] == 20 and sanity["rows_held_out"] == 20 and sanity["blur_sigma_px"] == 4.0
+    assert set(sanity["values"]) == {"real", "blurred", "noise"}
+    assert set(result["trust"]) == {"clip_fid", "clip_kid"}  # no Crop FID in this reference
+    for metric, verdict in result["trust"].items():
+        assert verdict["trusted"] == sanity["verdicts"][metric]["trusted"] and verdict["reason"]
+    # even an untrained CLIP tells uniform noise from smooth textures
+    assert sanity["values"]["noise"]["clip_fid"] > sanity["values"]["real"]["clip_fid"]
+
+    other = tmp_path / "other.h5"
+    _write_store(other, [synth_image(rng) for _ in range(8)])
+    with pytest.raises(InfbrushError, match="not the store"):
+        _run(fid_cli, ["--ref", str(ref), "--samples", str(index), "--out", str(tmp_path / "y.json"),
+                       "--device", "cpu", "--store", str(other)])
+    # without --store the trust is unknown, not granted
+    assert _run(fid_cli, ["--ref", str(ref), "--samples", str(index), "--out", str(out), "--device", "cpu"]) == 0
+    assert all(v["trusted"] is None for v in json.loads(out.read_text())["trust"].values())

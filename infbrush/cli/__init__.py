@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "zeroshot": "infbrush.cli.zeroshot",
     "bach-eval": "infbrush.cli.bach_eval",
     "control": "infbrush.cli.control",
+    "spectrum": "infbrush.cli.spectrum",
     "report": "infbrush.cli.report",
 }
 

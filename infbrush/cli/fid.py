@@ -19,6 +19,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Inception weights if they moved since fid-ref (must have the same sha256)")
     parser.add_argument("--kid-seed", type=int, default=0, help="seed of KID's random subsets")
     parser.add_argument("--tag", default="", help="free text stored in the output (e.g. 'ablation: no CANO')")
+    parser.add_argument("--store", default=None,
+                        help="the image store fid-ref used: computes the sanity pairs (real / blurred / noise "
+                             "images against the same reference) and flags every metric that fails them")
+    parser.add_argument("--sanity-n", type=int, default=0,
+                        help="images per sanity set (0 = as many as generated images)")
+    parser.add_argument("--sanity-blur", type=float, default=1 / 16,
+                        help="Gaussian σ of the blurred set as a fraction of the image side (default 1/16)")
+    parser.add_argument("--sanity-min-ratio", type=float, default=2.0,
+                        help="blurred and noise sets must score at least this many times the real set")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
 
@@ -31,14 +40,60 @@ def _same_weights(kind: str, want: dict, got: dict, ref: str) -> None:
                             f"(sha256 {want.get('weights_sha256')} vs {got.get('weights_sha256')}); rerun fid-ref")
 
 
+def sanity_pairs(args: argparse.Namespace, meta: dict, real: dict, clip, inception, protocol, n_generated: int
+                 ) -> tuple[dict, dict]:
+    """The sanity sets scored against the reference like the generated set: (sanity dict, {metric: verdict})."""
+    from infbrush.data.store import ImageStore
+    from infbrush.errors import InfbrushError
+    from infbrush.evaluate.crops import GENERATED
+    from infbrush.evaluate.fid import (blurred, collect_set_stats, compare_stats, noise_images, sanity_rows,
+                                       sanity_table)
+    from infbrush.evaluate.images import iter_store_images, store_rows, subsample
+    from infbrush.io import sha256_file
+
+    if sha256_file(args.store) != meta.get("store_sha256"):
+        raise InfbrushError(f"--store {args.store}: not the store {args.ref} was computed from "
+                            f"({meta.get('store')}, sha256 differs); rerun fid-ref")
+    store = ImageStore(args.store)
+    split, (height, width) = store.split, store.image_size
+    store.close()
+    reference = subsample(store_rows(split, meta["split"]), meta["max_images"], meta["seed"])
+    rows = sanity_rows(split, reference, args.sanity_n or n_generated, meta["seed"])
+    sigma = args.sanity_blur * max(height, width)
+    sets = {"real": lambda: iter_store_images(args.store, rows),
+            "blurred": lambda: (blurred(im, sigma) for im in iter_store_images(args.store, rows)),
+            "noise": lambda: noise_images(len(rows), (height, width, 3), meta["seed"])}
+    values = {}
+    for name, images in sets.items():
+        stats, _ = collect_set_stats(images(), len(rows), clip, inception, protocol, GENERATED,
+                                     batch_size=args.batch_size, kid_max=meta["kid_max_feats"], seed=meta["seed"],
+                                     desc=f"sanity: {name} images")
+        values[name] = {}
+        for kind, extractor in (("clip", clip), ("crop", inception)):
+            if kind in stats:
+                r = compare_stats(real[kind], stats[kind], extractor.dim, f"sanity ({name})",
+                                  args.allow_rank_deficient, args.kid_seed)
+                values[name].update({f"{kind}_fid": r["fid"], f"{kind}_kid": r["kid"]})
+    verdicts = sanity_table(values, args.sanity_min_ratio)
+    sanity = {"n_images": int(len(rows)), "rows_held_out": int((split[rows] == 1).sum()),
+              "rows_train": int((split[rows] == 0).sum()), "image_size": [int(height), int(width)],
+              "blur_sigma_px": float(sigma), "noise": "i.i.d. uniform RGB uint8", "seed": meta["seed"],
+              "min_ratio": args.sanity_min_ratio, "values": values, "verdicts": verdicts,
+              "note": "each set is scored against the same reference statistics as the generated images"}
+    return sanity, verdicts
+
+
 def main(args: argparse.Namespace) -> int:
     from infbrush.errors import InfbrushError
     from infbrush.evaluate.crops import GENERATED, CropProtocol
     from infbrush.evaluate.extractors import load_clip_extractor, load_inception, resolve_device
-    from infbrush.evaluate.fid import check_rank, collect_set_stats, compare_stats, load_reference
+    from infbrush.evaluate.fid import METRICS, check_rank, collect_set_stats, compare_stats, load_reference
     from infbrush.evaluate.images import iter_sample_images, read_sample_index
     from infbrush.io import sha256_file, write_json
 
+    if args.sanity_n < 0 or not 0 < args.sanity_blur <= 1 or args.sanity_min_ratio < 1:
+        raise InfbrushError("--sanity-n must be >= 0, --sanity-blur in (0, 1], --sanity-min-ratio >= 1; got "
+                            f"{args.sanity_n}, {args.sanity_blur}, {args.sanity_min_ratio}")
     device = resolve_device(args.device)
     real, meta = load_reference(args.ref)
     records = read_sample_index(args.samples)
@@ -72,6 +127,15 @@ def main(args: argparse.Namespace) -> int:
     if protocol and resolutions != real_sizes:
         print(f"fid: warning: generated images are {resolutions} px, real ones {real_sizes} px: the crops cover "
               "different fields of view", file=sys.stderr)
+    sanity, verdicts = (sanity_pairs(args, meta, real, clip, inception, protocol, len(records))
+                        if args.store else (None, {}))
+    trust = {}
+    for metric, (kind, _) in METRICS.items():
+        if kind == "crop" and crop_result is None:
+            continue
+        verdict = verdicts.get(metric)
+        trust[metric] = ({"trusted": verdict["trusted"], "reason": verdict["reason"]} if verdict else
+                         {"trusted": None, "reason": "no sanity pairs computed (fid run without --store)"})
     result = {
         "clip_fid": clip_result["fid"], "crop_fid": crop_result["fid"] if crop_result else None,
         "clip_kid": clip_result["kid"], "crop_kid": crop_result["kid"] if crop_result else None,
@@ -89,11 +153,15 @@ def main(args: argparse.Namespace) -> int:
                       "split": meta["split"]},
         "samples": str(args.samples), "tag": args.tag,
         "details": {"clip": clip_result, "crop": crop_result},
+        "trust": trust, "sanity": sanity,
     }
     write_json(args.out, result)
     crop_text = f", Crop FID {result['crop_fid']:.3f}" if crop_result else ""
     print(f"fid: CLIP FID {result['clip_fid']:.3f}{crop_text} ({len(records)} generated vs {meta['n_images']} "
           f"real) -> {args.out}", file=sys.stderr)
+    for metric, verdict in trust.items():
+        if verdict["trusted"] is False:
+            print(f"fid: warning: {metric} flagged, not a result: {verdict['reason']}", file=sys.stderr)
     if any(v for v in result["rank_deficient"].values()):
         print("fid: warning: rank-deficient covariance (fewer samples than feature dimensions): FID is biased, "
               "compare KID", file=sys.stderr)

@@ -16,6 +16,16 @@ KID is clean-fid's ``kernel_distance`` (cubic polynomial kernel, 100 subsets of 
 
 The real set's statistics are computed once (``infbrush fid-ref`` → ``fid_ref.npz``: μ, Σ and a seeded
 subset of ≤ ``kid_max`` feature rows for KID, per feature kind, plus JSON metadata) and reused.
+
+**Sanity pairs** (issue 12: the demo CLIP FID read 0.14, "excellent", for pure speckle noise). A metric is
+only reported as a result if, with the same feature extractor, the same reference statistics and sets of
+the same size as the generated one, it ranks three known sets correctly: *real* images outside the
+reference (the held-out split first) must score below *blurred* real images (the same images, Gaussian σ =
+``blur`` × side) and *noise* images (i.i.d. uniform RGB, the real images' size) — and by a margin: the smaller
+of the two must be at least ``min_ratio`` × the real value (for a negative unbiased KID:
+``real + (min_ratio − 1)·|real|``, and above 0). Real < blurred < noise is recorded too (``full_order``) but
+not required: which degradation is "further" depends on the features. A metric failing its check is written
+with ``"trusted": false`` and the reason (:func:`sanity_verdict`); the report shows it as flagged.
 """
 from __future__ import annotations
 
@@ -23,7 +33,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -32,6 +42,9 @@ from infbrush.evaluate.crops import CropProtocol, random_crops
 from infbrush.evaluate.extractors import FeatureExtractor
 
 KINDS = ("clip", "crop")
+METRICS = {"clip_fid": ("clip", "fid"), "clip_kid": ("clip", "kid"), "crop_fid": ("crop", "fid"),
+           "crop_kid": ("crop", "kid")}  # fid.json key -> (feature kind, distance)
+SANITY_SETS = ("real", "blurred", "noise")
 
 
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
@@ -220,3 +233,64 @@ def compare_stats(real: SetStats, generated: SetStats, dim: int, what: str, allo
     return {"fid": frechet_distance(real.mu, real.sigma, generated.mu, generated.sigma),
             "kid": kernel_inception_distance(real.kid_feats, generated.kid_feats, seed=kid_seed),
             "n_real": real.n, "n_generated": generated.n, "dim": dim, "rank_deficient": any(deficient)}
+
+
+# --------------------------------------------------------------------------------------------- sanity pairs
+def noise_images(n: int, shape: tuple[int, int, int], seed: int) -> Iterator[np.ndarray]:
+    """``n`` images of i.i.d. uniform uint8 noise of ``shape`` (H, W, 3), seeded."""
+    rng = np.random.default_rng([seed, 7])
+    for _ in range(n):
+        yield rng.integers(0, 256, size=shape, dtype=np.uint8)
+
+
+def blurred(image: np.ndarray, sigma: float) -> np.ndarray:
+    """(H, W, 3) uint8 image blurred by a Gaussian of ``sigma`` pixels in each spatial axis (reflecting edges)."""
+    from scipy.ndimage import gaussian_filter
+
+    return np.clip(np.round(gaussian_filter(image.astype(np.float32), sigma=(sigma, sigma, 0))), 0, 255
+                   ).astype(np.uint8)
+
+
+def sanity_rows(split: np.ndarray, reference_rows: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Up to ``n`` store rows outside the reference set, held-out (split == 1) rows first, drawn with ``seed``.
+
+    ``split`` is the store's (N,) split column. Raises when fewer than 2 rows lie outside the reference.
+    """
+    rng = np.random.default_rng(seed)
+    outside = np.setdiff1d(np.arange(len(split)), reference_rows)
+    held, other = outside[split[outside] == 1], outside[split[outside] != 1]
+    rows = np.concatenate([rng.permutation(held), rng.permutation(other)])[:n]
+    if len(rows) < 2:
+        raise InfbrushError(f"only {len(rows)} real image(s) lie outside the FID reference set: the sanity pairs "
+                            "need at least 2 (build the reference with fid-ref --split train or --max-images)")
+    return np.sort(rows)
+
+
+def sanity_verdict(values: dict[str, float], min_ratio: float = 2.0) -> dict:
+    """Whether a metric passes its sanity order, from its values for the ``real``, ``blurred``, ``noise`` sets.
+
+    Returns {"trusted": bool, "full_order": real < blurred < noise, "separation": min(blurred, noise) / real
+    (None unless real > 0), "reason": one line}.
+    """
+    real, blur, noise = (float(values[k]) for k in SANITY_SETS)
+    low_name, low = min((("blurred", blur), ("noise", noise)), key=lambda kv: kv[1])
+    needed = real + (min_ratio - 1) * abs(real)
+    text = f"real {real:.4g}, blurred {blur:.4g}, noise {noise:.4g}"
+    if not np.isfinite([real, blur, noise]).all():
+        trusted, reason = False, f"not finite ({text})"
+    elif low <= real:
+        trusted, reason = False, (f"{low_name} images score {low:.4g}, not above real images' {real:.4g}: the metric "
+                                  f"cannot tell {low_name} images from real ones ({text})")
+    elif low < needed or low <= 0:
+        trusted, reason = False, (f"{low_name} images score {low:.4g}, less than {min_ratio:g}x real images' "
+                                  f"{real:.4g}: too little separation ({text})")
+    else:
+        trusted, reason = True, f"passes: {text}"
+    return {"trusted": trusted, "full_order": bool(real < blur < noise),
+            "separation": float(low / real) if real > 0 and np.isfinite(low) else None, "reason": reason}
+
+
+def sanity_table(values: dict[str, dict[str, float]], min_ratio: float = 2.0) -> dict[str, dict]:
+    """{metric: verdict} from {set name: {metric: value}} (metrics missing from any set are left out)."""
+    metrics = [m for m in METRICS if all(values[s].get(m) is not None for s in SANITY_SETS)]
+    return {m: sanity_verdict({s: values[s][m] for s in SANITY_SETS}, min_ratio) for m in metrics}
