@@ -86,3 +86,71 @@ def test_report_reads_pyramidal_tiff_samples(tmp_path):
     text = build_report("demo_brca", tmp_path)
     assert "samples/1024" in text and "128x128 native pixels" in text
     assert len(_srcs(text)) == 2
+
+
+def _labelled_store(path, per_class, rng):
+    """A 4-class store of flat-colour 32² images (train and held-out rows), class names a-d."""
+    from infbrush.data.store import ImageStoreWriter
+
+    colours = [(30, 60, 90), (40, 110, 40), (200, 190, 120), (150, 150, 150)]
+    with ImageStoreWriter(path, image_size=32, thumb_size=16, label_names=["a", "b", "c", "d"]) as w:
+        for i in range(per_class):
+            for k, colour in enumerate(colours):
+                image = np.clip(np.array(colour) + rng.normal(0, 8, (32, 32, 3)), 0, 255).astype(np.uint8)
+                w.append(image, f"{k}/{i}", label=k, held_out=i % 2 == 0)
+    return colours
+
+
+def test_report_shows_control_gallery_flagged_metrics_and_spectrum(tmp_path):
+    from PIL import Image
+
+    from infbrush.evaluate.control import controllability
+    from infbrush.evaluate.spectrum import plot_spectrum, spectrum_check
+
+    rng = np.random.default_rng(0)
+    results = tmp_path / "demo_naip"
+    results.mkdir()
+    colours = _labelled_store(results / "images.h5", 6, rng)
+    folder = results / "samples" / "64"
+    folder.mkdir(parents=True)
+    entries = []
+    for k, colour in enumerate(colours):
+        for j in range(2):
+            image = np.clip(np.array(colour) + rng.normal(0, 8, (64, 64, 3)), 0, 255).astype(np.uint8)
+            if j == 1 and k == 0:
+                image[:] = colours[2]  # one image generated for 'a' looks like 'c': outlined as misjudged
+            Image.fromarray(image).save(folder / f"{k}_{j}.png")
+            entries.append({"file": f"{k}_{j}.png", "name": f"{k}_{j}", "seed": j, "label": k,
+                            "label_name": "abcd"[k], "resolution": [64, 64]})
+    (folder / "index.json").write_text(json.dumps({"resolution": [64, 64], "images": entries}))
+    control = controllability(results / "images.h5", folder / "index.json", feature_size=32)
+    (results / "control.json").write_text(json.dumps(control))
+    spectrum = spectrum_check(results / "images.h5", [folder / "index.json"], lattice_freqs=[16, 32, 64])
+    plot_spectrum(spectrum, results / "spectrum.png")
+    (results / "spectrum.json").write_text(json.dumps(spectrum))
+    (results / "fid.json").write_text(json.dumps({
+        "clip_fid": 0.14, "clip_kid": 0.0002, "crop_fid": None, "crop_kid": None, "n_real": 64, "n_generated": 8,
+        "trust": {"clip_fid": {"trusted": False, "reason": "noise images score 0.12, not above real images' 0.3"},
+                  "clip_kid": {"trusted": True, "reason": "passes"}},
+        "sanity": {"n_images": 8, "rows_held_out": 8, "rows_train": 0, "blur_sigma_px": 2.0, "noise": "uniform",
+                   "min_ratio": 2.0, "values": {"real": {"clip_fid": 0.3, "clip_kid": 0.0},
+                                                "blurred": {"clip_fid": 1.0, "clip_kid": 0.1},
+                                                "noise": {"clip_fid": 0.12, "clip_kid": 0.2}},
+                   "verdicts": {"clip_fid": {"trusted": False, "reason": "noise images score 0.12"},
+                                "clip_kid": {"trusted": True, "reason": "passes"}}}}))
+    text = build_report("demo_naip", results)
+    fid_part = text[text.index("CLIP FID and Crop FID</h2>"):text.index("Zero-shot")]
+    assert "flagged: failed its sanity pairs" in fid_part and "not above real" in fid_part
+    assert fid_part.count("flagged") >= 2 and "Sanity pairs" in fid_part and "0.0002" in fid_part
+    part = text[text.index("Controllability</h2>"):text.index("Spectral check</h2>")]
+    assert "judge on real held-out" in part and "[" in part  # intervals shown beside the figures
+    for name in "abcd":
+        assert f"<h4>{name}</h4>" in part
+    # per class: 3 real held-out patches and 2 generated images; one generated image judged another class
+    assert len(_srcs(part)) == 4 * 3 + 4 * 2
+    misjudged = [i for i in control["generated"]["images"] if i["judged"] != i["intended"]]
+    assert {"file": "0_1.png", "intended": "a", "judged": "c"} in misjudged
+    assert part.count("class=miss") == len(misjudged)
+    part = text[text.index("Spectral check</h2>"):text.index("Loss curves</h2>")]
+    assert len(_srcs(part)) == 1 and "prominence" in part
+    assert "above Nyquist" in part  # 64 cycles per side cannot exist in a 64² image

@@ -266,7 +266,8 @@ def controllability(store_path: str | os.PathLike, index_path: str | os.PathLike
     gen = np.stack([image_features(read_generated(e["path"], 2 * feature_size), feature_size)
                     for e, _ in tqdm(known, desc="generated features", unit="img", leave=False)])
     target = np.asarray([k for _, k in known])
-    scores = class_scores(target, judge.predict(gen), names, seed=seed, confidence=confidence)
+    predicted = judge.predict(gen)
+    scores = class_scores(target, predicted, names, seed=seed, confidence=confidence)
     real = summary["real_held_out"]
     for name, v in scores["per_class"].items():  # the judge's real-image figure beside every generated one
         ref = real["per_class"].get(name)
@@ -274,7 +275,9 @@ def controllability(store_path: str | os.PathLike, index_path: str | os.PathLike
         v["judge_real_ci95"] = ref["ci95"] if ref else None
         v["judge_real_n_images"] = ref["n_images"] if ref else 0
     real_mean = float(np.mean([real["per_class"][n]["accuracy"] for n in scores["per_class"] if n in real["per_class"]]))
-    scores.update({"n_unlabelled_skipped": len(entries) - len(known),
+    scores.update({"images": [{"file": e["file"], "intended": names[k], "judged": names[int(p)]}
+                              for (e, k), p in zip(known, predicted)],
+                   "n_unlabelled_skipped": len(entries) - len(known),
                    "judge_real_mean_accuracy": real_mean,
                    "relative_to_real": scores["mean_accuracy"] / real_mean if real_mean > 0 else None})
     summary.update({"goal": judge_goal, "goal_met": bool(real["mean_accuracy"] >= judge_goal)})
