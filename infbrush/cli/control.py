@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-HELP = ("controllability: per-class accuracy (95% intervals) of a real-data judge on images generated for each "
+HELP = ("controllability: per-class accuracy (with 95 percent intervals) of a real-data judge on images generated for each "
         "class, beside the judge's own accuracy on real held-out images")
 
 

@@ -258,11 +258,17 @@ def _fid_flags(wc):
     return "--allow-rank-deficient" if _ev(wc.ds, "allow_rank_deficient", wc.ds in DEMO_SOURCES) else ""
 
 
+def _fid_sanity(ds):
+    """evaluate.fid_sanity (default: on for the demos): score real / blurred / noise sets and flag failing metrics."""
+    return bool(_ev(ds, "fid_sanity", ds in DEMO_SOURCES))
+
+
 rule fid:
     input:
         ref=f"{RESULTS}/{{ds}}/fid_ref.npz",
         samples=lambda wc: f"{RESULTS}/{wc.ds}/samples/{_res0(wc.ds)}/index.json",
         clip=lambda wc: [c] if (c := _clip_checkpoint(wc.ds)) else [],
+        store=lambda wc: [f"{RESULTS}/{wc.ds}/images.h5"] if _fid_sanity(wc.ds) else [],
     output:
         f"{RESULTS}/{{ds}}/fid.json",
     log:
@@ -271,11 +277,13 @@ rule fid:
         "logs/benchmarks/{ds}/fid.tsv"
     params:
         flags=_fid_flags,
+        sanity=lambda wc, input: f"--store {input.store}" if _fid_sanity(wc.ds) else "",
     resources:
         **_resources(8000, 64000, 60, 240),
     threads: 2
     shell:
-        "infbrush fid --ref {input.ref} --samples {input.samples} --out {output} {params.flags} > {log} 2>&1"
+        "infbrush fid --ref {input.ref} --samples {input.samples} --out {output} {params.flags} {params.sanity}"
+        " > {log} 2>&1"
 
 
 rule ablation_cano:
@@ -354,6 +362,14 @@ rule bach_eval:
         " --model {params.model} {params.ckpt} --seeds {params.seeds} --out {output} > {log} 2>&1"
 
 
+def _control_goals(wc):
+    """--goal: evaluate.control_goal, else 0.9 for a label-conditioned model (issue 12) or the library default;
+    --judge-goal: evaluate.control_judge_goal when set."""
+    goal = _ev(wc.ds, "control_goal", 0.9 if _is_label(wc.ds) else None)
+    judge = _ev(wc.ds, "control_judge_goal")
+    return " ".join(([f"--goal {goal}"] if goal is not None else []) + ([f"--judge-goal {judge}"] if judge is not None else []))
+
+
 rule control:
     input:
         store=f"{RESULTS}/{{ds}}/images.h5",
@@ -366,13 +382,46 @@ rule control:
         "logs/benchmarks/{ds}/control.tsv"
     params:
         seed=lambda wc: DATASETS[wc.ds]["sample"].get("seed", 0),
+        feature_size=lambda wc: _ev(wc.ds, "control_feature_size", 64),
+        goals=_control_goals,
     resources:
         mem_mb=4000,
         runtime=30,
     threads: 1
     shell:
         "infbrush control --store {input.store} --samples {input.samples} --out {output} --seed {params.seed}"
-        " > {log} 2>&1"
+        " --feature-size {params.feature_size} {params.goals} > {log} 2>&1"
+
+
+def _spectrum_flags(wc):
+    freqs = _ev(wc.ds, "spectrum_lattice_freqs", [])
+    flags = [f"--seed {DATASETS[wc.ds]['sample'].get('seed', 0)}"]
+    if freqs:
+        flags.append("--lattice-freqs " + " ".join(str(f) for f in freqs))
+    return " ".join(flags)
+
+
+rule spectrum:
+    input:
+        store=f"{RESULTS}/{{ds}}/images.h5",
+        samples=lambda wc: [f"{RESULTS}/{wc.ds}/samples/{r}/index.json" for r in DATASETS[wc.ds]["sample"]["resolutions"]],
+    output:
+        json=f"{RESULTS}/{{ds}}/spectrum.json",
+        png=f"{RESULTS}/{{ds}}/spectrum.png",
+    log:
+        "logs/{ds}/spectrum.log",
+    benchmark:
+        "logs/benchmarks/{ds}/spectrum.tsv"
+    params:
+        samples=lambda wc, input: " ".join(f"--samples {s}" for s in input.samples),
+        flags=_spectrum_flags,
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    threads: 1
+    shell:
+        "infbrush spectrum --store {input.store} {params.samples} --out {output.json} --plot {output.png}"
+        " {params.flags} > {log} 2>&1"
 
 
 def _report_inputs(wc):
@@ -386,6 +435,8 @@ def _report_inputs(wc):
         inputs["bach"] = f"{root}/bach.json"
     if ds in DEMO_SOURCES:
         inputs["control"] = f"{root}/control.json"
+    if _ev(ds, "spectrum", ds in DEMO_SOURCES):
+        inputs["spectrum"] = f"{root}/spectrum.json"
     if _ev(ds, "ablation_cano", False):
         inputs["ablation"] = f"{root}/ablation_cano.json"
     return inputs
