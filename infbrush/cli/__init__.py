@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "control": "infbrush.cli.control",
     "spectrum": "infbrush.cli.spectrum",
     "report": "infbrush.cli.report",
+    "viewer": "infbrush.cli.viewer",
 }
 
 

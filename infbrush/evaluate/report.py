@@ -464,6 +464,23 @@ def section_losses(results: Path) -> str:
     return "".join(parts) or not_run("train/metrics.jsonl")
 
 
+def section_viewer(results: Path) -> str:
+    """Link to the zoomable viewer (``viewer/index.html``, `infbrush viewer`) and its headless-Chromium preview."""
+    viewer = results / "viewer"
+    if not (viewer / "index.html").is_file():
+        return not_run(f"viewer/index.html: snakemake {results}/viewer/index.html")
+    parts = ["<p><a href='viewer/index.html'>Open the zoomable viewer</a> (OpenSeadragon, opens from disk): deep-zoom "
+             "tiles of generated images beside the real slides / patches of their conditions, synchronised zoom.</p>"]
+    preview = read_json(viewer / "preview.json") or {}
+    if (viewer / "preview.png").is_file():
+        after = (preview.get("after") or [{}])[0]
+        parts.append(f"<p class='note'>Preview: headless Chromium after zooming in (Deep Zoom levels drawn: "
+                     f"{esc(after.get('drawnLevels', '?'))}, deepest {esc(after.get('maxLevel', '?'))}; page errors: "
+                     f"{len(preview.get('problems', []))}).</p><a href='viewer/index.html'>"
+                     f"<img src='{file_data_uri(viewer / 'preview.png')}' style='max-width:100%' alt='viewer preview'></a>")
+    return "".join(parts)
+
+
 def section_failures(results: Path) -> str:
     files = sorted(results.glob("**/failures.tsv"))
     if not files:
@@ -488,6 +505,7 @@ def build_report(dataset: str, results_dir: str | os.PathLike, params: dict | No
     results = Path(results_dir)
     sections: list[tuple[str, Callable[[], str]]] = [
         ("Samples", lambda: section_samples(results)),
+        ("Zoomable viewer", lambda: section_viewer(results)),
         ("CLIP FID and Crop FID", lambda: section_fid(dataset, results)),
         ("Zero-shot classification of text-conditioned samples", lambda: section_zeroshot(results)),
         ("BACH downstream", lambda: section_bach(results)),
