@@ -175,3 +175,20 @@ def test_report_shows_the_viewer_preview(built):
     section = text.split("<h2>Zoomable viewer</h2>", 1)[1].split("<h2>", 1)[0]
     assert "href='viewer/index.html'" in section and "<img src='data:image/png;base64," in section
     assert "page errors: 0" in section
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--context", "0.5"], "--context 0.5: must be ≥ 1"),
+    (["--max-images", "0"], "--max-images 0: must be ≥ 1"),
+    (["--quality", "101"], "--quality 101: must be in [1, 100]"),
+    (["--openseadragon", "/nonexistent/osd"], "/nonexistent/osd: OpenSeadragon not found; run `npm ci`"),
+    (["--samples"], "no generated images to show"),
+])
+def test_bad_viewer_values_are_one_line_errors(tmp_path, capsys, world, argv, message):
+    from infbrush.cli import main
+
+    args = ["viewer", "--out", str(tmp_path / "v"), "--preview", "never", "--samples", str(world["samples"]), *argv]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("infbrush viewer: error: ") and message in err, err
+    assert not (tmp_path / "v").exists()

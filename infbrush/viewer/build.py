@@ -65,7 +65,8 @@ class Generated:
 def collect_generated(samples: Sequence[str | os.PathLike], images: Sequence[str | os.PathLike],
                       max_images: int) -> tuple[list[Generated], list[tuple[str, str]]]:
     """Generated images: the first ``max_images`` of each sample index (index.json files, or folders holding
-    ``index.json`` or ``*/index.json``), then ``images`` given one by one (no condition known)."""
+    ``index.json`` or ``*/index.json``), largest resolution first, then ``images`` given one by one (no
+    condition known)."""
     from infbrush.sample.outputs import read_index
 
     found: list[Generated] = []
@@ -76,12 +77,14 @@ def collect_generated(samples: Sequence[str | os.PathLike], images: Sequence[str
             indexes += [item / "index.json"] if (item / "index.json").is_file() else sorted(item.glob("*/index.json"))
         else:
             indexes.append(item)
+    loaded = []
     for index_path in indexes:
         try:
-            index = read_index(index_path)
+            loaded.append((index_path, read_index(index_path)))
         except InfbrushError as err:
             failures.append((str(index_path), str(err).removeprefix(f"{index_path}: ")))
-            continue
+    loaded.sort(key=lambda item: -max(item[1].get("resolution") or [0]))  # stable: ties keep the given order
+    for index_path, index in loaded:
         for entry in index["images"][:max_images]:
             found.append(Generated(Path(entry["path"]), f"{index_path.parent.name}/{entry.get('name', '?')}", entry))
     for image in map(Path, images):
