@@ -36,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--openseadragon", default=None, metavar="DIR",
                         help="OpenSeadragon's build folder (default: node_modules/openseadragon/build/openseadragon "
                              "of the working directory or the repository, installed by `npm ci`)")
+    parser.add_argument("--no-install", action="store_true",
+                        help="never run `npm ci` (by default it runs, where package.json is, when OpenSeadragon "
+                             "is not installed and --openseadragon is not given) (default: off)")
     parser.add_argument("--workers", type=int, default=1, help="threads writing tiles (default: %(default)s)")
     parser.add_argument("--preview", choices=PREVIEW, default="auto",
                         help="screenshot the page in headless Chromium after zooming in (preview.png, "
@@ -84,7 +87,8 @@ def main(args: argparse.Namespace) -> int:
     summary = build_viewer(args.out, samples=args.samples, images=args.images, store=args.store, tiles=args.tiles,
                            slides=args.slides, dataset=args.dataset, max_images=args.max_images,
                            context=args.context, tile_size=args.tile_size, overlap=args.overlap, fmt=args.format,
-                           quality=args.quality, openseadragon=args.openseadragon, workers=args.workers, log=log)
+                           quality=args.quality, openseadragon=args.openseadragon, install=not args.no_install,
+                           workers=args.workers, log=log)
     log(f"{summary.pairs} generated images shown ({summary.tiles} tiles) in {summary.seconds:.1f} s, "
         f"{len(summary.failures)} skipped (see {args.out}/failures.tsv); open {args.out}/index.html")
     if summary.pairs == 0:

@@ -36,14 +36,33 @@ class ViewerSummary:
     seconds: float = 0.0
 
 
-def find_openseadragon(path: str | os.PathLike | None = None) -> Path:
-    """The folder with OpenSeadragon's ``openseadragon.min.js`` and ``images/`` (from ``npm ci``)."""
+def find_openseadragon(path: str | os.PathLike | None = None, install: bool = False, log=None) -> Path:
+    """The folder with OpenSeadragon's ``openseadragon.min.js`` and ``images/``, installed from npm by the
+    project's package.json (``npm ci``). With ``install``, run ``npm ci`` where package.json is when missing."""
+    import subprocess
+
     candidates = [Path(path)] if path else [Path.cwd() / OSD_SUBDIR, REPO_ROOT / OSD_SUBDIR]
-    for folder in candidates:
-        if (folder / "openseadragon.min.js").is_file() and (folder / "images").is_dir():
-            return folder
-    raise InfbrushError(f"{candidates[0]}: OpenSeadragon not found; run `npm ci` in the repository root "
-                        "(package.json installs it from npm)")
+
+    def found() -> Path | None:
+        return next((f for f in candidates if (f / "openseadragon.min.js").is_file() and (f / "images").is_dir()),
+                    None)
+
+    if found() is None and install and not path:
+        root = next((r for r in (Path.cwd(), REPO_ROOT) if (r / "package-lock.json").is_file()), None)
+        npm = shutil.which("npm")
+        if root is not None and npm is not None:
+            if log:
+                log(f"OpenSeadragon not installed: npm ci in {root}")
+            proc = subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=root,
+                                  capture_output=True, text=True)
+            if proc.returncode != 0:
+                tail = (proc.stderr or proc.stdout).strip().splitlines()
+                raise InfbrushError(f"npm ci in {root} failed ({tail[-1] if tail else proc.returncode})")
+    folder = found()
+    if folder is None:
+        raise InfbrushError(f"{candidates[0]}: OpenSeadragon not found; run `npm ci` in the repository root "
+                            "(package.json installs it from npm)")
+    return folder
 
 
 def openseadragon_version(folder: Path) -> str:
@@ -175,7 +194,8 @@ def build_viewer(out: str | os.PathLike, *, samples: Sequence[str | os.PathLike]
                  tiles: str | os.PathLike | None = None, slides: Sequence[str | os.PathLike] = (),
                  dataset: str | None = None, max_images: int = 4, context: float = 2.0, tile_size: int = 254,
                  overlap: int = 1, fmt: str = "jpeg", quality: int = 90,
-                 openseadragon: str | os.PathLike | None = None, workers: int = 1, log=None) -> ViewerSummary:
+                 openseadragon: str | os.PathLike | None = None, install: bool = False, workers: int = 1,
+                 log=None) -> ViewerSummary:
     """Write the viewer folder ``out`` (replaced as a whole when complete); see the module docstring."""
     from infbrush.data.tiling import write_failures
     from infbrush.viewer.page import render
@@ -183,7 +203,7 @@ def build_viewer(out: str | os.PathLike, *, samples: Sequence[str | os.PathLike]
     log = log or (lambda line: print(line, file=sys.stderr))
     start = time.perf_counter()
     out = Path(out)
-    osd = find_openseadragon(openseadragon)
+    osd = find_openseadragon(openseadragon, install=install, log=log)
     generated, failures = collect_generated(samples, images, max_images)
     if not generated and not failures:
         raise InfbrushError("no generated images to show (give --samples or --images)")

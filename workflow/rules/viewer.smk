@@ -1,26 +1,12 @@
 # Stage rules: the zoomable viewer — Deep Zoom tiles of the generated images beside the real slides / patches of
-# their conditions, in OpenSeadragon (installed from npm by package.json), linked from the report.
-# results/<ds>/viewer/index.html opens from disk; preview.png (headless Chromium) is embedded in the report.
-
-NPM_DONE = "node_modules/.package-lock.json"  # written by `npm ci` when it finishes (npm keeps the packages' own
-#                                               old file times, so their files cannot tell whether they are current)
-
-
-rule npm_openseadragon:
-    input:
-        "package-lock.json",
-    output:
-        NPM_DONE,
-    log:
-        "logs/npm_openseadragon.log",
-    shell:
-        "command -v npm > /dev/null || {{ echo 'npm not found: install Node.js (Debian: apt-get install npm),"
-        " then rerun' >&2; exit 1; }}; npm ci --no-audit --no-fund > {log} 2>&1 && touch {output}"
+# their conditions, in OpenSeadragon, linked from the report. results/<ds>/viewer/index.html opens from disk;
+# preview.png (headless Chromium, where installed) is embedded in the report. OpenSeadragon comes from npm, pinned
+# by package-lock.json: `infbrush viewer` runs `npm ci` when node_modules/ lacks it.
 
 
 def _viewer_inputs(wc):
     root = f"{RESULTS}/{wc.ds}"
-    inputs = {"npm": NPM_DONE, "store": f"{root}/images.h5",
+    inputs = {"npm": "package-lock.json", "store": f"{root}/images.h5",
               "samples": [f"{root}/samples/{r}/index.json" for r in DATASETS[wc.ds]["sample"]["resolutions"]]}
     if DATASETS[wc.ds].get("source") == "wsi":
         inputs["tiles"] = f"{root}/tiles/failures.tsv"
