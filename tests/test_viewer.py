@@ -192,3 +192,12 @@ def test_bad_viewer_values_are_one_line_errors(tmp_path, capsys, world, argv, me
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and err.startswith("infbrush viewer: error: ") and message in err, err
     assert not (tmp_path / "v").exists()
+
+
+def test_viewer_help_shows_every_default():
+    from infbrush.cli import build_parser
+
+    sub = build_parser()._subparsers._group_actions[0].choices["viewer"]
+    for action in sub._actions:
+        if action.dest not in ("help", "out"):
+            assert "default" in (action.help or ""), action.dest
