@@ -17,7 +17,7 @@ from infbrush.train.loop import NonFiniteLossError, TrainConfig, train
 
 TINY = {"sparse_channels": 8, "sparse_grid": 8, "sparse_kernel": 3, "fourier_freqs": 2, "emb_dim": 16,
         "cond_tokens": 2, "num_heads": 2, "grid_size": 8, "grid_channels": 8, "channel_mult": [1], "num_blocks": 1,
-        "grid_heads": 2}
+        "grid_heads": 2, "prediction": "eps"}
 
 
 def make_store(path, n=6, size=16, held_out=(4,), labels=None, seed=0):

@@ -34,7 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", help="images.h5 whose rows --cond-embeddings describes (with --cond-embeddings)")
     parser.add_argument("--split", choices=("held-out", "train"), default="held-out",
                         help="which store rows give conditions (default: held-out, split == 1)")
-    parser.add_argument("--per-class", type=int, default=4, help="images per prompt / label")
+    parser.add_argument("--per-class", type=int, default=4,
+                        help="images per prompt / label; with --cond-embeddings only when --balanced: images per "
+                             "class label of the held-out rows")
+    parser.add_argument("--balanced", action="store_true",
+                        help="--cond-embeddings: take --per-class held-out images of every class instead of the "
+                             "first --n-images rows")
     parser.add_argument("--n-images", type=int, help="at most this many images (held-out: the first N rows; "
                                                      "unconditional: required)")
     parser.add_argument("--format", choices=("auto", "png", "tiff"), default="auto",
@@ -63,6 +68,18 @@ def _train_value(args_value, config: dict, key: str, weights: str):
     raise InfbrushError(f"{weights}: the checkpoint's config has no '{key}'; pass --{key.replace('_', '-')}")
 
 
+def _check_condition_kind(args: argparse.Namespace, config: dict) -> None:
+    """A label condition needs a label-trained model and an embedding condition an embedding-trained one."""
+    trained_labels, trained_emb = config.get("cond_labels"), config.get("cond_embeddings")
+    if args.labels is not None and trained_emb and not trained_labels:
+        raise InfbrushError(f"--labels: {args.weights} was trained on embeddings ({trained_emb}), not on class "
+                            f"labels; condition it with --cond-embeddings or --cond-text")
+    if (args.cond_embeddings or args.cond_text) and trained_labels:
+        flag = "--cond-embeddings" if args.cond_embeddings else "--cond-text"
+        raise InfbrushError(f"{flag}: {args.weights} was trained on {trained_labels} class labels, not on "
+                            f"embeddings; condition it with --labels")
+
+
 def main(args: argparse.Namespace) -> int:
     from infbrush.diffusion import cosine_alpha_bar
     from infbrush.io import sha256_file
@@ -73,6 +90,10 @@ def main(args: argparse.Namespace) -> int:
         raise InfbrushError(f"--resolution must be positive, got {args.resolution}")
     if args.steps < 1:
         raise InfbrushError(f"--steps must be >= 1, got {args.steps}")
+    if args.per_class < 1:
+        raise InfbrushError(f"--per-class must be >= 1, got {args.per_class}")
+    if not args.guidance_scale >= 0:
+        raise InfbrushError(f"--guidance-scale must be >= 0 (1 = no guidance), got {args.guidance_scale}")
     if args.cond_embeddings and not args.store:
         raise InfbrushError("--cond-embeddings needs --store (the images.h5 the embeddings were computed from)")
     device = resolve_device(args.device)
@@ -81,16 +102,19 @@ def main(args: argparse.Namespace) -> int:
     cond_dim = int(ckpt["model_args"].get("cond_dim", 0))
     mollify_sigma = float(_train_value(args.mollify_sigma, config, "mollify_sigma", args.weights))
     timesteps = int(_train_value(args.timesteps, config, "timesteps", args.weights))
+    _check_condition_kind(args, config)
 
     if args.cond_embeddings:
         specs = C.from_held_out(args.store, args.cond_embeddings, seed=args.seed, n_images=args.n_images,
-                                split=1 if args.split == "held-out" else 0)
+                                split=1 if args.split == "held-out" else 0,
+                                per_class=args.per_class if args.balanced else None)
         cond_files = [args.cond_embeddings]
     elif args.cond_text:
         specs = C.from_text(args.cond_text, per_class=args.per_class, seed=args.seed)[:args.n_images]
         cond_files = [args.cond_text]
     elif args.labels is not None:
-        specs = C.from_labels(args.labels, cond_dim=cond_dim, per_class=args.per_class, seed=args.seed)
+        specs = C.from_labels(args.labels, cond_dim=cond_dim, per_class=args.per_class, seed=args.seed,
+                              label_names=ckpt.get("label_names") or ())
         specs = specs[:args.n_images]
         cond_files = []
     else:

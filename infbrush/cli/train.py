@@ -8,9 +8,12 @@ non-finite loss (after saving the state before the bad step).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
 from infbrush.errors import InfbrushError
+from infbrush.train.config import TrainConfig
+from infbrush.train.schedules import LR_DECAYS
 
 HELP = "Train the ∞-Brush diffusion model on an image store (DDP, AMP, EMA, resumable, preemption-safe)."
 
@@ -42,6 +45,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     opt.add_argument("--ema-rate", type=float, default=0.995)
     opt.add_argument("--grad-clip", type=float, default=1.0, help="max gradient norm (<= 0: no clipping)")
     opt.add_argument("--seed", type=int, default=0)
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}  # one owner: the library's config
+    opt.add_argument("--lr-warmup", type=int, default=defaults["lr_warmup"],
+                     help="linear lr warm-up steps (default %(default)s: the paper's constant lr)")
+    opt.add_argument("--lr-decay", choices=LR_DECAYS, default=defaults["lr_decay"],
+                     help="lr after the warm-up (default %(default)s)")
+    opt.add_argument("--lr-final-fraction", type=float, default=defaults["lr_final_fraction"],
+                     help="cosine decay ends at this fraction of --lr (default %(default)s)")
+    opt.add_argument("--balance-labels", action="store_true",
+                     help="draw training images class-balanced by the store's labels")
+    opt.add_argument("--stratify-t", action="store_true",
+                     help="stratify the timesteps of each global batch over [0, T)")
 
     run = parser.add_argument_group("logging, checkpoints, hardware")
     run.add_argument("--log-every", type=int, default=10)
@@ -74,6 +88,10 @@ def _check(args: argparse.Namespace) -> None:
         raise InfbrushError(f"--lr must be > 0, got {args.lr}")
     if not all(0 <= b < 1 for b in args.betas):
         raise InfbrushError(f"--betas must be in [0, 1), got {args.betas}")
+    if args.lr_warmup < 0:
+        raise InfbrushError(f"--lr-warmup must be >= 0, got {args.lr_warmup}")
+    if not 0 <= args.lr_final_fraction <= 1:
+        raise InfbrushError(f"--lr-final-fraction must be in [0, 1], got {args.lr_final_fraction}")
     if not 0 <= args.ema_rate < 1:
         raise InfbrushError(f"--ema-rate must be in [0, 1), got {args.ema_rate}")
     if not 0 <= args.cond_drop_prob <= 1:
@@ -84,8 +102,6 @@ def _check(args: argparse.Namespace) -> None:
 
 def config_from_args(args: argparse.Namespace):
     """The :class:`infbrush.train.loop.TrainConfig` for parsed arguments (validated)."""
-    from infbrush.train.loop import TrainConfig
-
     _check(args)
     try:
         overrides = json.loads(args.model_args)
@@ -102,7 +118,8 @@ def config_from_args(args: argparse.Namespace):
         ckpt_every=args.ckpt_every, keep=args.keep, sample_every=args.sample_every, sample_steps=args.sample_steps,
         sample_images=args.sample_images, sample_size=args.sample_size, amp=args.amp, compile=args.compile,
         workers=args.workers, device=args.device, progress=not args.no_progress,
-        on_data_change=args.on_data_change)
+        on_data_change=args.on_data_change, lr_warmup=args.lr_warmup, lr_decay=args.lr_decay,
+        lr_final_fraction=args.lr_final_fraction, balance_labels=args.balance_labels, stratify_t=args.stratify_t)
 
 
 def main(args: argparse.Namespace) -> int:

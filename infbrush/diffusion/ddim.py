@@ -17,7 +17,7 @@ import torch
 
 from infbrush.diffusion.mollifier import mollified_noise_grid, noise_bands
 from infbrush.diffusion.points import index_to_coords
-from infbrush.diffusion.schedule import ddim_step, ddim_timesteps, eps_from_x0, predict_x0
+from infbrush.diffusion.schedule import PREDICTIONS, ddim_step, ddim_timesteps, eps_from_v, eps_from_x0, predict_x0
 
 DEFAULT_CACHE_BYTES = 256 << 20  # activations kept between the passes of a chunked forward (bounded, not per pixel)
 NOISE_BAND_POINTS = 1 << 22  # x_T is made in bands of at most this many points (48 MiB for RGB)
@@ -161,6 +161,7 @@ def ddim_sample(
     device: torch.device | str | None = None,
     state_dir: str | os.PathLike | None = None,
     cache_bytes: int = DEFAULT_CACHE_BYTES,
+    prediction: str | None = None,
 ) -> torch.Tensor:
     """Sample B = len(seeds) images on the H×W lattice → (B, C, H, W) in [-1, 1].
 
@@ -172,6 +173,8 @@ def ddim_sample(
     ``clip_x0`` clips x̂_0 to [-1, 1] at each step (ε is made consistent with the clipped x̂_0).
     ``state_dir``: keep x_t in an anonymous scratch file there instead of RAM (for outputs beyond RAM; CPU
     only); the result is then a read-write memory map of that file (B, C, H, W), freed with the tensor.
+    ``prediction``: what the model outputs, "eps" or "v" (default: the model's ``prediction`` attribute, else
+    "eps"); v̂ is turned into ε̂ = sqrt(1-ᾱ) x_t + sqrt(ᾱ) v̂ before guidance and the update.
     """
     from infbrush.models.chunked import chunk_spans, streamed_forward  # diffusion does not import models at top
 
@@ -185,6 +188,9 @@ def ddim_sample(
         raise ValueError(f"cond has {cond.shape[0]} rows for {batch} seeds")
     if cache_bytes < 0:
         raise ValueError(f"cache_bytes must be >= 0, got {cache_bytes}")
+    prediction = prediction or getattr(model, "prediction", "eps")
+    if prediction not in PREDICTIONS:
+        raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
     n_points = height * width
     chunk_spans(n_points, chunk_points)  # validates chunk_points
     device = torch.device(device) if device is not None else _device_of(model, cond)
@@ -219,6 +225,8 @@ def ddim_sample(
         def update(start: int, stop: int, eps: torch.Tensor) -> None:
             x = last["x"] if last.get("span") == (start, stop) else state.read(start, stop)
             eps = (combine_guided(eps, guidance_scale) if guided else eps).to(x.dtype)
+            if prediction == "v":  # guidance is affine, so guiding v̂ equals guiding ε̂
+                eps = eps_from_v(x, eps, a_t)
             if clip_x0:
                 eps = eps_from_x0(x, predict_x0(x, eps, a_t).clamp(-1, 1), a_t)
             x_prev = ddim_step(x, eps, a_t, a_prev)

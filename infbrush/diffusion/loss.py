@@ -5,13 +5,29 @@ import torch
 
 from infbrush.diffusion.mollifier import mollified_noise_points, mollify_image
 from infbrush.diffusion.points import sample_points
+from infbrush.diffusion.schedule import PREDICTIONS, v_target
 
 
-def _draw_per_image(generators: list[torch.Generator], T: int, cond_drop_prob: float):
-    """Per image: timestep t, a noise seed and a keep-condition flag, each from that image's generator."""
+def stratified_timestep(u: float, slot: int, n_slots: int, T: int) -> int:
+    """t in stratum ``slot`` of ``n_slots`` equal strata of {0..T-1} from u ~ U[0, 1) (uniform over the batch)."""
+    return min(T - 1, int((slot + u) * T / n_slots))
+
+
+def _draw_per_image(generators: list[torch.Generator], T: int, cond_drop_prob: float,
+                    t_strata: tuple[list[int], int] | None = None):
+    """Per image: timestep t, a noise seed and a keep-condition flag, each from that image's generator.
+
+    ``t_strata`` = (slot of each image in the global batch, global batch size): image in slot k draws t from
+    the k-th of B equal strata of {0..T-1}, so every batch covers the whole schedule (still U{0..T-1} per image
+    marginally, the slot order being a random permutation of the data).
+    """
     ts, seeds, keep = [], [], []
-    for g in generators:
-        ts.append(int(torch.randint(T, (1,), generator=g, device=g.device)))
+    for i, g in enumerate(generators):
+        if t_strata is None:
+            ts.append(int(torch.randint(T, (1,), generator=g, device=g.device)))
+        else:
+            slots, n_slots = t_strata
+            ts.append(stratified_timestep(float(torch.rand(1, generator=g, device=g.device)), slots[i], n_slots, T))
         seeds.append(int(torch.randint(2**62, (1,), generator=g, device=g.device)))
         keep.append(bool(torch.rand(1, generator=g, device=g.device) >= cond_drop_prob))
     return ts, seeds, keep
@@ -28,6 +44,8 @@ def training_loss(
     mollify_sigma: float,
     cond_drop_prob: float = 0.0,
     mollify_data: bool = False,
+    t_strata: tuple[list[int], int] | None = None,
+    prediction: str = "eps",
 ) -> torch.Tensor:
     """Scalar MSE between the model's ε̂ and the mollified noise ε on ``n_points`` random pixels per image.
 
@@ -37,6 +55,8 @@ def training_loss(
     ε the mollified noise function (std ``mollify_sigma`` × image side) at the points. ``mollify_data``
     blurs the images with the same mollifier first (∞-Diff's smoothed inputs).
     """
+    if prediction not in PREDICTIONS:
+        raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
     if not 0.0 <= cond_drop_prob <= 1.0:
         raise ValueError(f"cond_drop_prob must be in [0, 1], got {cond_drop_prob}")
     batch, channels, height, width = images.shape
@@ -45,12 +65,13 @@ def training_loss(
     if mollify_data:
         images = mollify_image(images, mollify_sigma)
     coords, x0, _ = sample_points(images, n_points, generators)  # (B, N, 2), (B, N, C)
-    ts, seeds, keep = _draw_per_image(generators, alpha_bar.shape[0], cond_drop_prob)
+    ts, seeds, keep = _draw_per_image(generators, alpha_bar.shape[0], cond_drop_prob, t_strata)
     eps = torch.stack([mollified_noise_points(coords[i], seeds[i], mollify_sigma, channels) for i in range(batch)])
     eps = eps.to(x0)
     t = torch.tensor(ts, device=images.device)
     a = alpha_bar.to(images.device)[t].to(x0.dtype).view(batch, 1, 1)
     x_t = a.sqrt() * x0 + (1 - a).sqrt() * eps
     cond_mask = torch.tensor(keep, device=images.device) if cond is not None else None
-    eps_hat = model(x_t, coords, t, cond, (height, width), cond_mask=cond_mask)
-    return torch.mean((eps_hat.float() - eps.float()) ** 2)
+    out = model(x_t, coords, t, cond, (height, width), cond_mask=cond_mask)
+    target = eps if prediction == "eps" else v_target(x0, eps, a)
+    return torch.mean((out.float() - target.float()) ** 2)

@@ -50,6 +50,22 @@ def eps_from_x0(x_t: torch.Tensor, x0: torch.Tensor, alpha_bar_t: torch.Tensor |
     return (x_t - _coef(a.sqrt(), x_t) * x0) * _coef(1 / (1 - a).sqrt(), x_t)
 
 
+PREDICTIONS = ("eps", "v")
+
+
+def v_target(x0: torch.Tensor, eps: torch.Tensor, alpha_bar_t: torch.Tensor | float) -> torch.Tensor:
+    """v = sqrt(ᾱ_t) ε - sqrt(1-ᾱ_t) x_0 (Salimans & Ho 2022, eq. 11), the v-prediction training target."""
+    a = _as_factor(alpha_bar_t, x0)
+    return _coef(a.sqrt(), x0) * eps - _coef((1 - a).sqrt(), x0) * x0
+
+
+def eps_from_v(x_t: torch.Tensor, v: torch.Tensor, alpha_bar_t: torch.Tensor | float) -> torch.Tensor:
+    """ε = sqrt(1-ᾱ_t) x_t + sqrt(ᾱ_t) v: at high noise ε̂ → x_t exactly, so network errors are scaled by
+    sqrt(ᾱ_t) ≪ 1 where x̂_0 = (x_t - sqrt(1-ᾱ_t) ε̂)/sqrt(ᾱ_t) would amplify them by 1/sqrt(ᾱ_t) ≫ 1."""
+    a = _as_factor(alpha_bar_t, x_t)
+    return _coef((1 - a).sqrt(), x_t) * x_t + _coef(a.sqrt(), x_t) * v.to(x_t.dtype)
+
+
 def ddim_step(
     x_t: torch.Tensor,
     eps: torch.Tensor,

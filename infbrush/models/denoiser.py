@@ -60,7 +60,8 @@ class Context:
 
 
 class InfBrushDenoiser(nn.Module):
-    """ε̂ = model(x (B, N, C), coords (B, N, 2), t (B,), cond (B, D) | None, image_size) → (B, N, C)."""
+    """ε̂ (or v̂ when ``prediction == "v"``) = model(x (B, N, C), coords (B, N, 2), t (B,), cond (B, D) | None,
+    image_size) → (B, N, C)."""
 
     n_stages = 4
 
@@ -68,10 +69,13 @@ class InfBrushDenoiser(nn.Module):
                  sparse_grid: int = 64, sparse_kernel: int = 5, fourier_freqs: int = 8, emb_dim: int = 128,
                  cond_tokens: int = 4, num_heads: int = 4, grid_size: int = 64, grid_channels: int = 32,
                  channel_mult: list[int] | tuple[int, ...] = (1, 2, 2), num_blocks: int = 1, grid_heads: int = 4,
-                 knn: int = 3, dropout: float = 0.0, cond_normalize: bool = True):
+                 knn: int = 3, dropout: float = 0.0, cond_normalize: bool = True, prediction: str = "eps"):
         super().__init__()
         if in_channels < 1 or cond_dim < 0:
             raise ValueError(f"bad in_channels={in_channels} or cond_dim={cond_dim}")
+        if prediction not in ("eps", "v"):
+            raise ValueError(f"prediction must be 'eps' or 'v', got {prediction!r}")
+        self.prediction = prediction  # what the output means: ε or v (the sampler converts v to ε̂)
         d, e = sparse_channels, emb_dim
         self.in_channels, self.cond_dim, self.use_cano = in_channels, cond_dim, cano
         self.fourier_freqs, self.grid_size, self.knn = fourier_freqs, grid_size, knn

@@ -17,6 +17,19 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
     return F.pad(emb, (0, dim % 2))
 
 
+def max_fourier_freqs(size: tuple[int, int] | int) -> int:
+    """Most Fourier octaves that do not alias on an H×W training lattice (issue 12; ∞-Diff uses fixed octaves).
+
+    Octave k has 2^k periods per image side; the top one must keep ≥ 4 pixels per period, 2^(F-1) ≤ side / 4
+    (at 2 pixels per period — Nyquist — its cosine is 0 at every pixel centre, so its weights never train and
+    switch on as a fixed lattice pattern at higher sampling resolutions). → F = floor(log2(side / 4)) + 1 ≥ 1.
+    """
+    side = min(size) if isinstance(size, (tuple, list)) else int(size)
+    if side < 1:
+        raise ValueError(f"training size must be positive, got {size}")
+    return max(1, int(math.floor(math.log2(max(side, 4) / 4))) + 1)
+
+
 def fourier_features(coords: torch.Tensor, n_freqs: int) -> torch.Tensor:
     """Coords (..., 2) in [0, 1] → (..., 2 + 4·n_freqs): [coords, sin/cos(2π 2^k coords)], k < n_freqs."""
     freqs = (2.0 ** torch.arange(n_freqs, device=coords.device, dtype=torch.float32)) * (2 * math.pi)

@@ -40,9 +40,21 @@ def _decode(values) -> list[str]:
     return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
 
 
+def per_class_rows(rows: np.ndarray, labels: np.ndarray, per_class: int) -> np.ndarray:
+    """The first ``per_class`` rows of each label (labels ≥ 0), in store order → (≤ K·per_class,) int64."""
+    keep = np.zeros(len(rows), dtype=bool)
+    for label in np.unique(labels[labels >= 0]):
+        keep[np.flatnonzero(labels == label)[:per_class]] = True
+    return rows[keep]
+
+
 def from_held_out(store_path: str | os.PathLike, embeddings_path: str | os.PathLike, *, seed: int,
-                  n_images: int | None = None, split: int = 1) -> list[SampleSpec]:
-    """One spec per store row with ``split == split`` (first ``n_images`` of them), conditioned on its embedding."""
+                  n_images: int | None = None, split: int = 1, per_class: int | None = None) -> list[SampleSpec]:
+    """One spec per store row with ``split == split`` (first ``n_images`` of them), conditioned on its embedding.
+
+    ``per_class``: instead, the first ``per_class`` labelled rows of every class (controllability needs every
+    class represented; unlabelled rows are skipped).
+    """
     from infbrush.data.store import ImageStore
     from infbrush.train.data import load_conditions
 
@@ -50,6 +62,10 @@ def from_held_out(store_path: str | os.PathLike, embeddings_path: str | os.PathL
     rows = np.flatnonzero(store.split == split)
     if rows.size == 0:
         raise InfbrushError(f"{store_path}: no images with split == {split} (held out) to take conditions from")
+    if per_class is not None:
+        rows = per_class_rows(rows, np.asarray(store.labels)[rows], per_class)
+        if rows.size == 0:
+            raise InfbrushError(f"{store_path}: --per-class needs labelled images with split == {split}; none has a label")
     if n_images is not None:
         rows = rows[:n_images]
     cond = load_conditions(store, rows, embeddings=embeddings_path).numpy()  # (n, D)

@@ -42,14 +42,32 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng(_mix_seed(seed, 0x5EED, epoch)).permutation(n)
 
 
-def stream_rows(train_rows: np.ndarray, seed: int, start: int, count: int) -> np.ndarray:
-    """Store rows at stream positions [start, start + count) → (count,) int64."""
+def balanced_epoch(labels: np.ndarray, seed: int, epoch: int) -> np.ndarray:
+    """A class-balanced epoch over rows with ``labels`` (n,) → (n,) positions into them: each draw picks a
+    class uniformly, then a row of that class (each class's rows cycled in a random order, so rare classes
+    are repeated and common ones subsampled). A pure function of (seed, epoch)."""
+    rng = np.random.default_rng(_mix_seed(seed, 0xBA1A, epoch))
+    classes = np.unique(labels)
+    members = [rng.permutation(np.flatnonzero(labels == c)) for c in classes]
+    picks = rng.integers(len(classes), size=len(labels))
+    used = np.zeros(len(classes), dtype=np.int64)
+    out = np.empty(len(labels), dtype=np.int64)
+    for k, c in enumerate(picks):
+        out[k] = members[c][used[c] % len(members[c])]
+        used[c] += 1
+    return out
+
+
+def stream_rows(train_rows: np.ndarray, seed: int, start: int, count: int,
+                labels: np.ndarray | None = None) -> np.ndarray:
+    """Store rows at stream positions [start, start + count) → (count,) int64; with ``labels`` (one per
+    training row) each epoch is class-balanced (``balanced_epoch``) instead of a permutation."""
     n = len(train_rows)
     out = np.empty(count, dtype=np.int64)
     for k, pos in enumerate(range(start, start + count)):
         epoch, offset = divmod(pos, n)
         if k == 0 or offset == 0:
-            perm = epoch_permutation(n, seed, epoch)
+            perm = epoch_permutation(n, seed, epoch) if labels is None else balanced_epoch(labels, seed, epoch)
         out[k] = train_rows[perm[offset]]
     return out
 
@@ -134,13 +152,19 @@ class RankBatches(torch.utils.data.Sampler):
     """Yields this rank's store rows for steps start_step, ..., steps-1, reading the stream from ``start_position``."""
 
     def __init__(self, train_rows: np.ndarray, seed: int, global_batch: int, start_step: int, steps: int,
-                 rank: int = 0, world_size: int = 1, start_position: int | None = None) -> None:
+                 rank: int = 0, world_size: int = 1, start_position: int | None = None,
+                 labels: np.ndarray | None = None) -> None:
         if global_batch % world_size:
             raise InfbrushError(f"--batch-size {global_batch} is not divisible by the {world_size} processes")
         self.train_rows, self.seed, self.global_batch = train_rows, seed, global_batch
         self.start_step, self.steps = start_step, steps
         self.start_position = start_step * global_batch if start_position is None else start_position
         self.local = global_batch // world_size
+        if labels is not None:
+            labels = np.asarray(labels)
+            if len(labels) != len(train_rows) or (labels < 0).any():
+                raise InfbrushError("class-balanced sampling needs a label (>= 0) for every training image")
+        self.labels = labels
         self.first_slot = rank * self.local
 
     def __len__(self) -> int:
@@ -149,7 +173,7 @@ class RankBatches(torch.utils.data.Sampler):
     def __iter__(self) -> Iterator[list[int]]:
         for k in range(len(self)):
             position = self.start_position + k * self.global_batch + self.first_slot
-            yield stream_rows(self.train_rows, self.seed, position, self.local).tolist()
+            yield stream_rows(self.train_rows, self.seed, position, self.local, self.labels).tolist()
 
 
 def training_rows(store: ImageStore) -> np.ndarray:

@@ -24,9 +24,7 @@ import math
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -34,68 +32,33 @@ from infbrush.errors import InfbrushError
 from infbrush.io import append_jsonl, atomic_path
 from infbrush.train import distributed as D
 from infbrush.train.checkpoint import capture_rng_state, load_latest_checkpoint, restore_rng_state, save_checkpoint
+from infbrush.train.config import AMP_MODES, TrainConfig
 from infbrush.train.data import (DataPosition, RankBatches, TrainImages, image_generators, load_conditions,
                                  training_rows)
 from infbrush.train.preemption import REQUEUE_EXIT_CODE, PreemptionFlag, request_requeue
-
-AMP_MODES = ("auto", "bf16", "fp16", "off")
+from infbrush.train.schedules import ema_decay, lr_factor
 
 
 class NonFiniteLossError(InfbrushError):
     """The loss or gradient norm became NaN/inf; a checkpoint of the state before that step was written."""
 
 
-@dataclass
-class TrainConfig:
-    """Everything that defines a training run (saved, resolved, in every checkpoint and the export)."""
+def resolve_model_args(preset: str, overrides: dict, *, in_channels: int, cond_dim: int, cano: bool,
+                       image_size: tuple[int, int] | None = None) -> dict:
+    """Full model arguments: the preset's (``infbrush.models.model_args_from_preset``) updated with overrides.
 
-    store: str                                  # images.h5 (image store); rows with split == 0 are used
-    out: str                                    # run folder: checkpoints, metrics.jsonl, samples/
-    export: str | None = None                   # EMA weights written here at the end
-    cond_embeddings: str | None = None          # embeddings.h5 aligned by ids, or
-    cond_labels: int | None = None              # number of classes (one-hot of the store's labels), or neither
-    model_preset: str = "demo"
-    model_args: dict = field(default_factory=dict)  # overrides of the preset's model arguments
-    cano: bool = True
-    steps: int = 600
-    batch_size: int = 4                         # global batch, split over ranks
-    lr: float = 5e-5
-    betas: tuple[float, float] = (0.9, 0.99)
-    ema_rate: float = 0.995
-    grad_clip: float = 1.0                      # <= 0: no clipping (the norm is still logged)
-    n_points: int = 4096
-    mollify_sigma: float = 0.0039
-    cond_drop_prob: float = 0.1
-    timesteps: int = 1000
-    seed: int = 0
-    log_every: int = 10
-    ckpt_every: int = 100
-    keep: int = 3
-    sample_every: int = 0                       # 0: no sample grids
-    sample_steps: int = 10
-    sample_images: int = 4
-    sample_size: int = 256                      # side of the preview grid images (capped at the training size)
-    amp: str = "auto"
-    compile: bool = False
-    workers: int = 0
-    device: str = "auto"
-    progress: bool = True
-    on_data_change: str = "error"               # checkpoints trained on other data: "error" or "restart"
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["betas"] = [float(b) for b in self.betas]
-        return d
-
-
-def resolve_model_args(preset: str, overrides: dict, *, in_channels: int, cond_dim: int, cano: bool) -> dict:
-    """Full model arguments: the preset's (``infbrush.models.model_args_from_preset``) updated with overrides."""
+    With ``image_size`` (the training lattice) the preset's Fourier octaves are capped so that none aliases
+    there (``max_fourier_freqs``); an explicit ``fourier_freqs`` override is kept as given.
+    """
     from infbrush import models
+    from infbrush.models.embeddings import max_fourier_freqs
 
     try:
         args = dict(models.model_args_from_preset(preset, in_channels=in_channels, cond_dim=cond_dim, cano=cano))
     except ValueError as err:
         raise InfbrushError(f"--model-preset: {err}") from None
+    if image_size is not None:
+        args["fourier_freqs"] = min(int(args["fourier_freqs"]), max_fourier_freqs(image_size))
     args.update(overrides)
     args.update({"in_channels": in_channels, "cond_dim": cond_dim, "cano": cano})
     return args
@@ -180,7 +143,7 @@ def train(cfg: TrainConfig) -> int:
     # ---------------------------------------------------------------- model, EMA, optimizer
     cond_dim = 0 if cond_table is None else int(cond_table.shape[1])  # 0: unconditional model
     model_args = resolve_model_args(cfg.model_preset, cfg.model_args, in_channels=store.channels,
-                                    cond_dim=cond_dim, cano=cfg.cano)
+                                    cond_dim=cond_dim, cano=cfg.cano, image_size=(height, width))
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     try:
         model = build_model(model_args).to(device)
@@ -257,7 +220,8 @@ def train(cfg: TrainConfig) -> int:
     loader = torch.utils.data.DataLoader(
         TrainImages(store),
         batch_sampler=RankBatches(rows, cfg.seed, cfg.batch_size, step, cfg.steps, dist.rank, dist.world_size,
-                                  start_position=consumed),
+                                  start_position=consumed,
+                                  labels=store.labels[rows] if cfg.balance_labels else None),
         num_workers=cfg.workers, pin_memory=device.type == "cuda", persistent_workers=False)
     sample_cond = None if cond_table is None else cond_table[: cfg.sample_images].to(device)
     sample_size = (min(cfg.sample_size, height), min(cfg.sample_size, width))
@@ -289,9 +253,11 @@ def train(cfg: TrainConfig) -> int:
 
             # -- forward: random pixels, noise, ε-prediction loss (mean over my images)
             model.train()
+            t_strata = (list(my_slots), cfg.batch_size) if cfg.stratify_t else None
             with autocast:
                 loss = training_loss(model, x0, cond, cfg.n_points, generators, alpha_bar=alpha_bar,
-                                     mollify_sigma=cfg.mollify_sigma, cond_drop_prob=cfg.cond_drop_prob)
+                                     mollify_sigma=cfg.mollify_sigma, cond_drop_prob=cfg.cond_drop_prob,
+                                     t_strata=t_strata, prediction=model_args.get("prediction", "eps"))
             global_loss = D.all_reduce_mean(loss.detach().float())
             if not torch.isfinite(global_loss):
                 checkpoint(step)
@@ -308,12 +274,15 @@ def train(cfg: TrainConfig) -> int:
                 checkpoint(step)
                 raise NonFiniteLossError(f"gradient norm is {grad_norm.item()} at step {step}; the state before "
                                          f"this step is saved as {out}/ckpt_{step:08d}.pt")
+            for group in optimizer.param_groups:
+                group["lr"] = cfg.lr * lr_factor(step, cfg.steps, cfg.lr_warmup, cfg.lr_decay, cfg.lr_final_fraction)
             scaler.step(optimizer)
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
+            decay = ema_decay(cfg.ema_rate, step)
             with torch.no_grad():
                 for p_ema, p in zip(ema.parameters(), raw_model.parameters()):
-                    p_ema.lerp_(p, 1.0 - cfg.ema_rate)  # ema ← rate·ema + (1-rate)·θ
+                    p_ema.lerp_(p, 1.0 - decay)  # ema ← decay·ema + (1-decay)·θ
                 for b_ema, b in zip(ema.buffers(), raw_model.buffers()):
                     b_ema.copy_(b)
             step += 1
@@ -345,8 +314,8 @@ def train(cfg: TrainConfig) -> int:
     # ---------------------------------------------------------------- export the EMA weights
     if dist.is_main and cfg.export:
         with atomic_path(cfg.export) as tmp:
-            torch.save({"model": ema.state_dict(), "model_args": model_args, "config": cfg.to_dict(), "step": step},
-                       tmp)
+            torch.save({"model": ema.state_dict(), "model_args": model_args, "config": cfg.to_dict(), "step": step,
+                        "label_names": list(store.label_names or [])}, tmp)
         print(f"exported EMA weights at step {step} to {cfg.export}", file=sys.stderr)
     D.barrier()
     D.cleanup_distributed()

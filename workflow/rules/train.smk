@@ -59,6 +59,12 @@ def _train_flags(wildcards):
         f"--workers {0 if _train_gpus(wildcards) == 0 else 6}",
         "--no-progress",
     ]
+    for key, flag in (("lr_warmup", "--lr-warmup"), ("lr_decay", "--lr-decay"),
+                      ("lr_final_fraction", "--lr-final-fraction")):
+        if t.get(key) is not None:
+            flags.append(f"{flag} {t[key]}")
+    flags += [flag for key, flag in (("balance_labels", "--balance-labels"), ("stratify_t", "--stratify-t"))
+              if t.get(key)]
     if model.get("overrides"):
         import json, shlex
 
@@ -108,19 +114,38 @@ rule train:
         " {params.cano} {params.flags} > {log} 2>&1"
 
 
-rule train_ablation:
+wildcard_constraints:
+    variant="label|ablation_cano",
+
+
+def _variant_inputs(wildcards):
+    """A label-conditioned variant needs only the store; the CANO ablation also the embeddings."""
+    if wildcards.variant == "label":
+        return {"store": f"{RESULTS}/{wildcards.ds}/images.h5"}
+    return _train_inputs(wildcards)
+
+
+def _variant_cond(wildcards, input):
+    """label: condition on the store's class labels (model.label_classes); ablation_cano: as the main model,
+    without the cross-attention neural operator (the paper's Table 2)."""
+    if wildcards.variant == "label":
+        return f"--cond-labels {DATASETS[wildcards.ds]['model']['label_classes']}"
+    return f"{_train_cond(wildcards, input)} --no-cano"
+
+
+rule train_variant:
     input:
-        unpack(_train_inputs),
+        unpack(_variant_inputs),
     output:
-        ema=f"{RESULTS}/{{ds}}/ablation_cano/ema.pt",
+        ema=f"{RESULTS}/{{ds}}/{{variant}}/ema.pt",
     log:
-        "logs/{ds}/train_ablation.log",
+        "logs/{ds}/train_{variant}.log",
     benchmark:
-        "logs/benchmarks/{ds}/train_ablation.tsv"
+        "logs/benchmarks/{ds}/train_{variant}.tsv"
     params:
-        out=f"{RESULTS}/{{ds}}/ablation_cano/train",
+        out=f"{RESULTS}/{{ds}}/{{variant}}/train",
         launcher=_train_launcher,
-        cond=_train_cond,
+        cond=_variant_cond,
         flags=_train_flags,
     resources:
         gpu=_train_resources("gpu"),
@@ -130,7 +155,8 @@ rule train_ablation:
     threads: 2
     shell:
         "{params.launcher} train --store {input.store} {params.cond} --out {params.out} --export {output.ema}"
-        " --no-cano {params.flags} > {log} 2>&1"
+        " {params.flags} > {log} 2>&1"
 
 
-DATASET_TARGETS.append(lambda ds: [f"{RESULTS}/{ds}/ema.pt"])
+DATASET_TARGETS.append(lambda ds: [f"{RESULTS}/{ds}/ema.pt"]
+                       + [f"{RESULTS}/{ds}/{v}/ema.pt" for v in DATASETS[ds]["model"].get("variants", [])])

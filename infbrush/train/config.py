@@ -1,0 +1,56 @@
+"""The configuration of a training run: every setting and its default, written once (torch-free, so the CLI
+reads its defaults from here without importing torch)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+AMP_MODES = ("auto", "bf16", "fp16", "off")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (saved, resolved, in every checkpoint and the export)."""
+
+    store: str                                  # images.h5 (image store); rows with split == 0 are used
+    out: str                                    # run folder: checkpoints, metrics.jsonl, samples/
+    export: str | None = None                   # EMA weights written here at the end
+    cond_embeddings: str | None = None          # embeddings.h5 aligned by ids, or
+    cond_labels: int | None = None              # number of classes (one-hot of the store's labels), or neither
+    model_preset: str = "demo"
+    model_args: dict = field(default_factory=dict)  # overrides of the preset's model arguments
+    cano: bool = True
+    steps: int = 600
+    batch_size: int = 4                         # global batch, split over ranks
+    lr: float = 5e-5
+    betas: tuple[float, float] = (0.9, 0.99)
+    ema_rate: float = 0.995                     # reached after the warm-up min(rate, (1+n)/(10+n))
+    lr_warmup: int = 0                          # linear lr warm-up steps (paper: none)
+    lr_decay: str = "constant"                  # "constant" (paper) or "cosine" to lr_final_fraction·lr
+    lr_final_fraction: float = 0.0
+    balance_labels: bool = False                # draw training images class-balanced (needs store labels)
+    stratify_t: bool = False                    # timesteps stratified over the global batch
+    grad_clip: float = 1.0                      # <= 0: no clipping (the norm is still logged)
+    n_points: int = 4096
+    mollify_sigma: float = 0.0039
+    cond_drop_prob: float = 0.1
+    timesteps: int = 1000
+    seed: int = 0
+    log_every: int = 10
+    ckpt_every: int = 100
+    keep: int = 3
+    sample_every: int = 0                       # 0: no sample grids
+    sample_steps: int = 10
+    sample_images: int = 4
+    sample_size: int = 256                      # side of the preview grid images (capped at the training size)
+    amp: str = "auto"
+    compile: bool = False
+    workers: int = 0
+    device: str = "auto"
+    progress: bool = True
+    on_data_change: str = "error"               # checkpoints trained on other data: "error" or "restart"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["betas"] = [float(b) for b in self.betas]
+        return d

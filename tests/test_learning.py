@@ -1,0 +1,128 @@
+"""Issue 12's training fixes: non-aliasing Fourier octaves, EMA warm-up, lr schedule, stratified timesteps,
+class-balanced data, the label-conditioned path end to end, and the sampling guards on bad conditions."""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from infbrush.diffusion.loss import _draw_per_image, stratified_timestep
+from infbrush.diffusion.points import lattice_coords
+from infbrush.errors import InfbrushError
+from infbrush.models import PRESETS
+from infbrush.models.embeddings import fourier_features, max_fourier_freqs
+from infbrush.train.data import balanced_epoch, image_generators, stream_rows
+from infbrush.train.loop import resolve_model_args, train
+from infbrush.train.schedules import ema_decay, lr_factor
+from tests.test_train import make_store, tiny_config
+
+
+def _training_sizes(repo_root) -> dict[str, int]:
+    """Training image side of every dataset configured in params.yaml."""
+    params = yaml.safe_load((repo_root / "params.yaml").read_text())
+    sizes = {}
+    for name, d in params["datasets"].items():
+        side = (d.get("tiling") or d.get("patching") or {}).get("patch_size") or d.get("image_size")
+        assert side, f"{name}: no training size found"
+        sizes[name] = int(side)
+    return sizes
+
+
+def test_no_fourier_feature_is_constant_on_any_configured_training_lattice(repo_root):
+    for name, side in _training_sizes(repo_root).items():
+        for preset in PRESETS:
+            args = resolve_model_args(preset, {}, in_channels=3, cond_dim=0, cano=True, image_size=(side, side))
+            feats = fourier_features(lattice_coords((side, side)), args["fourier_freqs"])  # (N, 2 + 4F)
+            spread = feats.max(0).values - feats.min(0).values
+            assert (spread > 0.5).all(), f"{name} ({side}², preset {preset}): a Fourier feature is ~constant"
+    # the old demo setting (7 octaves at 128²) had cos(2π·64·x) == 0 at every pixel centre: the check catches it
+    old = fourier_features(lattice_coords((128, 128)), 7)
+    assert ((old.max(0).values - old.min(0).values) < 1e-3).any()
+
+
+def test_fourier_cap_follows_size_and_keeps_explicit_override():
+    assert [max_fourier_freqs(s) for s in (16, 64, 128, 256, 1024, 4096)] == [3, 5, 6, 7, 9, 11]
+    args = resolve_model_args("paper", {}, in_channels=3, cond_dim=0, cano=True, image_size=(4096, 4096))
+    assert args["fourier_freqs"] == PRESETS["paper"]["fourier_freqs"]  # 4096² keeps the preset's 10
+    args = resolve_model_args("demo", {"fourier_freqs": 7}, in_channels=3, cond_dim=0, cano=True, image_size=(64, 64))
+    assert args["fourier_freqs"] == 7
+
+
+def test_ema_warmup_tracks_live_weights_early_and_reaches_the_rate():
+    assert ema_decay(0.995, 0) == pytest.approx(0.1)  # first update keeps 90 % of the live weights
+    assert ema_decay(0.995, 10_000) == 0.995
+    # after 400 updates the initial weights' share is tiny with the warm-up, 13.5 % without it
+    share_warm = np.prod([ema_decay(0.995, n) for n in range(400)])
+    assert share_warm < 1e-6 < 0.995 ** 400
+
+
+def test_lr_schedule():
+    assert lr_factor(0, 100) == lr_factor(99, 100) == 1.0  # the paper's constant lr
+    assert lr_factor(0, 100, warmup=10) == pytest.approx(0.1) and lr_factor(9, 100, warmup=10) == 1.0
+    assert lr_factor(10, 100, warmup=10, decay="cosine") == pytest.approx(1.0)
+    assert lr_factor(100, 100, warmup=10, decay="cosine", final=0.1) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="constant, cosine"):
+        lr_factor(0, 10, decay="linear")
+
+
+def test_stratified_timesteps_cover_every_stratum():
+    gens = image_generators(0, 3, range(8))
+    ts, _, _ = _draw_per_image(gens, 1000, 0.0, t_strata=(list(range(8)), 8))
+    assert [t // 125 for t in ts] == list(range(8))
+    assert stratified_timestep(0.999999, 7, 8, 1000) == 999
+    # a DDP shard (slots 4..7) draws what one process draws for those slots
+    shard, _, _ = _draw_per_image(image_generators(0, 3, range(4, 8)), 1000, 0.0, t_strata=([4, 5, 6, 7], 8))
+    assert shard == ts[4:]
+
+
+def test_balanced_epoch_evens_out_classes_and_is_resumable():
+    labels = np.array([0] * 90 + [1] * 10)
+    rows = np.arange(100) + 1000
+    epoch = balanced_epoch(labels, seed=1, epoch=0)
+    counts = np.bincount(labels[epoch], minlength=2)
+    assert abs(counts[0] - counts[1]) < 25, counts  # ~50/50 instead of 90/10
+    stream = stream_rows(rows, 1, 0, 250, labels)
+    assert np.array_equal(stream_rows(rows, 1, 137, 20, labels), stream[137:157])  # resumable mid-epoch
+    assert not np.array_equal(stream[:100], stream[100:200])  # epochs differ
+
+
+def test_label_conditioned_training_and_sampling_end_to_end(tmp_path):
+    from infbrush.cli import build_parser
+    from infbrush.sample.outputs import read_index
+
+    store = make_store(tmp_path / "images.h5", n=8, held_out=(7,), labels=[0, 1] * 4)
+    cfg = tiny_config(tmp_path, store, cond_labels=2, steps=6, balance_labels=True, stratify_t=True, lr_warmup=2,
+                      lr_decay="cosine")
+    assert train(cfg) == 0
+    ckpt = torch.load(tmp_path / "ema.pt", weights_only=True)
+    assert ckpt["label_names"] == ["a", "b"] and ckpt["model_args"]["fourier_freqs"] == 2
+    parser = build_parser()
+    args = parser.parse_args(["sample", "--weights", str(tmp_path / "ema.pt"), "--out", str(tmp_path / "s"),
+                              "--resolution", "16", "--steps", "3", "--labels", "0,1", "--per-class", "1",
+                              "--guidance-scale", "2", "--no-progress"])
+    assert args._main(args) == 0
+    entries = read_index(tmp_path / "s" / "16" / "index.json")["images"]
+    assert [(e["label"], e["label_name"]) for e in entries] == [(0, "a"), (1, "b")]
+    for bad, message in ((["--guidance-scale", "-1"], "--guidance-scale must be >= 0"),):
+        args = parser.parse_args(["sample", "--weights", str(tmp_path / "ema.pt"), "--out", str(tmp_path / "s2"),
+                                  "--resolution", "16", "--labels", "0", *bad])
+        with pytest.raises(InfbrushError, match=message):
+            args._main(args)
+
+
+def test_label_condition_on_an_embedding_model_is_refused(tmp_path):
+    from infbrush.cli import build_parser
+    from tests.test_train import make_embeddings
+
+    store = make_store(tmp_path / "images.h5", n=6)
+    make_embeddings(tmp_path / "emb.h5", [f"img{i}" for i in range(6)], dim=2)
+    assert train(tiny_config(tmp_path, store, cond_embeddings=str(tmp_path / "emb.h5"), steps=2)) == 0
+    args = build_parser().parse_args(["sample", "--weights", str(tmp_path / "ema.pt"), "--out", str(tmp_path / "s"),
+                                      "--resolution", "16", "--labels", "0,1"])
+    with pytest.raises(InfbrushError, match="--labels: .* trained on embeddings"):
+        args._main(args)
+    with pytest.raises(SystemExit):  # argparse: "--resolution: invalid int value: '1.5'"
+        build_parser().parse_args(["sample", "--weights", "w", "--out", "o", "--resolution", "1.5"])
