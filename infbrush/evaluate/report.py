@@ -355,10 +355,12 @@ def control_gallery(results: Path, result: dict) -> str:
     return "".join(rows)
 
 
-def section_control(results: Path) -> str:
-    result = read_json(results / "control.json")
+def section_control(results: Path, variant: str = "") -> str:
+    """Control figures of the main model (control.json) or of a variant model (<variant>/control.json)."""
+    path = results / variant / "control.json" if variant else results / "control.json"
+    result = read_json(path)
     if result is None:
-        return not_run("control.json")
+        return not_run(str(path.relative_to(results)))
     gen, judge = result.get("generated") or {}, result.get("judge") or {}
     real = judge.get("real_held_out") or {}
     if not real:  # an older control.json: no judge figures to read the control numbers against
@@ -509,7 +511,8 @@ def build_report(dataset: str, results_dir: str | os.PathLike, params: dict | No
         ("CLIP FID and Crop FID", lambda: section_fid(dataset, results)),
         ("Zero-shot classification of text-conditioned samples", lambda: section_zeroshot(results)),
         ("BACH downstream", lambda: section_bach(results)),
-        ("Controllability", lambda: section_control(results)),
+        ("Controllability (embedding-conditioned model)", lambda: section_control(results)),
+        ("Controllability (label-conditioned model)", lambda: section_control(results, "label")),
         ("Spectral check", lambda: section_spectrum(results)),
         ("Loss curves", lambda: section_losses(results)),
         ("Run settings", lambda: section_settings(params)),

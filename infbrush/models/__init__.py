@@ -20,11 +20,11 @@ PRESETS: dict[str, dict] = {
     "demo": {"name": "infbrush", "sparse_channels": 48, "sparse_grid": 64, "sparse_kernel": 5, "fourier_freqs": 7,
              "emb_dim": 96, "cond_tokens": 4, "num_heads": 4, "grid_size": 32, "grid_channels": 24,
              "channel_mult": [1, 2, 2], "num_blocks": 1, "grid_heads": 4, "knn": 3, "dropout": 0.0,
-             "prediction": "v"},
+             "prediction": "v", "value_skip": True},
     "paper": {"name": "infbrush", "sparse_channels": 128, "sparse_grid": 256, "sparse_kernel": 7, "fourier_freqs": 10,
               "emb_dim": 512, "cond_tokens": 8, "num_heads": 8, "grid_size": 128, "grid_channels": 128,
               "channel_mult": [1, 2, 2, 2, 4], "num_blocks": 2, "grid_heads": 8, "knn": 3, "dropout": 0.1,
-              "prediction": "eps"},
+              "prediction": "eps", "value_skip": False},
 }
 
 

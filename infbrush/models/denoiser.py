@@ -52,7 +52,7 @@ class FiLMMLP(nn.Module):
 class Context:
     """Per-call quantities that do not depend on the points: embeddings, token summaries, point count."""
 
-    temb: torch.Tensor  # (B, E)
+    temb: torch.Tensor  # (B, E) time embedding (+ the condition embedding when cond_film)
     tokens: torch.Tensor | None  # (B, M, E) condition tokens (None: unconditional model)
     source_summaries: list  # CANO summaries of the time / condition tokens
     n_total: int  # points per image over all chunks
@@ -69,13 +69,17 @@ class InfBrushDenoiser(nn.Module):
                  sparse_grid: int = 64, sparse_kernel: int = 5, fourier_freqs: int = 8, emb_dim: int = 128,
                  cond_tokens: int = 4, num_heads: int = 4, grid_size: int = 64, grid_channels: int = 32,
                  channel_mult: list[int] | tuple[int, ...] = (1, 2, 2), num_blocks: int = 1, grid_heads: int = 4,
-                 knn: int = 3, dropout: float = 0.0, cond_normalize: bool = True, prediction: str = "eps"):
+                 knn: int = 3, dropout: float = 0.0, cond_normalize: bool = True, prediction: str = "eps",
+                 value_skip: bool = False, cond_film: bool = False):
         super().__init__()
         if in_channels < 1 or cond_dim < 0:
             raise ValueError(f"bad in_channels={in_channels} or cond_dim={cond_dim}")
         if prediction not in ("eps", "v"):
             raise ValueError(f"prediction must be 'eps' or 'v', got {prediction!r}")
         self.prediction = prediction  # what the output means: ε or v (the sampler converts v to ε̂)
+        # cond_film: the condition embedding is also added to the time embedding that drives every FiLM layer
+        # and the UNO (ADM-style class conditioning), beside its tokens in CANO and the UNO bottleneck.
+        self.cond_film = bool(cond_film and cond_dim)
         d, e = sparse_channels, emb_dim
         self.in_channels, self.cond_dim, self.use_cano = in_channels, cond_dim, cano
         self.fourier_freqs, self.grid_size, self.knn = fourier_freqs, grid_size, knn
@@ -103,6 +107,14 @@ class InfBrushDenoiser(nn.Module):
         self.head = nn.Linear(d, in_channels)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
+        # A time-dependent linear map of the point's own value x_t added to the output (C × C per image, from the
+        # time embedding, zero at init): the linear part of the denoiser — exact for Gaussian data, dominant at
+        # high noise — bypasses the saturating layers, which otherwise shrink the rare extreme noise values
+        # (|ε| > 3σ) and leave them in x̂_0 as single-channel speckle (issue 12).
+        self.value_skip = nn.Linear(e, in_channels * in_channels) if value_skip else None
+        if self.value_skip is not None:
+            nn.init.zeros_(self.value_skip.weight)
+            nn.init.zeros_(self.value_skip.bias)
 
     # ---- per-call context -------------------------------------------------------------------------
     def begin(self, t: torch.Tensor, cond: torch.Tensor | None, cond_mask: torch.Tensor | None,
@@ -110,9 +122,12 @@ class InfBrushDenoiser(nn.Module):
         """Embeddings and token summaries for t (B,), cond (B, D) | None, cond_mask (B,) bool | None."""
         batch = t.shape[0]
         temb = self.time_embed(t)
-        tokens = None
+        tokens, film = None, temb
         if self.cond_dim:
-            tokens = self.cond_tokens(self.cond_embed(cond, batch, cond_mask))  # (B, M, E)
+            cemb = self.cond_embed(cond, batch, cond_mask)  # (B, E); the null embedding where dropped
+            tokens = self.cond_tokens(cemb)  # (B, M, E)
+            if self.cond_film:
+                film = temb + cemb
         elif cond is not None and cond.numel():
             raise ValueError(f"model has cond_dim=0 but got cond of shape {tuple(cond.shape)}")
         summaries = []
@@ -120,7 +135,7 @@ class InfBrushDenoiser(nn.Module):
             summaries.append(self.cano.summarize("time", self.time_tokens(temb)))
             if tokens is not None:
                 summaries.append(self.cano.summarize("cond", tokens))
-        return Context(temb, tokens, summaries, n_total, knn_window(n_total, self.grid_size, 4.0 * self.knn))
+        return Context(film, tokens, summaries, n_total, knn_window(n_total, self.grid_size, 4.0 * self.knn))
 
     # ---- segments (pointwise given the finished stages) -------------------------------------------
     def segment(self, k: int, h: torch.Tensor | None, x: torch.Tensor, coords: torch.Tensor, ctx: Context,
@@ -138,7 +153,12 @@ class InfBrushDenoiser(nn.Module):
         if k == 3:
             return h + self.from_grid(bilinear_gather(summ[2], coords))
         h = self.mlp3(self.sparse_out(h, coords, summ[3]), ctx.temb)
-        return self.head(self.head_norm(h))
+        out = self.head(self.head_norm(h))
+        if self.value_skip is not None:
+            c = self.in_channels
+            skip = self.value_skip(ctx.temb).view(-1, c, c)  # (B, C, C)
+            out = out + torch.einsum("bij,bnj->bni", skip, x.float())
+        return out
 
     def run_to(self, k: int, x: torch.Tensor, coords: torch.Tensor, ctx: Context, summ: list) -> torch.Tensor:
         """Segments 0..k on one chunk (recomputes the prefix; used by the chunked forward)."""

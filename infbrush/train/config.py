@@ -25,6 +25,7 @@ class TrainConfig:
     lr: float = 5e-5
     betas: tuple[float, float] = (0.9, 0.99)
     ema_rate: float = 0.995                     # reached after the warm-up min(rate, (1+n)/(10+n))
+    ema_warmup: bool = True                     # False: the constant rate from step 0 (before issue 12; A/B only)
     lr_warmup: int = 0                          # linear lr warm-up steps (paper: none)
     lr_decay: str = "constant"                  # "constant" (paper) or "cosine" to lr_final_fraction·lr
     lr_final_fraction: float = 0.0

@@ -279,7 +279,7 @@ def train(cfg: TrainConfig) -> int:
             scaler.step(optimizer)
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
-            decay = ema_decay(cfg.ema_rate, step)
+            decay = ema_decay(cfg.ema_rate, step) if cfg.ema_warmup else cfg.ema_rate
             with torch.no_grad():
                 for p_ema, p in zip(ema.parameters(), raw_model.parameters()):
                     p_ema.lerp_(p, 1.0 - decay)  # ema ← decay·ema + (1-decay)·θ

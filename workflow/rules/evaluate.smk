@@ -53,7 +53,7 @@ def _sample_flags(wc):
     flags = [f"--steps {s['steps']}", f"--guidance-scale {s['guidance_scale']}", f"--chunk-points {s['chunk_points']}",
              f"--seed {s['seed']}", "--no-progress"]
     tiling = DATASETS[wc.ds].get("tiling")
-    if tiling:
+    if tiling and tiling.get("target_mpp") not in (None, "native"):  # native: the slides' own MPP, unknown here
         flags.append(f"--mpp {tiling['target_mpp']} --mpp-size {tiling['patch_size']}")
     return " ".join(flags)
 
@@ -71,6 +71,11 @@ def _sample_cond(wc, input):
     if _is_label(wc.ds):  # a label-conditioned model (CelebA-HQ blonde / non-blonde): equal numbers per class
         k = d["embedding"]["n_classes"]
         return f"--labels {','.join(map(str, range(k)))} --per-class {max(1, n_images // k)}"
+    per_class = d["sample"].get("per_class")
+    if per_class and wc.res != str(_res0(wc.ds)):  # 2×, 4×: fewer images (artefact and KID checks only)
+        per_class = d["sample"].get("per_class_upscaled") or per_class
+    if per_class:  # every class of the held-out images represented (controllability)
+        return f"--cond-embeddings {input.embeddings} --store {input.store} --split held-out --balanced --per-class {per_class}"
     return f"--cond-embeddings {input.embeddings} --store {input.store} --split held-out --n-images {n_images}"
 
 
@@ -121,25 +126,40 @@ rule sample:
         " {params.cond} {params.flags} > {log} 2>&1"
 
 
-rule sample_ablation:
+def _variant_sample_inputs(wc):
+    inputs = {"weights": f"{RESULTS}/{wc.ds}/{wc.variant}/ema.pt", "store": f"{RESULTS}/{wc.ds}/images.h5"}
+    if wc.variant != "label":
+        inputs["embeddings"] = f"{RESULTS}/{wc.ds}/embeddings.h5"
+    return inputs
+
+
+def _variant_sample_cond(wc, input):
+    """label: every class (model.label_classes) sample.per_class times; else as the main model's samples."""
+    if wc.variant == "label":
+        k = DATASETS[wc.ds]["model"]["label_classes"]
+        per_class = DATASETS[wc.ds]["sample"].get("per_class") or max(1, DATASETS[wc.ds]["sample"]["n_images"] // k)
+        return f"--labels {','.join(map(str, range(k)))} --per-class {per_class}"
+    return _sample_cond(wc, input)
+
+
+rule sample_variant:
     input:
-        unpack(_sample_inputs),
-        ablation=f"{RESULTS}/{{ds}}/ablation_cano/ema.pt",
+        unpack(_variant_sample_inputs),
     output:
-        f"{RESULTS}/{{ds}}/ablation_cano/samples/{{res}}/index.json",
+        f"{RESULTS}/{{ds}}/{{variant}}/samples/{{res}}/index.json",
     log:
-        "logs/{ds}/sample_ablation_{res}.log",
+        "logs/{ds}/sample_{variant}_{res}.log",
     benchmark:
-        "logs/benchmarks/{ds}/sample_ablation_{res}.tsv"
+        "logs/benchmarks/{ds}/sample_{variant}_{res}.tsv"
     params:
-        out=f"{RESULTS}/{{ds}}/ablation_cano/samples",
-        cond=_sample_cond,
+        out=f"{RESULTS}/{{ds}}/{{variant}}/samples",
+        cond=_variant_sample_cond,
         flags=_sample_flags,
     resources:
         **_resources(8000, 64000, 120, 1440),
     threads: 2
     shell:
-        "infbrush sample --weights {input.ablation} --out {params.out} --resolution {wildcards.res}"
+        "infbrush sample --weights {input.weights} --out {params.out} --resolution {wildcards.res}"
         " {params.cond} {params.flags} > {log} 2>&1"
 
 
@@ -365,7 +385,8 @@ rule bach_eval:
 def _control_goals(wc):
     """--goal: evaluate.control_goal, else 0.9 for a label-conditioned model (issue 12) or the library default;
     --judge-goal: evaluate.control_judge_goal when set."""
-    goal = _ev(wc.ds, "control_goal", 0.9 if _is_label(wc.ds) else None)
+    label_model = _is_label(wc.ds) or wc.get("variant") == "label"
+    goal = _ev(wc.ds, "control_label_goal" if label_model else "control_goal", 0.9 if label_model else None)
     judge = _ev(wc.ds, "control_judge_goal")
     return " ".join(([f"--goal {goal}"] if goal is not None else []) + ([f"--judge-goal {judge}"] if judge is not None else []))
 
@@ -380,6 +401,29 @@ rule control:
         "logs/{ds}/control.log",
     benchmark:
         "logs/benchmarks/{ds}/control.tsv"
+    params:
+        seed=lambda wc: DATASETS[wc.ds]["sample"].get("seed", 0),
+        feature_size=lambda wc: _ev(wc.ds, "control_feature_size", 64),
+        goals=_control_goals,
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    threads: 1
+    shell:
+        "infbrush control --store {input.store} --samples {input.samples} --out {output} --seed {params.seed}"
+        " --feature-size {params.feature_size} {params.goals} > {log} 2>&1"
+
+
+rule control_variant:
+    input:
+        store=f"{RESULTS}/{{ds}}/images.h5",
+        samples=lambda wc: f"{RESULTS}/{wc.ds}/{wc.variant}/samples/{_res0(wc.ds)}/index.json",
+    output:
+        f"{RESULTS}/{{ds}}/{{variant}}/control.json",
+    log:
+        "logs/{ds}/control_{variant}.log",
+    benchmark:
+        "logs/benchmarks/{ds}/control_{variant}.tsv"
     params:
         seed=lambda wc: DATASETS[wc.ds]["sample"].get("seed", 0),
         feature_size=lambda wc: _ev(wc.ds, "control_feature_size", 64),
@@ -435,6 +479,10 @@ def _report_inputs(wc):
         inputs["bach"] = f"{root}/bach.json"
     if ds in DEMO_SOURCES:
         inputs["control"] = f"{root}/control.json"
+    if DATASETS[ds].get("sample"):  # the viewer rule (viewer.smk) builds it; the report links its preview
+        inputs["viewer"] = f"{root}/viewer/index.html"
+    if "label" in DATASETS[ds]["model"].get("variants", []):
+        inputs["control_label"] = f"{root}/label/control.json"
     if _ev(ds, "spectrum", ds in DEMO_SOURCES):
         inputs["spectrum"] = f"{root}/spectrum.json"
     if _ev(ds, "ablation_cano", False):
