@@ -26,6 +26,19 @@ of the two must be at least ``min_ratio`` × the real value (for a negative unbi
 ``real + (min_ratio − 1)·|real|``, and above 0). Real < blurred < noise is recorded too (``full_order``) but
 not required: which degradation is "further" depends on the features. A metric failing its check is written
 with ``"trusted": false`` and the reason (:func:`sanity_verdict`); the report shows it as flagged.
+
+Measured (demo CLIP retrained on today's 64² demo_brca store, reference 64 train rows, 32 held-out rows per
+set, blur σ 4 px; CLIP FID / CLIP KID / Crop FID / Crop KID):
+
+* demo_naip — real 0.177 / 0.0029 / 104 / 0.014; blurred 0.129 / 0.0017 / 304 / 0.230; noise 0.794 / 0.026 /
+  453 / 0.558. CLIP FID and CLIP KID are **flagged** (the histology-trained demo CLIP scores blurred land cover
+  closer to real than real held-out images are); Crop FID and Crop KID pass.
+* demo_brca — real 0.112 / 0.0021 / 122 / 0.015; blurred 0.647 / 0.016 / 358 / 0.364; noise 0.929 / 0.021 /
+  424 / 0.553. All four pass (real < blurred < noise).
+
+A 30 %-speckle set of 32 images (the issue's failure case) then scores CLIP FID 0.74 (demo_naip) and 1.34
+(demo_brca), Crop KID 0.41 and 0.48. The sanity sets cost three extra feature passes of the generated set's
+size (on the shared 2-core machine ≈ 4 CPU-minutes per demo dataset, mostly Inception on the crops).
 """
 from __future__ import annotations
 

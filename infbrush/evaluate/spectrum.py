@@ -17,8 +17,9 @@ image side is periodic at ``f`` cycles per image side, so it shows as spectral p
   above their own Nyquist, which a correct model at 2× may legitimately fill.
 
 Spectra: each RGB channel minus its mean, times a 2-D Hann window (no edge discontinuity leaking power onto
-the axes, where lattice peaks sit), |FFT|² summed over channels and divided by the pixel count and the
-window's mean square: images of any size are on one scale. Samples larger than ``max_side`` are analysed on
+the axes, where lattice peaks sit), |FFT|² summed over channels and divided by the squared pixel count and
+the window's mean square: the power of a frequency in cycles per image side, so an image and its resized
+copy give the same curve below the smaller one's Nyquist and resolutions can share one plot. Samples larger than ``max_side`` are analysed on
 their central ``max_side``² crop (and real images on the same field of view): frequencies are converted.
 """
 from __future__ import annotations
@@ -44,7 +45,7 @@ def power_spectrum(image: np.ndarray) -> np.ndarray:
     x = image.astype(np.float64)
     x = (x - x.mean(axis=(0, 1))) * window[..., None]
     power = (np.abs(np.fft.fft2(x, axes=(0, 1))) ** 2).sum(axis=2)
-    return power / (n * n * float((window ** 2).mean()))
+    return power / (float(n) ** 4 * float((window ** 2).mean()))
 
 
 def frequency_radius(n: int) -> np.ndarray:
