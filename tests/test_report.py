@@ -24,6 +24,12 @@ def _png_samples(folder, n, size):
     (folder / "index.json").write_text(json.dumps({"images": entries}))
 
 
+def _section(text, start):
+    """The report's HTML from the heading starting with ``start`` up to the next heading of its level."""
+    begin = text.index(start)
+    return text[begin:text.index("<h2>", begin + 4)]
+
+
 def _srcs(text):
     return re.findall(r'src="([^"]*)"', text)
 
@@ -139,10 +145,10 @@ def test_report_shows_control_gallery_flagged_metrics_and_spectrum(tmp_path):
                    "verdicts": {"clip_fid": {"trusted": False, "reason": "noise images score 0.12"},
                                 "clip_kid": {"trusted": True, "reason": "passes"}}}}))
     text = build_report("demo_naip", results)
-    fid_part = text[text.index("CLIP FID and Crop FID</h2>"):text.index("Zero-shot")]
+    fid_part = _section(text, "<h2>CLIP FID and Crop FID")
     assert "flagged: failed its sanity pairs" in fid_part and "not above real" in fid_part
     assert fid_part.count("flagged") >= 2 and "Sanity pairs" in fid_part and "0.0002" in fid_part
-    part = text[text.index("Controllability</h2>"):text.index("Spectral check</h2>")]
+    part = _section(text, "<h2>Controllability")  # the main model's control.json
     assert "judge on real held-out" in part and "[" in part  # intervals shown beside the figures
     for name in "abcd":
         assert f"<h4>{name}</h4>" in part
@@ -151,6 +157,6 @@ def test_report_shows_control_gallery_flagged_metrics_and_spectrum(tmp_path):
     misjudged = [i for i in control["generated"]["images"] if i["judged"] != i["intended"]]
     assert {"file": "0_1.png", "intended": "a", "judged": "c"} in misjudged
     assert part.count("class=miss") == len(misjudged)
-    part = text[text.index("Spectral check</h2>"):text.index("Loss curves</h2>")]
+    part = _section(text, "<h2>Spectral check")
     assert len(_srcs(part)) == 1 and "prominence" in part
     assert "above Nyquist" in part  # 64 cycles per side cannot exist in a 64² image
