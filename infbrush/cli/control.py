@@ -21,7 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"mean per-class accuracy goal on generated images (default {DEFAULT_GOAL})")
     parser.add_argument("--judge-goal", type=float, default=DEFAULT_JUDGE_GOAL,
                         help=f"the judge's goal on real held-out images (default {DEFAULT_JUDGE_GOAL})")
-    parser.add_argument("--confidence", type=float, default=CONFIDENCE, help="interval level (default 0.95)")
+    parser.add_argument("--confidence", type=float, default=CONFIDENCE,
+                        help="interval level (default 0.95; the *ci95 keys then hold intervals at this level)")
 
 
 def main(args: argparse.Namespace) -> int:
