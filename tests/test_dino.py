@@ -1,4 +1,5 @@
-"""DINO: lightly's head/loss on a timm ViT, loss decreases, exact resume, export and k-NN probe."""
+"""DINO: lightly's head/loss on a timm ViT, augmentations, loss decreases, exact resume, export, and the k-NN
+probe that reports the untrained network beside the trained one (with 95 % intervals)."""
 import json
 import os
 
@@ -57,6 +58,115 @@ def test_uses_lightly_dino_head_and_loss():
         torch.testing.assert_close(a, b)
     views = [torch.randn(2, 3, 32, 32), torch.randn(2, 3, 16, 16)]  # global and local crop sizes
     assert [tuple(pair.student(v).shape) for v in views] == [(2, 128), (2, 128)]
+
+
+class ColourEncoder:
+    """A stand-in encoder: mean colour (informative) or per-image noise (uninformative) features."""
+
+    def __init__(self, informative: bool, input_size: int = 32) -> None:
+        self.informative, self.input_size, self.dim = informative, input_size, 3
+
+    def embed_images(self, images):
+        images = np.asarray(images, dtype=np.float32)  # (B, S, S, 3)
+        if self.informative:
+            return torch.from_numpy(images.mean(axis=(1, 2)))
+        seeds = images.sum(axis=(1, 2, 3)).astype(np.int64)
+        return torch.from_numpy(np.stack([np.random.default_rng(int(x)).normal(size=3) for x in seeds]).astype("f4"))
+
+
+def test_knn_report_shows_untrained_baseline_beside_trained(store):
+    """Same protocol and held-out images for both networks; each accuracy and the gain carry a 95 % interval."""
+    from infbrush.data.store import ImageStore
+    from infbrush.ssl.knn import knn_report
+
+    report = knn_report(ImageStore(store), ColourEncoder(True), ColourEncoder(False), k=5)
+    assert report["n_test"] == 8 and report["n_train"] == 24 and report["n_test_per_class"] == [2, 2, 2, 2]
+    assert report["knn_accuracy"] == 1.0 and report["knn_accuracy_random_init"] < 0.75
+    assert report["knn_gain"] == pytest.approx(report["knn_accuracy"] - report["knn_accuracy_random_init"])
+    for key in ("knn_accuracy", "knn_accuracy_random_init", "knn_gain"):
+        low, high = report[f"{key}_ci95"]
+        assert low <= report[key] <= high, key
+    assert report["knn_accuracy_ci95"][0] > 0.6  # Wilson interval of 8/8
+    assert report["knn_gain_ci95"][0] > 0  # colour beats noise even on 8 images
+    no_baseline = knn_report(ImageStore(store), ColourEncoder(True), None, k=5)
+    assert "knn_accuracy_random_init" not in no_baseline and no_baseline["knn_accuracy"] == 1.0
+
+
+def test_accuracy_intervals():
+    from infbrush.ssl.knn import accuracy_interval, paired_difference_interval
+
+    low, high = accuracy_interval(np.array([1] * 11 + [0] * 4))  # 15 images at 0.733
+    assert (round(low, 3), round(high, 3)) == (0.480, 0.891)  # Wilson: ±0.2 around 0.73 on 15 images
+    wide, narrow = accuracy_interval(np.arange(20) % 4 > 0), accuracy_interval(np.arange(200) % 4 > 0)
+    assert narrow[1] - narrow[0] < (wide[1] - wide[0]) / 2  # more held-out images, tighter interval
+    with pytest.raises(InfbrushError, match="no held-out images"):
+        accuracy_interval(np.array([], dtype=bool))
+    rng = np.random.default_rng(0)
+    a, b = rng.random(150) < 0.9, rng.random(150) < 0.75
+    low, high = paired_difference_interval(a, b)
+    assert low < a.mean() - b.mean() < high and high - low < 0.25
+    assert paired_difference_interval(a, a) == [0.0, 0.0]
+
+
+def test_untrained_baseline_is_the_training_init():
+    """The k-NN baseline network equals the student's step-0 weights (same seed), not just the same architecture."""
+    from infbrush.ssl.dino import DINOPair, untrained_backbone
+    from infbrush.ssl.train import seed_everything
+
+    seed_everything(3)
+    pair = DINOPair("vit_tiny_patch16_224", 32, out_dim=64, hidden_dim=32, bottleneck_dim=16, patch_size=8, depth=2)
+    baseline = untrained_backbone("vit_tiny_patch16_224", 32, 8, seed=3, depth=2)
+    assert len(baseline.blocks) == 2
+    for (key, value), init in zip(pair.student.backbone.state_dict().items(), baseline.state_dict().values()):
+        torch.testing.assert_close(value, init, msg=key)
+    other = untrained_backbone("vit_tiny_patch16_224", 32, 8, seed=4, depth=2)
+    assert not torch.equal(other.patch_embed.proj.weight, baseline.patch_embed.proj.weight)
+
+
+def test_colour_preserving_views_keep_a_flat_image_colour():
+    """With colour jitter, greyscale and solarisation off, every view of a flat image keeps its colour."""
+    from PIL import Image
+
+    from infbrush.ssl.dino import IMAGENET_MEAN, IMAGENET_STD
+    from infbrush.ssl.train import multicrop_transform
+
+    colour = np.array([40, 60, 160], dtype=np.uint8)
+    image = Image.fromarray(np.broadcast_to(colour, (32, 32, 3)).copy())
+    expected = torch.tensor((colour / 255.0 - IMAGENET_MEAN) / IMAGENET_STD, dtype=torch.float32)
+    calm = multicrop_transform(tiny_config(cj_prob=0.0, gray_prob=0.0, solarize_prob=0.0, rr_prob=1.0, vf_prob=0.5))
+    views = calm(image)
+    assert [tuple(v.shape) for v in views] == [(3, 32, 32)] * 2 + [(3, 16, 16)] * 2
+    for view in views:
+        torch.testing.assert_close(view.mean(dim=(1, 2)), expected, atol=0.02, rtol=0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+    jittered = multicrop_transform(tiny_config(cj_prob=1.0, cj_strength=1.0, gray_prob=0.0, solarize_prob=0.0))
+    assert any((v.mean(dim=(1, 2)) - expected).abs().max() > 0.1 for v in jittered(image))
+
+
+def test_changed_augmentation_makes_checkpoints_stale():
+    """Any training setting (not just the architecture) separates runs; bookkeeping does not."""
+    from dataclasses import asdict
+
+    from infbrush.ssl.train import changed_settings
+
+    saved = json.loads(json.dumps(asdict(tiny_config())))  # tuples come back as lists, as from a checkpoint
+    assert changed_settings(saved, tiny_config(ckpt_every=7, log_every=3, workers=1, keep=9)) == []
+    assert changed_settings(saved, tiny_config(cj_prob=0.0, depth=3)) == ["depth", "cj_prob"]
+
+
+def test_cli_rejects_bad_augmentation_values():
+    import argparse
+
+    from infbrush.cli import train_dino
+
+    parser = argparse.ArgumentParser()
+    train_dino.add_arguments(parser)
+    for argv, message in [(["--cj-prob", "1.5"], "--cj-prob must be a probability in \\[0, 1\\], got 1.5"),
+                          (["--local-crop-scale", "0.5", "0.2"], "--local-crop-scale must be 0 < MIN <= MAX <= 1"),
+                          (["--blur-prob", "1", "0.1", "-1"], "--blur-prob must be a probability")]:
+        with pytest.raises(InfbrushError, match=message):
+            train_dino.check_args(parser.parse_args(["--store", "s.h5", "--out", "d.pt", *argv]))
 
 
 @pytest.mark.slow
@@ -119,8 +229,10 @@ def test_dino_encoder_knn_and_wrong_model(store, tmp_path):
     encoder = load_encoder("dino", "vit_tiny_patch16_224", str(out))
     assert encoder.input_size == 32 and encoder.dim == 192 and encoder.kind == "dino"
     report = evaluate_dino(store, out, "vit_tiny_patch16_224", k=5, seed=0, device="cpu")
-    print(f"tiny DINO k-NN accuracy {report['knn_accuracy']:.3f} (chance {report['chance']:.2f})")
+    print(f"tiny DINO k-NN accuracy {report['knn_accuracy']:.3f} (chance {report['chance']:.2f}, "
+          f"untrained {report['knn_accuracy_random_init']:.3f})")
     assert report["n_test"] == 8 and report["chance"] == 0.25
     assert report["knn_accuracy"] > report["chance"]
+    assert {"knn_accuracy_random_init", "knn_accuracy_ci95", "knn_gain", "knn_gain_ci95"} <= set(report)
     with pytest.raises(InfbrushError, match="dino.pt: checkpoint is a 'vit_tiny_patch16_224'"):
         load_encoder("dino", "vit_small_patch16_224", str(out))

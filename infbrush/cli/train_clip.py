@@ -38,6 +38,8 @@ def main(args: argparse.Namespace) -> int:
                                   epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                                   device=args.device, holdout_fraction=args.holdout_fraction,
                                   progress=not args.no_progress)
-    print(f"train-clip: zero-shot accuracy {metrics['zero_shot_accuracy']:.3f} on {metrics['n_test']} held-out images "
-          f"(chance {metrics['chance']:.3f}, majority {metrics['majority_baseline']:.3f}); wrote {args.out}")
+    low, high = metrics["zero_shot_accuracy_ci95"]
+    print(f"train-clip: zero-shot accuracy {metrics['zero_shot_accuracy']:.3f} (95% [{low:.3f}, {high:.3f}]) on "
+          f"{metrics['n_test']} held-out images (chance {metrics['chance']:.3f}, majority "
+          f"{metrics['majority_baseline']:.3f}); trained in {metrics['train_seconds'] / 60:.1f} min; wrote {args.out}")
     return 0

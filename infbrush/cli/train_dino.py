@@ -15,7 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ckpt-dir", default=None, help="training checkpoints (default: <out without .pt>_ckpt/)")
     parser.add_argument("--model", default=d.model, help="timm model name")
     parser.add_argument("--img-size", type=int, default=d.img_size, help="global crop size = backbone input size")
-    parser.add_argument("--patch-size", type=int, default=d.patch_size)
+    parser.add_argument("--patch-size", type=int, default=d.patch_size, help="default: the timm model's own")
+    parser.add_argument("--depth", type=int, default=d.depth, help="transformer blocks (default: the timm model's own)")
     parser.add_argument("--epochs", type=int, default=d.epochs)
     parser.add_argument("--batch-size", type=int, default=d.batch_size, help="per process")
     parser.add_argument("--out-dim", type=int, default=d.out_dim)
@@ -23,6 +24,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bottleneck-dim", type=int, default=d.bottleneck_dim)
     parser.add_argument("--local-crops", type=int, default=d.local_crops)
     parser.add_argument("--local-crop-size", type=int, default=d.local_crop_size)
+    parser.add_argument("--global-crop-scale", type=float, nargs=2, default=list(d.global_crop_scale),
+                        metavar=("MIN", "MAX"), help="area fraction of the image a global crop covers")
+    parser.add_argument("--local-crop-scale", type=float, nargs=2, default=list(d.local_crop_scale),
+                        metavar=("MIN", "MAX"))
+    parser.add_argument("--vf-prob", type=float, default=d.vf_prob, help="vertical flip probability")
+    parser.add_argument("--rr-prob", type=float, default=d.rr_prob, help="random 90° rotation probability")
+    parser.add_argument("--cj-prob", type=float, default=d.cj_prob, help="colour jitter probability")
+    parser.add_argument("--cj-strength", type=float, default=d.cj_strength,
+                        help="colour jitter strength (× brightness 0.8, contrast 0.8, saturation 0.4, hue 0.2)")
+    parser.add_argument("--gray-prob", type=float, default=d.gray_prob, help="random greyscale probability")
+    parser.add_argument("--blur-prob", type=float, nargs=3, default=list(d.blur_prob),
+                        metavar=("GLOBAL1", "GLOBAL2", "LOCAL"), help="Gaussian blur probability per view kind")
+    parser.add_argument("--solarize-prob", type=float, default=d.solarize_prob)
     parser.add_argument("--lr", type=float, default=d.lr, help="at batch 256 (scaled by global batch / 256)")
     parser.add_argument("--min-lr", type=float, default=d.min_lr)
     parser.add_argument("--warmup-epochs", type=int, default=d.warmup_epochs)
@@ -46,18 +60,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true")
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """One-line errors for settings DINO cannot train with."""
+    from infbrush.errors import InfbrushError
+
+    if args.local_crops < 0 or args.epochs < 1:
+        raise InfbrushError("--epochs must be >= 1 and --local-crops >= 0")
+    probs = {"--vf-prob": [args.vf_prob], "--rr-prob": [args.rr_prob], "--cj-prob": [args.cj_prob],
+             "--gray-prob": [args.gray_prob], "--blur-prob": args.blur_prob, "--solarize-prob": [args.solarize_prob]}
+    for flag, values in probs.items():
+        if any(not 0.0 <= v <= 1.0 for v in values):
+            shown = " ".join(str(v) for v in values)
+            raise InfbrushError(f"{flag} must be a probability in [0, 1], got {shown}")
+    for flag, (low, high) in {"--global-crop-scale": args.global_crop_scale,
+                              "--local-crop-scale": args.local_crop_scale}.items():
+        if not 0.0 < low <= high <= 1.0:
+            raise InfbrushError(f"{flag} must be 0 < MIN <= MAX <= 1, got {low} {high}")
+
+
 def main(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from infbrush.errors import InfbrushError
     from infbrush.ssl.train import DinoConfig, train_dino
 
-    if args.local_crops < 0 or args.epochs < 1:
-        raise InfbrushError("--epochs must be >= 1 and --local-crops >= 0")
-    config = DinoConfig(model=args.model, img_size=args.img_size, patch_size=args.patch_size, epochs=args.epochs,
-                        batch_size=args.batch_size, out_dim=args.out_dim, hidden_dim=args.hidden_dim,
+    check_args(args)
+    config = DinoConfig(model=args.model, img_size=args.img_size, patch_size=args.patch_size, depth=args.depth,
+                        epochs=args.epochs, batch_size=args.batch_size, out_dim=args.out_dim, hidden_dim=args.hidden_dim,
                         bottleneck_dim=args.bottleneck_dim, local_crops=args.local_crops,
-                        local_crop_size=args.local_crop_size, lr=args.lr, min_lr=args.min_lr,
+                        local_crop_size=args.local_crop_size, global_crop_scale=tuple(args.global_crop_scale),
+                        local_crop_scale=tuple(args.local_crop_scale), vf_prob=args.vf_prob, rr_prob=args.rr_prob,
+                        cj_prob=args.cj_prob, cj_strength=args.cj_strength, gray_prob=args.gray_prob,
+                        blur_prob=tuple(args.blur_prob), solarize_prob=args.solarize_prob, lr=args.lr, min_lr=args.min_lr,
                         warmup_epochs=args.warmup_epochs, weight_decay=tuple(args.weight_decay),
                         warmup_teacher_temp=args.warmup_teacher_temp, teacher_temp=args.teacher_temp,
                         warmup_teacher_temp_epochs=args.warmup_teacher_temp_epochs,
@@ -73,18 +107,29 @@ def main(args: argparse.Namespace) -> int:
         return REQUEUE_EXIT_CODE
     if summary["is_main"]:
         report = evaluate_dino(args.store, out, args.model, args.knn_k, args.seed, args.device)
-        report.update(steps=summary["steps"], epochs=summary["epochs"], last_loss=summary["last_loss"])
+        report.update(steps=summary["steps"], epochs=summary["epochs"], last_loss=summary["last_loss"],
+                      steps_this_call=summary["steps_this_call"],
+                      train_seconds_this_call=summary["train_seconds_this_call"],
+                      torch_threads=torch_threads())
         from infbrush.io import write_json
 
         write_json(out.with_suffix(".json"), report)
     return 0
 
 
+def torch_threads() -> int:
+    """Intra-op threads torch trained with (for reading ``train_seconds_this_call``)."""
+    import torch
+
+    return torch.get_num_threads()
+
+
 def evaluate_dino(store_path, out, model: str, k: int, seed: int, device: str) -> dict:
-    """k-NN accuracy of the trained teacher (and of the same network at random init) on the store's labels."""
+    """k-NN accuracy of the trained teacher and of the same network untrained (its step-0 weights, rebuilt from
+    the training seed), same protocol and images, with 95 % intervals and the gain between them."""
     from infbrush.data.store import ImageStore
     from infbrush.embed.encoders import load_encoder, sha256_state_dict, timm_encoder
-    from infbrush.ssl.dino import build_backbone, dino_data_config, load_dino_backbone
+    from infbrush.ssl.dino import dino_data_config, load_dino_backbone, untrained_backbone
     from infbrush.ssl.knn import knn_report
 
     store = ImageStore(store_path)
@@ -93,11 +138,13 @@ def evaluate_dino(store_path, out, model: str, k: int, seed: int, device: str) -
         return {"knn_accuracy": None}
     encoder = load_encoder("dino", model, str(out), device=device)
     _, meta = load_dino_backbone(out)
-    random_backbone = build_backbone(meta["model"], meta["img_size"], meta.get("patch_size"))
+    random_backbone = untrained_backbone(meta["model"], meta["img_size"], meta.get("patch_size"),
+                                         int(meta["config"].get("seed", seed)), meta.get("depth"))
     baseline = timm_encoder("dino", "random-init", random_backbone, dino_data_config(meta),
                             sha256_state_dict(random_backbone.state_dict()), encoder.device)
     report = knn_report(store, encoder, baseline, k=k, seed=seed)
-    print(f"train-dino: k-NN accuracy {report['knn_accuracy']:.3f} on {report['n_test']} held-out images "
-          f"(chance {report['chance']:.3f}, majority {report['majority_baseline']:.3f}, "
-          f"same network untrained {report['knn_accuracy_random_init']:.3f})")
+    low, high = report["knn_gain_ci95"]
+    print(f"train-dino: k-NN accuracy {report['knn_accuracy']:.3f} on {report['n_test']} held-out images, same "
+          f"network untrained {report['knn_accuracy_random_init']:.3f} (gain {report['knn_gain']:+.3f}, 95% "
+          f"[{low:+.3f}, {high:+.3f}]; chance {report['chance']:.3f}, majority {report['majority_baseline']:.3f})")
     return report

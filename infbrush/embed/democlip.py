@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from pathlib import Path
 from typing import Mapping
 
@@ -162,6 +163,12 @@ def save_democlip(out: str | os.PathLike, model, model_cfg: dict, label_names: l
     return Path(out)
 
 
+def per_class_accuracy(correct: np.ndarray, truth: np.ndarray, label_names: list[str]) -> dict:
+    """{class name: accuracy on its held-out images} (None for a class without held-out images)."""
+    return {name: (float(correct[truth == c].mean()) if (truth == c).any() else None)
+            for c, name in enumerate(label_names)}
+
+
 def train_clip_on_store(store_path: str | os.PathLike, prompts: Mapping[str, str], out: str | os.PathLike, *,
                         model_cfg: dict, epochs: int, batch_size: int, lr: float, seed: int = 0,
                         device: str = "cpu", holdout_fraction: float = 0.25, progress: bool = True) -> dict:
@@ -170,12 +177,14 @@ def train_clip_on_store(store_path: str | os.PathLike, prompts: Mapping[str, str
     Captions are the class prompts (``prompts[label_names[label]]``). Writes ``out`` and returns metrics
     (also written to ``out`` with suffix ``.json``).
     """
+    import torch
+
     from infbrush.data.store import ImageStore
     from infbrush.embed.encoders import load_encoder, resolve_device
     from infbrush.embed.images import embed_indices
     from infbrush.embed.text import zero_shot_classify
     from infbrush.io import write_json
-    from infbrush.ssl.knn import labelled_split, majority_baseline
+    from infbrush.ssl.knn import accuracy_interval, labelled_split, majority_baseline
 
     store = ImageStore(store_path)
     if not store.label_names:
@@ -190,8 +199,10 @@ def train_clip_on_store(store_path: str | os.PathLike, prompts: Mapping[str, str
     images = np.stack([store.thumb(int(i), size) for i in train_idx])[..., :3]  # (N, S, S, 3)
     captions = [class_prompts[store.label_names[store.labels[i]]] for i in train_idx]
     dev = resolve_device(device)
+    started = time.perf_counter()
     model, losses = train_democlip(images, captions, model_cfg, epochs=epochs, batch_size=min(batch_size, len(images)),
                                    lr=lr, seed=seed, device=dev, progress=progress)
+    train_seconds = time.perf_counter() - started
     save_democlip(out, model, model_cfg, store.label_names, class_prompts,
                   steps=epochs * max(1, len(images) // min(batch_size, len(images))))
 
@@ -199,11 +210,15 @@ def train_clip_on_store(store_path: str | os.PathLike, prompts: Mapping[str, str
     features = embed_indices(store, encoder, test_idx, batch_size=64, progress=False)  # (M, D)
     pred, _ = zero_shot_classify(encoder, features, class_prompts)
     truth = store.labels[test_idx]
-    metrics = {"zero_shot_accuracy": float((pred.numpy() == truth).mean()),
+    correct = pred.numpy() == truth
+    metrics = {"zero_shot_accuracy": float(correct.mean()), "zero_shot_accuracy_ci95": accuracy_interval(correct),
                "chance": 1.0 / len(store.label_names),
                "majority_baseline": majority_baseline(store.labels[train_idx], truth),
+               "per_class_accuracy": per_class_accuracy(correct, truth, store.label_names),
                "n_train": int(len(train_idx)), "n_test": int(len(test_idx)),
+               "n_test_per_class": np.bincount(truth, minlength=len(store.label_names)).tolist(),
                "epochs": epochs, "first_epoch_loss": losses[0], "last_epoch_loss": losses[-1],
+               "train_seconds": round(train_seconds, 1), "torch_threads": torch.get_num_threads(),
                "classes": list(store.label_names), "weights_sha256": encoder.weights_sha256}
     write_json(Path(out).with_suffix(".json"), metrics)
     return metrics

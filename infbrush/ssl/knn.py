@@ -35,15 +35,49 @@ def labelled_split(labels: np.ndarray, split: np.ndarray, holdout_fraction: floa
     return np.sort(np.concatenate(train_parts)), np.sort(np.concatenate(test_parts))
 
 
-def knn_accuracy(train_features: np.ndarray, train_labels: np.ndarray, test_features: np.ndarray,
-                 test_labels: np.ndarray, k: int = 20) -> float:
-    """Accuracy of a cosine, distance-weighted k-NN classifier; features (N, D)."""
+def knn_predict(train_features: np.ndarray, train_labels: np.ndarray, test_features: np.ndarray,
+                k: int = 20) -> np.ndarray:
+    """Labels predicted by a cosine, distance-weighted k-NN classifier (scikit-learn); features (N, D)."""
     from sklearn.neighbors import KNeighborsClassifier
 
     k = max(1, min(k, len(train_features)))
     classifier = KNeighborsClassifier(n_neighbors=k, metric="cosine", weights="distance")
     classifier.fit(np.asarray(train_features, dtype=np.float64), np.asarray(train_labels))
-    return float((classifier.predict(np.asarray(test_features, dtype=np.float64)) == np.asarray(test_labels)).mean())
+    return classifier.predict(np.asarray(test_features, dtype=np.float64))
+
+
+def knn_accuracy(train_features: np.ndarray, train_labels: np.ndarray, test_features: np.ndarray,
+                 test_labels: np.ndarray, k: int = 20) -> float:
+    """Accuracy of a cosine, distance-weighted k-NN classifier; features (N, D)."""
+    return float((knn_predict(train_features, train_labels, test_features, k) == np.asarray(test_labels)).mean())
+
+
+def accuracy_interval(correct: np.ndarray, confidence: float = 0.95) -> list[float]:
+    """Wilson score interval [low, high] of an accuracy from per-image 0/1 outcomes (scipy's binomtest)."""
+    from scipy.stats import binomtest
+
+    correct = np.asarray(correct, dtype=bool)
+    if correct.size == 0:
+        raise InfbrushError("accuracy_interval: no held-out images to score")
+    ci = binomtest(int(correct.sum()), int(correct.size)).proportion_ci(confidence, method="wilson")
+    return [float(ci.low), float(ci.high)]
+
+
+def paired_difference_interval(correct_a: np.ndarray, correct_b: np.ndarray, confidence: float = 0.95,
+                               seed: int = 0, n_resamples: int = 9999) -> list[float]:
+    """Percentile-bootstrap interval of accuracy(a) − accuracy(b) on the same images (resampled in pairs)."""
+    from scipy.stats import bootstrap
+
+    a, b = np.asarray(correct_a, dtype=float), np.asarray(correct_b, dtype=float)
+    if a.shape != b.shape or a.size < 2:
+        raise InfbrushError(f"paired_difference_interval: need two equal-length outcome vectors of ≥ 2 images, "
+                            f"got {a.shape} and {b.shape}")
+    if np.all(a - b == a[0] - b[0]):  # every pair differs alike: no spread to resample
+        return [float(a[0] - b[0])] * 2
+    result = bootstrap((a, b), lambda x, y: np.mean(x - y), paired=True, vectorized=False,
+                       confidence_level=confidence, n_resamples=n_resamples, method="percentile",
+                       random_state=np.random.default_rng(seed))
+    return [float(result.confidence_interval.low), float(result.confidence_interval.high)]
 
 
 def majority_baseline(train_labels: np.ndarray, test_labels: np.ndarray) -> float:
@@ -56,23 +90,33 @@ def knn_report(store, encoder, baseline_encoder=None, k: int = 20, seed: int = 0
                batch_size: int = 64, progress: bool = False) -> dict:
     """k-NN accuracy of ``encoder`` on a labelled store (train rows as memory, held-out rows as queries).
 
-    ``baseline_encoder`` (e.g. the same architecture at random initialisation) is measured the same way,
-    so the report shows what training added beyond chance and beyond an untrained network.
+    ``baseline_encoder`` (the same network at its initialisation) is measured with the same protocol on the
+    same images, so the report shows what training added: ``knn_accuracy_random_init`` and ``knn_gain`` (the
+    difference) with 95 % intervals (Wilson for accuracies, paired bootstrap over images for the gain).
     """
     from infbrush.embed.images import embed_indices
 
     train_idx, test_idx = labelled_split(store.labels, store.split, seed=seed)
     rows = np.concatenate([train_idx, test_idx])
+    truth = store.labels[test_idx]
 
-    def accuracy(enc) -> float:
+    def outcomes(enc) -> np.ndarray:
         features = embed_indices(store, enc, rows, batch_size=batch_size, progress=progress).numpy()  # (M, D)
-        return knn_accuracy(features[:len(train_idx)], store.labels[train_idx], features[len(train_idx):],
-                            store.labels[test_idx], k=k)
+        pred = knn_predict(features[:len(train_idx)], store.labels[train_idx], features[len(train_idx):], k=k)
+        return pred == truth  # (n_test,) bool
 
-    report = {"knn_accuracy": accuracy(encoder), "k": k, "chance": 1.0 / len(np.unique(store.labels[rows])),
-              "majority_baseline": majority_baseline(store.labels[train_idx], store.labels[test_idx]),
+    correct = outcomes(encoder)
+    report = {"knn_accuracy": float(correct.mean()), "knn_accuracy_ci95": accuracy_interval(correct), "k": k,
+              "protocol": "cosine distance-weighted k-NN (DINO Sec. 4.1) fit on the train split's features, "
+                          "scored on the held-out split",
+              "chance": 1.0 / len(np.unique(store.labels[rows])),
+              "majority_baseline": majority_baseline(store.labels[train_idx], truth),
               "n_train": int(len(train_idx)), "n_test": int(len(test_idx)),
+              "n_test_per_class": np.bincount(truth, minlength=len(store.label_names)).tolist(),
               "classes": list(store.label_names)}
     if baseline_encoder is not None:
-        report["knn_accuracy_random_init"] = accuracy(baseline_encoder)
+        base = outcomes(baseline_encoder)
+        report.update(knn_accuracy_random_init=float(base.mean()), knn_accuracy_random_init_ci95=accuracy_interval(base),
+                      knn_gain=float(correct.mean() - base.mean()),
+                      knn_gain_ci95=paired_difference_interval(correct, base, seed=seed))
     return report

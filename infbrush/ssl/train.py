@@ -9,8 +9,8 @@ the same command resumes from the newest readable one.
 from __future__ import annotations
 
 import math
-
 import os
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -18,7 +18,7 @@ import numpy as np
 
 from infbrush.errors import InfbrushError
 
-ARCH_KEYS = ("model", "img_size", "patch_size", "out_dim", "hidden_dim", "bottleneck_dim")
+BOOKKEEPING_KEYS = ("workers", "ckpt_every", "keep", "log_every")  # may change between a run and its resume
 
 
 @dataclass
@@ -26,6 +26,7 @@ class DinoConfig:
     model: str = "vit_base_patch16_224"
     img_size: int = 224                     # global crop size = the backbone's input size
     patch_size: int | None = None           # None = the timm model's own
+    depth: int | None = None                # transformer blocks; None = the timm model's own
     epochs: int = 100
     batch_size: int = 64                    # per process
     out_dim: int = 65536
@@ -35,6 +36,14 @@ class DinoConfig:
     local_crop_size: int = 96
     global_crop_scale: tuple[float, float] = (0.4, 1.0)   # DINO ViT default (0.4, 1): Caron et al. code
     local_crop_scale: tuple[float, float] = (0.05, 0.4)
+    # augmentations (lightly's DINOTransform; defaults = DINO's recipe)
+    vf_prob: float = 0.0                    # vertical flip (DINO: 0; aerial/histology images have no "up")
+    rr_prob: float = 0.0                    # random 90° rotation (DINO: 0)
+    cj_prob: float = 0.8                    # colour jitter probability (DINO: 0.8)
+    cj_strength: float = 0.5                # scales brightness/contrast/saturation/hue 0.8/0.8/0.4/0.2 (DINO: 0.5)
+    gray_prob: float = 0.2                  # random greyscale (DINO: 0.2)
+    blur_prob: tuple[float, float, float] = (1.0, 0.1, 0.5)   # Gaussian blur: global 1, global 2, local (DINO)
+    solarize_prob: float = 0.2              # solarisation of the second global view (DINO: 0.2)
     lr: float = 5e-4                        # at batch 256
     min_lr: float = 1e-6
     warmup_epochs: int = 10
@@ -61,6 +70,24 @@ def lr_at(step: int, total: int, warmup: int, base: float, final: float) -> floa
     if step < warmup:
         return base * (step + 1) / warmup
     return float(cosine_schedule(step - warmup, max(1, total - warmup), base, final))
+
+
+def multicrop_transform(cfg: DinoConfig):
+    """lightly's DINOTransform (2 global + ``local_crops`` local views) with the config's augmentation strengths."""
+    from lightly.transforms import DINOTransform
+
+    return DINOTransform(global_crop_size=cfg.img_size, global_crop_scale=tuple(cfg.global_crop_scale),
+                         local_crop_size=cfg.local_crop_size, local_crop_scale=tuple(cfg.local_crop_scale),
+                         n_local_views=cfg.local_crops, vf_prob=cfg.vf_prob, rr_prob=cfg.rr_prob,
+                         cj_prob=cfg.cj_prob, cj_strength=cfg.cj_strength, random_gray_scale=cfg.gray_prob,
+                         gaussian_blur=tuple(cfg.blur_prob), solarization_prob=cfg.solarize_prob)
+
+
+def changed_settings(saved: dict, cfg: DinoConfig) -> list[str]:
+    """Training settings (all but bookkeeping) in which a checkpoint's config differs from ``cfg``."""
+    current = asdict(cfg)
+    norm = lambda v: list(v) if isinstance(v, (tuple, list)) else v  # noqa: E731 (tuples come back as lists)
+    return [k for k in current if k not in BOOKKEEPING_KEYS and norm(saved.get(k)) != norm(current[k])]
 
 
 class MultiCropViews:
@@ -124,7 +151,6 @@ def train_dino(store_path: str | os.PathLike, out: str | os.PathLike, ckpt_dir: 
     import torch
     from lightly.loss import DINOLoss
     from lightly.models.utils import update_momentum
-    from lightly.transforms import DINOTransform
     from lightly.utils.scheduler import cosine_schedule
     from tqdm import tqdm
 
@@ -152,7 +178,7 @@ def train_dino(store_path: str | os.PathLike, out: str | os.PathLike, ckpt_dir: 
     base_lr = cfg.lr * global_batch / 256.0  # linear scaling rule (DINO, Goyal et al.)
 
     pair = DINOPair(cfg.model, cfg.img_size, cfg.out_dim, cfg.hidden_dim, cfg.bottleneck_dim, cfg.patch_size,
-                    cfg.drop_path, cfg.freeze_last_layer).to(dev)
+                    cfg.drop_path, cfg.freeze_last_layer, depth=cfg.depth).to(dev)
     student = pair.student
     if info.distributed:
         student = torch.nn.parallel.DistributedDataParallel(pair.student, device_ids=[dev] if dev.type == "cuda"
@@ -164,8 +190,7 @@ def train_dino(store_path: str | os.PathLike, out: str | os.PathLike, ckpt_dir: 
 
     step = 0
     state = load_latest_checkpoint(ckpt_dir, map_location="cpu")
-    stale = state is not None and [k for k in ARCH_KEYS + ("epochs", "batch_size")
-                                   if state["config"].get(k) != asdict(cfg).get(k)]
+    stale = state is not None and changed_settings(state["config"], cfg)
     if stale and restart_stale:
         if info.is_main:
             print(f"train-dino: {ckpt_dir}: settings changed ({', '.join(stale)}); starting over")
@@ -175,11 +200,10 @@ def train_dino(store_path: str | os.PathLike, out: str | os.PathLike, ckpt_dir: 
         barrier()
         state = None
     if state is not None:
-        saved = state["config"]
-        for key in ARCH_KEYS + ("epochs", "batch_size"):
-            if saved.get(key) != asdict(cfg).get(key):
-                raise InfbrushError(f"{ckpt_dir}: checkpoints were made with {key}={saved.get(key)!r}, this run has "
-                                    f"{asdict(cfg).get(key)!r}; use another --ckpt-dir or delete it")
+        if stale:
+            key = stale[0]
+            raise InfbrushError(f"{ckpt_dir}: checkpoints were made with {key}={state['config'].get(key)!r}, this run "
+                                f"has {asdict(cfg).get(key)!r}; use another --ckpt-dir or delete it")
         pair.student.load_state_dict(state["student"])
         pair.teacher.load_state_dict(state["teacher"])
         optimizer.load_state_dict(state["optimizer"])
@@ -188,10 +212,7 @@ def train_dino(store_path: str | os.PathLike, out: str | os.PathLike, ckpt_dir: 
         if info.is_main:
             print(f"train-dino: resuming from step {step} of {total} ({ckpt_dir})")
 
-    transform = DINOTransform(global_crop_size=cfg.img_size, global_crop_scale=tuple(cfg.global_crop_scale),
-                              local_crop_size=cfg.local_crop_size, local_crop_scale=tuple(cfg.local_crop_scale),
-                              n_local_views=cfg.local_crops)
-    dataset = MultiCropViews(store, cfg.img_size, transform)
+    dataset = MultiCropViews(store, cfg.img_size, multicrop_transform(cfg))
 
     def checkpoint(at: int) -> None:
         if info.is_main:
@@ -205,7 +226,7 @@ def train_dino(store_path: str | os.PathLike, out: str | os.PathLike, ckpt_dir: 
     flag = PreemptionFlag()
     metrics_path = Path(ckpt_dir) / "metrics.jsonl"
     Path(ckpt_dir).mkdir(parents=True, exist_ok=True)
-    start, loss_value = step, float("nan")
+    start, loss_value, started = step, float("nan"), time.perf_counter()
     bar = tqdm(total=total, initial=step, desc="train-dino", disable=not (progress and info.is_main))
     try:
         while step < total:
@@ -257,8 +278,9 @@ def train_dino(store_path: str | os.PathLike, out: str | os.PathLike, ckpt_dir: 
         flag.restore()
     if info.is_main:
         export_dino(out, pair.teacher.backbone, model=cfg.model, img_size=cfg.img_size,
-                    patch_size=cfg.patch_size, step=step, config=asdict(cfg))
+                    patch_size=cfg.patch_size, step=step, config=asdict(cfg), depth=cfg.depth)
     cleanup_distributed()
     last_loss = loss_value if math.isfinite(loss_value) else None  # None: resumed after the last step
-    return {"steps": step, "epochs": cfg.epochs, "last_loss": last_loss, "is_main": info.is_main}
+    return {"steps": step, "epochs": cfg.epochs, "last_loss": last_loss, "is_main": info.is_main,
+            "steps_this_call": step - start, "train_seconds_this_call": round(time.perf_counter() - started, 1)}
 

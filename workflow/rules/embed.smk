@@ -81,6 +81,20 @@ def _dino_launcher(wc):
     return f"torchrun --standalone --nproc_per_node={n} -m infbrush" if n > 1 else "infbrush"
 
 
+def _dino_augment_args(wc):
+    """Architecture overrides and augmentation flags of train-dino; unset keys keep DINO's defaults."""
+    flags = {"patch_size": "--patch-size", "depth": "--depth", "global_crop_scale": "--global-crop-scale",
+             "local_crop_scale": "--local-crop-scale", "vf_prob": "--vf-prob", "rr_prob": "--rr-prob",
+             "cj_prob": "--cj-prob", "cj_strength": "--cj-strength", "gray_prob": "--gray-prob",
+             "blur_prob": "--blur-prob", "solarize_prob": "--solarize-prob", "min_lr": "--min-lr"}
+    args = []
+    for key, flag in flags.items():
+        value = param(wc.ds, f"dino.{key}", None)
+        if value is not None:
+            args.append(f"{flag} " + " ".join(str(v) for v in (value if isinstance(value, list) else [value])))
+    return " ".join(args)
+
+
 rule train_dino:
     input:
         store=f"{RESULTS}/{{ds}}/images.h5",
@@ -111,6 +125,7 @@ rule train_dino:
         warmup_teacher_temp_epochs=lambda wc: param(wc.ds, "dino.warmup_teacher_temp_epochs", 30),
         hidden_dim=lambda wc: param(wc.ds, "dino.hidden_dim", 2048),
         bottleneck_dim=lambda wc: param(wc.ds, "dino.bottleneck_dim", 256),
+        augment=_dino_augment_args,
         seed=cfg("dino.seed"),
         device=lambda wc: "auto" if _n_gpus(wc.ds) else "cpu",
     threads: 2
@@ -126,7 +141,7 @@ rule train_dino:
         " --warmup-epochs {params.warmup_epochs} --warmup-teacher-temp {params.warmup_teacher_temp}"
         " --teacher-temp {params.teacher_temp} --warmup-teacher-temp-epochs {params.warmup_teacher_temp_epochs}"
         " --momentum-teacher {params.momentum_teacher} --weight-decay {params.weight_decay} --seed {params.seed}"
-        " --restart-stale --device {params.device} --no-progress > {log} 2>&1"
+        " {params.augment} --restart-stale --device {params.device} --no-progress > {log} 2>&1"
 
 
 rule embed:
