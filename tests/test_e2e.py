@@ -30,12 +30,15 @@ def test_demo_chain_produces_every_documented_output(demo_run):
     for ds in ("demo_brca", "demo_naip"):
         out = repo / "results" / ds
         for name in ("images.h5", "embeddings.h5", "ema.pt", "fid_ref.npz", "fid.json", "control.json",
-                     "report.html", "train/metrics.jsonl"):
+                     "report.html", "train/metrics.jsonl", "label/ema.pt", "label/control.json", "spectrum.json"):
             assert (out / name).is_file(), f"{ds}: {name} missing"
         fid = json.loads((out / "fid.json").read_text())
         for key in ("clip_fid", "crop_fid", "clip_kid", "crop_kid"):
             assert np.isfinite(fid[key]), (ds, key, fid[key])
+        label_control = json.loads((out / "label" / "control.json").read_text())
+        assert label_control["generated"]["n_images"] >= 2  # one image per class at the tiny size
         report = (out / "report.html").read_text()
+        assert "Controllability (label-conditioned model)" in report
         assert "<img" in report and "data:image/png;base64" in report
         assert "src=\"http" not in report  # self-contained
         losses = [json.loads(line)["loss"] for line in (out / "train" / "metrics.jsonl").read_text().splitlines()]

@@ -10,6 +10,7 @@ import torch
 import yaml
 
 from infbrush.diffusion.loss import _draw_per_image, stratified_timestep
+from infbrush.diffusion.mollifier import lattice_axis
 from infbrush.diffusion.points import lattice_coords
 from infbrush.errors import InfbrushError
 from infbrush.models import PRESETS
@@ -35,11 +36,13 @@ def test_no_fourier_feature_is_constant_on_any_configured_training_lattice(repo_
     for name, side in _training_sizes(repo_root).items():
         for preset in PRESETS:
             args = resolve_model_args(preset, {}, in_channels=3, cond_dim=0, cano=True, image_size=(side, side))
-            feats = fourier_features(lattice_coords((side, side)), args["fourier_freqs"])  # (N, 2 + 4F)
+            axis = lattice_axis(side)  # the features are separable: one axis of the lattice covers them all
+            feats = fourier_features(torch.stack([axis, axis], -1), args["fourier_freqs"])  # (side, 2 + 4F)
             spread = feats.max(0).values - feats.min(0).values
             assert (spread > 0.5).all(), f"{name} ({side}², preset {preset}): a Fourier feature is ~constant"
     # the old demo setting (7 octaves at 128²) had cos(2π·64·x) == 0 at every pixel centre: the check catches it
-    old = fourier_features(lattice_coords((128, 128)), 7)
+    axis = lattice_axis(128)
+    old = fourier_features(torch.stack([axis, axis], -1), 7)
     assert ((old.max(0).values - old.min(0).values) < 1e-3).any()
 
 
@@ -57,6 +60,43 @@ def test_ema_warmup_tracks_live_weights_early_and_reaches_the_rate():
     # after 400 updates the initial weights' share is tiny with the warm-up, 13.5 % without it
     share_warm = np.prod([ema_decay(0.995, n) for n in range(400)])
     assert share_warm < 1e-6 < 0.995 ** 400
+
+
+def test_v_prediction_round_trips_and_is_exact_at_high_noise():
+    from infbrush.diffusion import cosine_alpha_bar
+    from infbrush.diffusion.schedule import eps_from_v, predict_x0, v_target
+
+    g = torch.Generator().manual_seed(0)
+    x0, eps = torch.rand(2, 50, 3, generator=g) * 2 - 1, torch.randn(2, 50, 3, generator=g)
+    for a in cosine_alpha_bar(1000)[[0, 500, 999]].tolist():
+        x_t = a ** 0.5 * x0 + (1 - a) ** 0.5 * eps
+        v = v_target(x0, eps, a)
+        assert torch.allclose(eps_from_v(x_t, v, a), eps, atol=1e-4)
+        if a > 1e-2:  # x̂_0 divides by sqrt(ᾱ): float32 cannot recover x_0 at the last step
+            assert torch.allclose(predict_x0(x_t, eps_from_v(x_t, v, a), a), x0, atol=2e-3)
+    # at t = T-1 an error in v̂ reaches ε̂ scaled by sqrt(ᾱ) ≪ 1, where ε-prediction passes it on whole
+    a = float(cosine_alpha_bar(1000)[-1])
+    x_t = a ** 0.5 * x0 + (1 - a) ** 0.5 * eps
+    err = eps_from_v(x_t, v_target(x0, eps, a) + 0.1, a) - eps
+    assert err.abs().max() < 0.1 * a ** 0.5 + 1e-5  # (+ float32 rounding of x_t)
+
+
+def test_value_skip_starts_at_zero_and_is_exactly_linear_in_x():
+    from infbrush.models import build_model
+
+    args = {"name": "infbrush", "in_channels": 3, "cond_dim": 0, "sparse_channels": 8, "sparse_grid": 8,
+            "grid_size": 8, "grid_channels": 8, "channel_mult": [1], "emb_dim": 16, "num_heads": 2,
+            "grid_heads": 2, "fourier_freqs": 2, "value_skip": True}
+    torch.manual_seed(0)
+    model = build_model(args).eval()
+    x = torch.randn(1, 64, 3)
+    coords = lattice_coords((8, 8)).unsqueeze(0)
+    t = torch.tensor([500])
+    with torch.no_grad():
+        assert model(x, coords, t).abs().max() == 0  # zero head and zero skip at init
+        torch.nn.init.normal_(model.value_skip.weight)
+        out1, out2 = model(x, coords, t), model(2 * x, coords, t)
+    assert torch.allclose(out2, 2 * out1, atol=1e-5)  # the only path to the output is the linear skip of x_t
 
 
 def test_lr_schedule():

@@ -64,9 +64,12 @@ def test_knn_interpolation_matches_brute_force():
         assert torch.allclose(out, ref.transpose(1, 2).reshape(2, 4, grid, grid), atol=1e-5)
 
 
-@pytest.mark.parametrize("cano", [True, False])
-def test_chunked_forward_equals_unchunked(cano):
-    model = _model(cano=cano)
+@pytest.mark.parametrize("cano,extra", [(True, {}), (False, {}),
+                                        (True, {"value_skip": True, "cond_film": True, "prediction": "v"})])
+def test_chunked_forward_equals_unchunked(cano, extra):
+    model = _model(cano=cano, **extra)
+    if model.value_skip is not None:  # zero-initialised: make the skip of x_t non-trivial
+        torch.nn.init.normal_(model.value_skip.weight, std=0.3)
     x, coords, t, cond = _inputs()
     mask = torch.tensor([True, False])
     with torch.no_grad():
