@@ -60,6 +60,11 @@ def test_train_clip_zero_shot_well_above_chance(tmp_path, capsys):
     assert metrics["n_test"] == 12 and metrics["chance"] == 0.25
     assert metrics["last_epoch_loss"] < metrics["first_epoch_loss"]
     assert metrics["zero_shot_accuracy"] >= 0.6
+    low, high = metrics["zero_shot_accuracy_ci95"]
+    assert low <= metrics["zero_shot_accuracy"] <= high and high - low < 0.6  # Wilson interval on 12 images
+    assert metrics["majority_baseline"] == 0.25 and metrics["n_test_per_class"] == [3, 3, 3, 3]
+    assert set(metrics["per_class_accuracy"]) == set(PROMPTS) and metrics["train_seconds"] > 0
+    assert f"(95% [{low:.3f}, {high:.3f}])" in capsys.readouterr().out
     # the checkpoint loads weights_only and rebuilds through the shared encoder path
     state = torch.load(out, weights_only=True)
     assert state["model_cfg"]["vision_cfg"]["image_size"] == 32 and state["prompts"] == PROMPTS

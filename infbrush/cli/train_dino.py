@@ -110,6 +110,7 @@ def main(args: argparse.Namespace) -> int:
         report.update(steps=summary["steps"], epochs=summary["epochs"], last_loss=summary["last_loss"],
                       steps_this_call=summary["steps_this_call"],
                       train_seconds_this_call=summary["train_seconds_this_call"],
+                      train_cpu_seconds_this_call=summary["train_cpu_seconds_this_call"],
                       torch_threads=torch_threads())
         from infbrush.io import write_json
 

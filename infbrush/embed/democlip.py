@@ -199,10 +199,10 @@ def train_clip_on_store(store_path: str | os.PathLike, prompts: Mapping[str, str
     images = np.stack([store.thumb(int(i), size) for i in train_idx])[..., :3]  # (N, S, S, 3)
     captions = [class_prompts[store.label_names[store.labels[i]]] for i in train_idx]
     dev = resolve_device(device)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     model, losses = train_democlip(images, captions, model_cfg, epochs=epochs, batch_size=min(batch_size, len(images)),
                                    lr=lr, seed=seed, device=dev, progress=progress)
-    train_seconds = time.perf_counter() - started
+    train_seconds, train_cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     save_democlip(out, model, model_cfg, store.label_names, class_prompts,
                   steps=epochs * max(1, len(images) // min(batch_size, len(images))))
 
@@ -218,7 +218,8 @@ def train_clip_on_store(store_path: str | os.PathLike, prompts: Mapping[str, str
                "n_train": int(len(train_idx)), "n_test": int(len(test_idx)),
                "n_test_per_class": np.bincount(truth, minlength=len(store.label_names)).tolist(),
                "epochs": epochs, "first_epoch_loss": losses[0], "last_epoch_loss": losses[-1],
-               "train_seconds": round(train_seconds, 1), "torch_threads": torch.get_num_threads(),
+               "train_seconds": round(train_seconds, 1), "train_cpu_seconds": round(train_cpu_seconds, 1),
+               "torch_threads": torch.get_num_threads(),
                "classes": list(store.label_names), "weights_sha256": encoder.weights_sha256}
     write_json(Path(out).with_suffix(".json"), metrics)
     return metrics

@@ -226,7 +226,7 @@ def train_dino(store_path: str | os.PathLike, out: str | os.PathLike, ckpt_dir: 
     flag = PreemptionFlag()
     metrics_path = Path(ckpt_dir) / "metrics.jsonl"
     Path(ckpt_dir).mkdir(parents=True, exist_ok=True)
-    start, loss_value, started = step, float("nan"), time.perf_counter()
+    start, loss_value, started, cpu_started = step, float("nan"), time.perf_counter(), time.process_time()
     bar = tqdm(total=total, initial=step, desc="train-dino", disable=not (progress and info.is_main))
     try:
         while step < total:
@@ -282,5 +282,6 @@ def train_dino(store_path: str | os.PathLike, out: str | os.PathLike, ckpt_dir: 
     cleanup_distributed()
     last_loss = loss_value if math.isfinite(loss_value) else None  # None: resumed after the last step
     return {"steps": step, "epochs": cfg.epochs, "last_loss": last_loss, "is_main": info.is_main,
-            "steps_this_call": step - start, "train_seconds_this_call": round(time.perf_counter() - started, 1)}
+            "steps_this_call": step - start, "train_seconds_this_call": round(time.perf_counter() - started, 1),
+            "train_cpu_seconds_this_call": round(time.process_time() - cpu_started, 1)}
 
