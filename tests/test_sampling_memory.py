@@ -67,6 +67,21 @@ def test_guided_sampling_is_chunk_independent_and_scale_one_skips_the_unconditio
     assert torch.allclose(guided, _sample(model, cond, (8, 8), [1, 2], guidance_scale=2.5), atol=1e-4)
 
 
+def test_guidance_interval_guides_only_the_high_noise_steps():
+    model = _model()
+    cond = torch.randn(2, 4, generator=torch.Generator().manual_seed(1))
+    log = CallLog(model)
+    plain = _sample(log, cond, (8, 8), [1, 2])
+    log.batches.clear()
+    interval = _sample(log, cond, (8, 8), [1, 2], guidance_scale=2.5, guidance_t_min=600)
+    assert sorted(set(log.batches)) == [2, 4]  # unguided low-noise steps run the conditional pass alone
+    assert not torch.allclose(interval, plain, atol=1e-3)
+    everywhere = _sample(model, cond, (8, 8), [1, 2], guidance_scale=2.5)
+    assert not torch.allclose(interval, everywhere, atol=1e-3)
+    assert torch.allclose(_sample(model, cond, (8, 8), [1, 2], guidance_scale=2.5, guidance_t_min=1000), plain,
+                          atol=1e-5)  # an interval above every step is no guidance
+
+
 def test_the_model_never_sees_more_points_than_a_chunk():
     log = CallLog(_model())
     _sample(log, torch.randn(1, 4), (16, 16), [0], chunk_points=40)

@@ -24,6 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output side(s) in pixels (square images), e.g. 256 512 4096")
     parser.add_argument("--steps", type=int, default=50, help="DDIM steps (paper: 50)")
     parser.add_argument("--guidance-scale", type=float, default=1.0, help="classifier-free guidance (1 = none)")
+    parser.add_argument("--guidance-t-min", type=int, default=0,
+                        help="guide only the steps with t >= this (a guidance interval; default 0: every step)")
     parser.add_argument("--chunk-points", type=int, default=65536,
                         help="points per denoiser chunk (bounds activation memory; 0 = whole image at once)")
     parser.add_argument("--seed", type=int, default=0, help="image i uses seed SEED + i")
@@ -92,6 +94,8 @@ def main(args: argparse.Namespace) -> int:
         raise InfbrushError(f"--steps must be >= 1, got {args.steps}")
     if args.per_class < 1:
         raise InfbrushError(f"--per-class must be >= 1, got {args.per_class}")
+    if args.guidance_t_min < 0:
+        raise InfbrushError(f"--guidance-t-min must be >= 0, got {args.guidance_t_min}")
     if not args.guidance_scale >= 0:
         raise InfbrushError(f"--guidance-scale must be >= 0 (1 = no guidance), got {args.guidance_scale}")
     if args.cond_embeddings and not args.store:
@@ -127,6 +131,7 @@ def main(args: argparse.Namespace) -> int:
 
     settings = {"weights": str(args.weights), "weights_sha256": sha256_file(args.weights),
                 "step": ckpt.get("step"), "steps": args.steps, "guidance_scale": args.guidance_scale,
+                "guidance_t_min": args.guidance_t_min,
                 "mollify_sigma": mollify_sigma, "timesteps": timesteps, "seed": args.seed,
                 "cond_files": {str(p): sha256_file(p) for p in cond_files}, "compression": args.compression}
     alpha_bar = cosine_alpha_bar(timesteps)
@@ -135,7 +140,8 @@ def main(args: argparse.Namespace) -> int:
         mpp = None if args.mpp is None else args.mpp * (args.mpp_size or r) / r
         entries = sample_resolution(model, specs, Path(args.out) / str(r), (r, r), steps=args.steps,
                                     alpha_bar=alpha_bar, mollify_sigma=mollify_sigma, settings=settings,
-                                    guidance_scale=args.guidance_scale, chunk_points=chunk,
+                                    guidance_scale=args.guidance_scale, guidance_t_min=args.guidance_t_min,
+                                    chunk_points=chunk,
                                     batch_pixels=args.batch_pixels, fmt=args.format, png_max_side=args.png_max_side,
                                     compression=args.compression, mpp=mpp, device=device,
                                     progress=not args.no_progress, state_dir=args.state_dir)

@@ -162,6 +162,7 @@ def ddim_sample(
     state_dir: str | os.PathLike | None = None,
     cache_bytes: int = DEFAULT_CACHE_BYTES,
     prediction: str | None = None,
+    guidance_t_min: int = 0,
 ) -> torch.Tensor:
     """Sample B = len(seeds) images on the H×W lattice → (B, C, H, W) in [-1, 1].
 
@@ -175,6 +176,8 @@ def ddim_sample(
     only); the result is then a read-write memory map of that file (B, C, H, W), freed with the tensor.
     ``prediction``: what the model outputs, "eps" or "v" (default: the model's ``prediction`` attribute, else
     "eps"); v̂ is turned into ε̂ = sqrt(1-ᾱ) x_t + sqrt(ᾱ) v̂ before guidance and the update.
+    ``guidance_t_min``: guidance only at steps with t ≥ this (a guidance interval, Kynkäänniemi et al. 2024);
+    the low-noise steps then run one conditional pass.
     """
     from infbrush.models.chunked import chunk_spans, streamed_forward  # diffusion does not import models at top
 
@@ -195,7 +198,6 @@ def ddim_sample(
     chunk_spans(n_points, chunk_points)  # validates chunk_points
     device = torch.device(device) if device is not None else _device_of(model, cond)
     cond = cond.to(device) if cond is not None else None
-    guided = cond is not None and guidance_scale != 1.0
     staged = all(hasattr(model, a) for a in ("begin", "segment", "run_to", "stage_partial", "n_stages"))
     state = SamplerState(batch, n_points, in_channels, device, state_dir)
     fill_initial_noise(state, size, seeds, mollify_sigma, noise_rows_per_band(width))
@@ -207,12 +209,15 @@ def ddim_sample(
 
         iterator = tqdm(ts, desc=f"DDIM {height}x{width}")
     mask = torch.cat([torch.ones(batch, dtype=torch.bool), torch.zeros(batch, dtype=torch.bool)]).to(device)
-    model_cond = torch.cat([cond, cond]) if guided else cond
-    model_mask = mask if guided else None
+    if guidance_t_min < 0:
+        raise ValueError(f"guidance_t_min must be >= 0, got {guidance_t_min}")
     for i, t in enumerate(iterator):
         a_t = float(alpha_bar[t])
         a_prev = float(alpha_bar[ts[i + 1]]) if i + 1 < len(ts) else 1.0
         last_step = i + 1 == len(ts)
+        guided = cond is not None and guidance_scale != 1.0 and t >= guidance_t_min  # this step
+        model_cond = torch.cat([cond, cond]) if guided else cond
+        model_mask = mask if guided else None
         t_model = torch.full((2 * batch if guided else batch,), t, device=device, dtype=torch.long)
         last: dict = {}  # the chunk most recently read: its x_t is reused by the update
 

@@ -63,6 +63,7 @@ def sample_resolution(
     mollify_sigma: float,
     settings: dict,
     guidance_scale: float = 1.0,
+    guidance_t_min: int = 0,
     chunk_points: int | None = None,
     batch_pixels: int = DEFAULT_BATCH_PIXELS,
     fmt: str = "auto",
@@ -102,7 +103,8 @@ def sample_resolution(
         with torch.no_grad():
             images = ddim_sample(model, cond, (height, width), steps=steps, seeds=[s.seed for s in batch],
                                  alpha_bar=alpha_bar, mollify_sigma=mollify_sigma, guidance_scale=guidance_scale,
-                                 chunk_points=chunk_points, in_channels=in_channels, state_dir=state_dir,
+                                 guidance_t_min=guidance_t_min, chunk_points=chunk_points, in_channels=in_channels,
+                                 state_dir=state_dir,
                                  progress=progress and len(batch) == 1)  # (B, C, H, W) in [-1, 1]
         for spec, image in zip(batch, images):
             file = spec.name + suffix
