@@ -142,7 +142,7 @@ def _variant_sample_cond(wc, input):
     return _sample_cond(wc, input)
 
 
-rule sample_variant:
+use rule sample as sample_variant with:
     input:
         unpack(_variant_sample_inputs),
     output:
@@ -155,12 +155,6 @@ rule sample_variant:
         out=f"{RESULTS}/{{ds}}/{{variant}}/samples",
         cond=_variant_sample_cond,
         flags=_sample_flags,
-    resources:
-        **_resources(8000, 64000, 120, 1440),
-    threads: 2
-    shell:
-        "infbrush sample --weights {input.weights} --out {params.out} --resolution {wildcards.res}"
-        " {params.cond} {params.flags} > {log} 2>&1"
 
 
 rule sample_text:
@@ -414,7 +408,7 @@ rule control:
         " --feature-size {params.feature_size} {params.goals} > {log} 2>&1"
 
 
-rule control_variant:
+use rule control as control_variant with:
     input:
         store=f"{RESULTS}/{{ds}}/images.h5",
         samples=lambda wc: f"{RESULTS}/{wc.ds}/{wc.variant}/samples/{_res0(wc.ds)}/index.json",
@@ -424,17 +418,6 @@ rule control_variant:
         "logs/{ds}/control_{variant}.log",
     benchmark:
         "logs/benchmarks/{ds}/control_{variant}.tsv"
-    params:
-        seed=lambda wc: DATASETS[wc.ds]["sample"].get("seed", 0),
-        feature_size=lambda wc: _ev(wc.ds, "control_feature_size", 64),
-        goals=_control_goals,
-    resources:
-        mem_mb=4000,
-        runtime=30,
-    threads: 1
-    shell:
-        "infbrush control --store {input.store} --samples {input.samples} --out {output} --seed {params.seed}"
-        " --feature-size {params.feature_size} {params.goals} > {log} 2>&1"
 
 
 def _spectrum_flags(wc):
