@@ -133,7 +133,7 @@ def _variant_cond(wildcards, input):
     return f"{_train_cond(wildcards, input)} --no-cano"
 
 
-rule train_variant:
+use rule train as train_variant with:
     input:
         unpack(_variant_inputs),
     output:
@@ -147,15 +147,7 @@ rule train_variant:
         launcher=_train_launcher,
         cond=_variant_cond,
         flags=_train_flags,
-    resources:
-        gpu=_train_resources("gpu"),
-        cpus_per_gpu=_train_resources("cpus_per_gpu"),
-        mem_mb=_train_resources("mem_mb"),
-        runtime=_train_resources("runtime"),
-    threads: 2
-    shell:
-        "{params.launcher} train --store {input.store} {params.cond} --out {params.out} --export {output.ema}"
-        " {params.flags} > {log} 2>&1"
+        cano="",  # the ablation's --no-cano comes with its condition (_variant_cond)
 
 
 DATASET_TARGETS.append(lambda ds: [f"{RESULTS}/{ds}/ema.pt"]
