@@ -225,7 +225,8 @@ def test_dino_encoder_knn_and_wrong_model(store, tmp_path):
     from infbrush.ssl.train import train_dino
 
     out = tmp_path / "dino.pt"
-    train_dino(store, out, tmp_path / "ckpt", tiny_config(epochs=1), device="cpu", progress=False)
+    train_dino(store, out, tmp_path / "ckpt", tiny_config(epochs=1, koleo_weight=0.1, cj_prob=0.0), device="cpu",
+               progress=False)
     encoder = load_encoder("dino", "vit_tiny_patch16_224", str(out))
     assert encoder.input_size == 32 and encoder.dim == 192 and encoder.kind == "dino"
     report = evaluate_dino(store, out, "vit_tiny_patch16_224", k=5, seed=0, device="cpu")

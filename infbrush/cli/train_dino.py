@@ -47,6 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--momentum-teacher", type=float, default=d.momentum_teacher)
     parser.add_argument("--drop-path", type=float, default=d.drop_path)
     parser.add_argument("--clip-grad", type=float, default=d.clip_grad)
+    parser.add_argument("--koleo-weight", type=float, default=d.koleo_weight,
+                        help="weight of DINOv2's KoLeo spreading term on the backbone features (0 = DINO v1)")
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--workers", type=int, default=d.workers)
     parser.add_argument("--ckpt-every", type=int, default=d.ckpt_every, help="steps")
@@ -66,6 +68,9 @@ def check_args(args: argparse.Namespace) -> None:
 
     if args.local_crops < 0 or args.epochs < 1:
         raise InfbrushError("--epochs must be >= 1 and --local-crops >= 0")
+    if args.koleo_weight < 0 or not 0.0 <= args.drop_path < 1.0:
+        raise InfbrushError(f"--koleo-weight must be >= 0 and --drop-path in [0, 1), got {args.koleo_weight} and "
+                            f"{args.drop_path}")
     probs = {"--vf-prob": [args.vf_prob], "--rr-prob": [args.rr_prob], "--cj-prob": [args.cj_prob],
              "--gray-prob": [args.gray_prob], "--blur-prob": args.blur_prob, "--solarize-prob": [args.solarize_prob]}
     for flag, values in probs.items():
@@ -96,6 +101,7 @@ def main(args: argparse.Namespace) -> int:
                         warmup_teacher_temp=args.warmup_teacher_temp, teacher_temp=args.teacher_temp,
                         warmup_teacher_temp_epochs=args.warmup_teacher_temp_epochs,
                         momentum_teacher=args.momentum_teacher, drop_path=args.drop_path, clip_grad=args.clip_grad,
+                        koleo_weight=args.koleo_weight,
                         seed=args.seed, workers=args.workers, ckpt_every=args.ckpt_every, keep=args.keep)
     out = Path(args.out)
     ckpt_dir = Path(args.ckpt_dir) if args.ckpt_dir else out.with_name(out.stem + "_ckpt")

@@ -59,8 +59,11 @@ class BackboneHead(nn.Module):
         super().__init__()
         self.backbone, self.head = backbone, head
 
-    def forward(self, views):
-        return self.head(self.backbone(views))
+    def forward(self, views, with_features: bool = False):
+        """Head logits (B, out_dim); with ``with_features`` also the backbone features (B, D) they came from."""
+        features = self.backbone(views)
+        logits = self.head(features)
+        return (logits, features) if with_features else logits
 
 
 class DINOPair:

@@ -2,7 +2,9 @@
 
 Defaults follow DINO's recipe: lr = base_lr × global batch / 256 with linear warm-up then cosine decay,
 weight decay cosine 0.04 → 0.4, teacher momentum cosine 0.996 → 1, teacher temperature warm-up 0.04 → 0.07
-(lightly's DINOLoss), centre momentum 0.9, last head layer frozen for the first epoch, gradient clipping 3.
+(lightly's DINOLoss), centre momentum 0.9, last head layer frozen for the first epoch, gradient clipping 3,
+lightly's DINOTransform augmentations. DINOv2's KoLeo spreading term (lightly's KoLeoLoss) is optional, off by
+default.
 Checkpoints (``ckpt_XXXXXXXX.pt`` in ``ckpt_dir``) use the training stage's checkpoint helpers; a rerun of
 the same command resumes from the newest readable one.
 """
@@ -55,6 +57,8 @@ class DinoConfig:
     center_momentum: float = 0.9
     drop_path: float = 0.1
     clip_grad: float = 3.0
+    koleo_weight: float = 0.0               # DINOv2's KoLeo spreading term on the student's global-view features
+                                            # (Oquab et al., 2023: 0.1); 0 = DINO v1
     freeze_last_layer: int = 1
     seed: int = 0
     workers: int = 0
@@ -149,7 +153,7 @@ def train_dino(store_path: str | os.PathLike, out: str | os.PathLike, ckpt_dir: 
     (``stop_after`` steps done in this call, or a preemption signal) with a checkpoint to resume from.
     """
     import torch
-    from lightly.loss import DINOLoss
+    from lightly.loss import DINOLoss, KoLeoLoss
     from lightly.models.utils import update_momentum
     from lightly.utils.scheduler import cosine_schedule
     from tqdm import tqdm
@@ -183,6 +187,7 @@ def train_dino(store_path: str | os.PathLike, out: str | os.PathLike, ckpt_dir: 
     if info.distributed:
         student = torch.nn.parallel.DistributedDataParallel(pair.student, device_ids=[dev] if dev.type == "cuda"
                                                             else None)
+    koleo = KoLeoLoss()
     loss_fn = DINOLoss(cfg.out_dim, cfg.warmup_teacher_temp, cfg.teacher_temp,
                        max(1, cfg.warmup_teacher_temp_epochs), center_momentum=cfg.center_momentum).to(dev)
     optimizer = torch.optim.AdamW(_param_groups(pair.student), lr=base_lr)
@@ -244,8 +249,11 @@ def train_dino(store_path: str | os.PathLike, out: str | os.PathLike, ckpt_dir: 
                 optimizer.param_groups[1].update(lr=lr)
                 with torch.autocast(dev.type, dtype=scaler_dtype, enabled=scaler_dtype is not None):
                     teacher_out = [pair.teacher(v) for v in views[:2]]
-                    student_out = [student(v) for v in views]
+                    global_out = [student(v, with_features=True) for v in views[:2]]
+                    student_out = [logits for logits, _ in global_out] + [student(v) for v in views[2:]]
                     loss = loss_fn([t.float() for t in teacher_out], [s.float() for s in student_out], epoch=epoch)
+                    if cfg.koleo_weight > 0:
+                        loss = loss + cfg.koleo_weight * sum(koleo(f.float()) for _, f in global_out)
                 if not torch.isfinite(loss):
                     raise InfbrushError(f"train-dino: loss is {float(loss)} at step {step}; lower --lr")
                 optimizer.zero_grad(set_to_none=True)

@@ -86,7 +86,8 @@ def _dino_augment_args(wc):
     flags = {"patch_size": "--patch-size", "depth": "--depth", "global_crop_scale": "--global-crop-scale",
              "local_crop_scale": "--local-crop-scale", "vf_prob": "--vf-prob", "rr_prob": "--rr-prob",
              "cj_prob": "--cj-prob", "cj_strength": "--cj-strength", "gray_prob": "--gray-prob",
-             "blur_prob": "--blur-prob", "solarize_prob": "--solarize-prob", "min_lr": "--min-lr"}
+             "blur_prob": "--blur-prob", "solarize_prob": "--solarize-prob", "min_lr": "--min-lr",
+             "drop_path": "--drop-path", "koleo_weight": "--koleo-weight"}
     args = []
     for key, flag in flags.items():
         value = param(wc.ds, f"dino.{key}", None)
