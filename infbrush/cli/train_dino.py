@@ -17,6 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--img-size", type=int, default=d.img_size, help="global crop size = backbone input size")
     parser.add_argument("--patch-size", type=int, default=d.patch_size, help="default: the timm model's own")
     parser.add_argument("--depth", type=int, default=d.depth, help="transformer blocks (default: the timm model's own)")
+    parser.add_argument("--global-pool", choices=["token", "avg"], default=d.global_pool,
+                        help="feature = class token (DINO) or mean patch token (default: the timm model's own)")
     parser.add_argument("--epochs", type=int, default=d.epochs)
     parser.add_argument("--batch-size", type=int, default=d.batch_size, help="per process")
     parser.add_argument("--out-dim", type=int, default=d.out_dim)
@@ -91,6 +93,7 @@ def main(args: argparse.Namespace) -> int:
 
     check_args(args)
     config = DinoConfig(model=args.model, img_size=args.img_size, patch_size=args.patch_size, depth=args.depth,
+                        global_pool=args.global_pool,
                         epochs=args.epochs, batch_size=args.batch_size, out_dim=args.out_dim, hidden_dim=args.hidden_dim,
                         bottleneck_dim=args.bottleneck_dim, local_crops=args.local_crops,
                         local_crop_size=args.local_crop_size, global_crop_scale=tuple(args.global_crop_scale),
@@ -146,7 +149,8 @@ def evaluate_dino(store_path, out, model: str, k: int, seed: int, device: str) -
     encoder = load_encoder("dino", model, str(out), device=device)
     _, meta = load_dino_backbone(out)
     random_backbone = untrained_backbone(meta["model"], meta["img_size"], meta.get("patch_size"),
-                                         int(meta["config"].get("seed", seed)), meta.get("depth"))
+                                         int(meta["config"].get("seed", seed)), meta.get("depth"),
+                                         meta.get("global_pool"))
     baseline = timm_encoder("dino", "random-init", random_backbone, dino_data_config(meta),
                             sha256_state_dict(random_backbone.state_dict()), encoder.device)
     report = knn_report(store, encoder, baseline, k=k, seed=seed)

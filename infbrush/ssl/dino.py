@@ -4,6 +4,7 @@ The exported ``dino.pt`` (loads with ``weights_only=True``) holds the *teacher's
 uses for downstream features::
 
     {"format": "infbrush-dino", "model": timm name, "img_size": int, "patch_size": int | None, "depth": int | None,
+     "global_pool": str | None,
      "embed_dim": int, "mean": [3], "std": [3], "backbone": state_dict, "step": int, "config": dict}
 """
 from __future__ import annotations
@@ -21,10 +22,11 @@ IMAGENET_STD = [0.229, 0.224, 0.225]
 
 
 def build_backbone(model: str, img_size: int, patch_size: int | None = None, drop_path: float = 0.0,
-                   depth: int | None = None):
+                   depth: int | None = None, global_pool: str | None = None):
     """A timm backbone without classifier (``num_classes=0``) that accepts any crop size (dynamic_img_size).
 
-    ``patch_size`` / ``depth`` (number of transformer blocks) override the timm model's own when set.
+    ``patch_size`` / ``depth`` (number of transformer blocks) / ``global_pool`` (``"token"``: the class token, as
+    DINO; ``"avg"``: the mean of the patch tokens) override the timm model's own when set.
     """
     import timm
 
@@ -35,13 +37,16 @@ def build_backbone(model: str, img_size: int, patch_size: int | None = None, dro
         kwargs["patch_size"] = patch_size
     if depth:
         kwargs["depth"] = depth
+    if global_pool:
+        kwargs["global_pool"] = global_pool
     try:
         return timm.create_model(model, pretrained=False, num_classes=0, **kwargs)
     except TypeError as err:
-        raise InfbrushError(f"timm model {model!r} does not take img_size/patch_size/depth ({err}); use a ViT") from None
+        raise InfbrushError(f"timm model {model!r} does not take img_size/patch_size/depth/global_pool ({err}); use a ViT") from None
 
 
-def untrained_backbone(model: str, img_size: int, patch_size: int | None, seed: int, depth: int | None = None):
+def untrained_backbone(model: str, img_size: int, patch_size: int | None, seed: int, depth: int | None = None,
+                       global_pool: str | None = None):
     """The backbone exactly as ``train_dino`` initialises it (torch seeded with ``seed``; rank 0), in eval mode.
 
     The k-NN baseline "same network, untrained": the student's (and teacher's) weights at step 0.
@@ -49,7 +54,7 @@ def untrained_backbone(model: str, img_size: int, patch_size: int | None, seed: 
     import torch
 
     torch.manual_seed(seed)
-    return build_backbone(model, img_size, patch_size, depth=depth).eval()
+    return build_backbone(model, img_size, patch_size, depth=depth, global_pool=global_pool).eval()
 
 
 class BackboneHead(nn.Module):
@@ -71,12 +76,12 @@ class DINOPair:
 
     def __init__(self, model: str, img_size: int, out_dim: int, hidden_dim: int = 2048, bottleneck_dim: int = 256,
                  patch_size: int | None = None, drop_path: float = 0.1, freeze_last_layer: int = 1,
-                 norm_last_layer: bool = True, depth: int | None = None) -> None:
+                 norm_last_layer: bool = True, depth: int | None = None, global_pool: str | None = None) -> None:
         from lightly.models.modules import DINOProjectionHead
         from lightly.models.utils import deactivate_requires_grad
 
         def make(drop: float) -> BackboneHead:
-            backbone = build_backbone(model, img_size, patch_size, drop, depth)
+            backbone = build_backbone(model, img_size, patch_size, drop, depth, global_pool)
             head = DINOProjectionHead(backbone.num_features, hidden_dim, bottleneck_dim, out_dim, batch_norm=False,
                                       freeze_last_layer=freeze_last_layer, norm_last_layer=norm_last_layer)
             return BackboneHead(backbone, head)
@@ -95,7 +100,7 @@ class DINOPair:
 
 
 def export_dino(out: str | os.PathLike, teacher_backbone, *, model: str, img_size: int, patch_size: int | None,
-                step: int, config: dict, depth: int | None = None) -> Path:
+                step: int, config: dict, depth: int | None = None, global_pool: str | None = None) -> Path:
     """Write the teacher backbone as ``dino.pt`` (atomic)."""
     import torch
 
@@ -103,7 +108,7 @@ def export_dino(out: str | os.PathLike, teacher_backbone, *, model: str, img_siz
 
     state = {"format": FORMAT, "model": model, "img_size": int(img_size),
              "patch_size": None if patch_size is None else int(patch_size),
-             "depth": None if depth is None else int(depth),
+             "depth": None if depth is None else int(depth), "global_pool": global_pool,
              "embed_dim": int(teacher_backbone.num_features), "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
              "backbone": {k: v.detach().cpu() for k, v in teacher_backbone.state_dict().items()},
              "step": int(step), "config": config}
@@ -129,7 +134,8 @@ def load_dino_backbone(path: str | os.PathLike, expected_model: str | None = Non
         raise InfbrushError(f"{path}: not a DINO checkpoint from `infbrush train-dino` (no format={FORMAT!r})")
     if expected_model and expected_model != state["model"]:
         raise InfbrushError(f"{path}: checkpoint is a {state['model']!r}, but the model is set to {expected_model!r}")
-    backbone = build_backbone(state["model"], state["img_size"], state.get("patch_size"), depth=state.get("depth"))
+    backbone = build_backbone(state["model"], state["img_size"], state.get("patch_size"), depth=state.get("depth"),
+                              global_pool=state.get("global_pool"))
     load_timm_weights(backbone, path, state["backbone"])
     meta = {k: v for k, v in state.items() if k != "backbone"}
     return backbone.eval(), meta

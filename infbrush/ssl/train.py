@@ -29,6 +29,7 @@ class DinoConfig:
     img_size: int = 224                     # global crop size = the backbone's input size
     patch_size: int | None = None           # None = the timm model's own
     depth: int | None = None                # transformer blocks; None = the timm model's own
+    global_pool: str | None = None          # "token" (class token, DINO) | "avg" (mean patch token); None = timm's
     epochs: int = 100
     batch_size: int = 64                    # per process
     out_dim: int = 65536
@@ -182,7 +183,7 @@ def train_dino(store_path: str | os.PathLike, out: str | os.PathLike, ckpt_dir: 
     base_lr = cfg.lr * global_batch / 256.0  # linear scaling rule (DINO, Goyal et al.)
 
     pair = DINOPair(cfg.model, cfg.img_size, cfg.out_dim, cfg.hidden_dim, cfg.bottleneck_dim, cfg.patch_size,
-                    cfg.drop_path, cfg.freeze_last_layer, depth=cfg.depth).to(dev)
+                    cfg.drop_path, cfg.freeze_last_layer, depth=cfg.depth, global_pool=cfg.global_pool).to(dev)
     student = pair.student
     if info.distributed:
         student = torch.nn.parallel.DistributedDataParallel(pair.student, device_ids=[dev] if dev.type == "cuda"
@@ -286,7 +287,8 @@ def train_dino(store_path: str | os.PathLike, out: str | os.PathLike, ckpt_dir: 
         flag.restore()
     if info.is_main:
         export_dino(out, pair.teacher.backbone, model=cfg.model, img_size=cfg.img_size,
-                    patch_size=cfg.patch_size, step=step, config=asdict(cfg), depth=cfg.depth)
+                    patch_size=cfg.patch_size, step=step, config=asdict(cfg), depth=cfg.depth,
+                    global_pool=cfg.global_pool)
     cleanup_distributed()
     last_loss = loss_value if math.isfinite(loss_value) else None  # None: resumed after the last step
     return {"steps": step, "epochs": cfg.epochs, "last_loss": last_loss, "is_main": info.is_main,
