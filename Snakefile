@@ -12,6 +12,7 @@ include: "workflow/rules/embed.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/viewer.smk"
+include: "workflow/rules/brush.smk"
 
 
 rule all:

@@ -27,6 +27,8 @@ COMMANDS: dict[str, str] = {
     "embed-text": "infbrush.cli.embed_text",
     "train": "infbrush.cli.train",
     "sample": "infbrush.cli.sample",
+    "brush": "infbrush.cli.brush",
+    "brush-eval": "infbrush.cli.brush_eval",
     "fid-ref": "infbrush.cli.fid_ref",
     "fid": "infbrush.cli.fid",
     "zeroshot": "infbrush.cli.zeroshot",

@@ -42,14 +42,41 @@ class Attention2d(nn.Module):
         self.kv = nn.Linear(token_dim or channels, 2 * channels)
         self.out = nn.Linear(channels, channels)
 
-    def forward(self, x: torch.Tensor, tokens: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, tokens: torch.Tensor | None = None,
+                attn_bias: torch.Tensor | None = None) -> torch.Tensor:
         batch, channels, height, width = x.shape
         seq = self.norm(x).flatten(2).transpose(1, 2)  # (B, HW, C)
         q = self.q(seq).unflatten(-1, (self.heads, -1)).transpose(1, 2)  # (B, h, HW, dh)
         k, v = self.kv(seq if tokens is None else tokens).chunk(2, dim=-1)
         k = k.unflatten(-1, (self.heads, -1)).transpose(1, 2)
         v = v.unflatten(-1, (self.heads, -1)).transpose(1, 2)
-        att = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).flatten(2)  # (B, HW, C)
+        if attn_bias is None:
+            att = F.scaled_dot_product_attention(q, k, v)
+        else:  # an additive bias (B, 1, HW, M) on the logits (the brush: attention kept within regions)
+            att = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias.to(q.dtype))
+        att = att.transpose(1, 2).flatten(2)  # (B, HW, C)
+        return x + self.out(att).transpose(1, 2).reshape(batch, channels, height, width)
+
+    def forward_regions(self, x: torch.Tensor, tokens: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Cross-attention where each pixel attends to its own region's tokens (the brush, issue 16).
+
+        x (B, C, H, W), tokens (B, R, M, token_dim) one token set per region, weights (B, R, H, W) region weights
+        at the pixel centres (summing to 1 over R) → x + out(Σ_r w_r · attention(x → tokens_r)). With one region
+        (or all regions holding the same tokens) this equals ``forward(x, tokens_r)``.
+        """
+        batch, channels, height, width = x.shape
+        n_regions = tokens.shape[1]
+        seq = self.norm(x).flatten(2).transpose(1, 2)  # (B, HW, C)
+        q = self.q(seq).unflatten(-1, (self.heads, -1)).transpose(1, 2)  # (B, h, HW, dh)
+        k, v = self.kv(tokens.flatten(0, 1)).chunk(2, dim=-1)  # (B·R, M, C)
+        k = k.unflatten(-1, (self.heads, -1)).transpose(1, 2).unflatten(0, (batch, n_regions))  # (B, R, h, M, dh)
+        v = v.unflatten(-1, (self.heads, -1)).transpose(1, 2).unflatten(0, (batch, n_regions))
+        w = weights.flatten(2).to(seq.dtype)  # (B, R, HW)
+        att = None
+        for r in range(n_regions):
+            part = F.scaled_dot_product_attention(q, k[:, r], v[:, r]).transpose(1, 2).flatten(2)  # (B, HW, C)
+            part = part * w[:, r, :, None]
+            att = part if att is None else att + part
         return x + self.out(att).transpose(1, 2).reshape(batch, channels, height, width)
 
 
@@ -89,8 +116,15 @@ class UNO(nn.Module):
         self.out_norm = nn.GroupNorm(_groups(c), c)
         self.out = nn.Conv2d(c, in_channels, 3, padding=1)
 
-    def forward(self, x: torch.Tensor, temb: torch.Tensor, tokens: torch.Tensor | None) -> torch.Tensor:
-        """x (B, C, G, G), temb (B, E), tokens (B, M, token_dim) or None → (B, C, G, G)."""
+    def forward(self, x: torch.Tensor, temb: torch.Tensor, tokens: torch.Tensor | None,
+                token_weights: torch.Tensor | None = None, region_self_attention: bool = False) -> torch.Tensor:
+        """x (B, C, G, G), temb (B, E), tokens (B, M, token_dim) or None → (B, C, G, G).
+
+        Region conditions (the brush, issue 16): tokens (B, R, M, token_dim) with ``token_weights`` (B, R, G, G),
+        the region weights at the grid cells; each bottleneck cell attends to the tokens of its regions, blended
+        by the weights area-averaged onto the bottleneck cells. ``region_self_attention``: the bottleneck
+        self-attention is kept within regions (logit bias log Σ_r w_r(i) w_r(j)).
+        """
         h = self.inp(x)
         hs = [h]
         for blocks, down in zip(self.down, self.downsample):
@@ -100,9 +134,19 @@ class UNO(nn.Module):
             if not isinstance(down, nn.Identity):
                 h = down(h)
                 hs.append(h)
-        h = self.mid_self(self.mid1(h, temb))
+        h = self.mid1(h, temb)
+        if token_weights is not None and region_self_attention:
+            weights = F.adaptive_avg_pool2d(token_weights.to(h.dtype), h.shape[-2:]).flatten(2)  # (B, R, g²)
+            overlap = torch.einsum("bri,brj->bij", weights, weights)  # (B, g², g²)
+            h = self.mid_self(h, attn_bias=overlap.clamp_min(1e-6).log().unsqueeze(1))
+        else:
+            h = self.mid_self(h)
         if self.mid_cross is not None and tokens is not None:
-            h = self.mid_cross(h, tokens)
+            if token_weights is None:
+                h = self.mid_cross(h, tokens)
+            else:
+                weights = F.adaptive_avg_pool2d(token_weights.to(h.dtype), h.shape[-2:])  # (B, R, g, g)
+                h = self.mid_cross.forward_regions(h, tokens, weights)
         h = self.mid2(h, temb)
         for blocks, up in zip(self.up, self.upsample):
             for block in blocks:

@@ -1,0 +1,281 @@
+"""Region conditions in the model (the brush, issue 16), and the MultiDiffusion-style baseline.
+
+``RegionDenoiser`` wraps a trained ``InfBrushDenoiser`` and exposes the same staged interface (``begin`` /
+``segment`` / ``run_to`` / ``stage_partial`` / ``stage_merge`` / ``stage_finalize``), so ``ddim_sample`` and
+``streamed_forward`` run it unchanged, chunked and in bounded memory. The condition reaches every point
+through its own region:
+
+* **CANO**: one condition summary per region (the region's tokens, or the null embedding's for an
+  unconditional region); a point's cross-attention output for the condition source is Σ_r w_r(x) ·
+  Attn(q(x), summary_r), with w_r(x) the region weights at its coordinates (time and coordinate sources as
+  before). The outputs, not the summaries, are blended, so a point inside a region sees exactly that region's
+  condition.
+* **UNO bottleneck**: each bottleneck cell attends to the tokens of each region and blends the results by the
+  region weights area-averaged onto the cell (``Attention2d.forward_regions``).
+* **Guidance per region**: under classifier-free guidance the null pass is shared (the null condition does
+  not depend on the region); a region's own ``guidance_scale`` s_r is applied per point by rescaling the
+  conditional output, ε_c' = ε_∅ + (s_r / s)(ε_c − ε_∅), so the sampler's ε_∅ + s(ε_c' − ε_∅) gives each
+  point ε_∅ + s_r(ε_c − ε_∅). Unconditional regions have ε_c = ε_∅, so guidance leaves them unconditional.
+
+The denoiser's own single-condition path is untouched: with one region (or every region holding the same
+condition) the result equals the plain conditional call up to float rounding.
+
+``MultiDiffusionDenoiser`` is the reference (Bar-Tal et al., 2023, region prompts): the whole denoiser runs
+once per region on every point (batch ×R) and the R predictions are blended per point by the region
+weights. It costs ≈ R single-condition calls; ``RegionDenoiser`` costs ≈ one.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from infbrush.brush.maps import RegionWeights
+from infbrush.errors import InfbrushError
+from infbrush.models.cano import feature_softmax, linear_apply
+from infbrush.models.denoiser import Context
+from infbrush.models.interp import knn_to_grid
+
+
+class RegionCondition:
+    """R regions: condition vectors (R, D) (rows of unconditional regions unused), which regions have one,
+    the per-point weights, and optional per-region guidance scales."""
+
+    def __init__(self, conds: torch.Tensor | np.ndarray | None, has_cond: torch.Tensor | np.ndarray | list,
+                 weights: RegionWeights, guidance: list[float | None] | None = None, names: list[str] | None = None):
+        self.has_cond = torch.as_tensor(np.asarray(has_cond, dtype=bool))
+        self.n_regions = int(self.has_cond.numel())
+        if weights.n_regions != self.n_regions:
+            raise ValueError(f"weights have {weights.n_regions} regions, conditions {self.n_regions}")
+        self.conds = None if conds is None else torch.as_tensor(np.asarray(conds, dtype=np.float32))
+        if self.conds is not None and self.conds.shape[0] != self.n_regions:
+            raise ValueError(f"conds has {self.conds.shape[0]} rows for {self.n_regions} regions")
+        if self.conds is None and bool(self.has_cond.any()):
+            raise ValueError("regions with a condition need condition vectors")
+        self.weights = weights
+        self.guidance = guidance if guidance is not None and any(g is not None for g in guidance) else None
+        self.names = names or [f"region {r}" for r in range(self.n_regions)]
+
+    @classmethod
+    def from_specs(cls, specs, weights: RegionWeights, cond_dim: int) -> "RegionCondition":
+        """From ``legend.RegionSpec`` rows (cond None = unconditional)."""
+        conds = np.zeros((len(specs), max(cond_dim, 1)), np.float32)[:, :cond_dim] if cond_dim else None
+        for r, spec in enumerate(specs):
+            if spec.cond is not None:
+                conds[r] = spec.cond
+        return cls(conds, [s.cond is not None for s in specs], weights, [s.guidance_scale for s in specs],
+                   [s.name for s in specs])
+
+    def mask(self, batch: int, cond_mask: torch.Tensor | None, device) -> torch.Tensor:
+        """(B, R) bool: row b, region r uses its condition (not dropped by cond_mask, region not unconditional)."""
+        m = self.has_cond.to(device).view(1, -1).expand(batch, -1)
+        if cond_mask is not None:
+            m = m & cond_mask.to(device).view(batch, 1)
+        return m
+
+    def guidance_ratio(self, weights: torch.Tensor, scale: float) -> torch.Tensor | None:
+        """Per-point s_r / s blended by the weights (B, n, R) → (B, n, 1), or None (no per-region scales)."""
+        if self.guidance is None or scale == 0:
+            return None
+        ratios = torch.tensor([(g if g is not None else scale) / scale for g in self.guidance],
+                              dtype=weights.dtype, device=weights.device)
+        return (weights * ratios).sum(-1, keepdim=True)
+
+
+def _guided_halves(cond_mask: torch.Tensor | None) -> bool:
+    """True when the batch is [conditional; null] halves (how ddim_sample lays out a guided call)."""
+    if cond_mask is None or cond_mask.numel() % 2:
+        return False
+    half = cond_mask.numel() // 2
+    return bool(cond_mask[:half].all()) and not bool(cond_mask[half:].any())
+
+
+@dataclass
+class RegionContext(Context):
+    cond_summaries: Any = None  # (Σ k̃ vᵀ (B, R, h, dk, dv), Σ k̃ (B, R, h, dk)) per region, or None
+    region_tokens: torch.Tensor | None = None  # (B, R, M, E)
+    grid_weights: torch.Tensor | None = None  # (B, R, G, G)
+    cond_mask: torch.Tensor | None = None
+
+
+class RegionDenoiser(nn.Module):
+    """The denoiser with a condition per region (see the module docstring); staged like the model itself."""
+
+    def __init__(self, model, region: RegionCondition, guidance_scale: float = 1.0, local_context: bool = False,
+                 local_grid: bool = False):
+        super().__init__()
+        self.local_context, self.local_grid = bool(local_context), bool(local_grid)
+        if getattr(model, "cond_film", False):
+            raise InfbrushError("region conditions of a cond_film model are not supported (its FiLM layers take one "
+                                "condition per image)")
+        if region.has_cond.any() and not model.cond_dim:
+            raise InfbrushError("the model is unconditional (cond_dim 0); only unconditional regions are possible")
+        self.model, self.region, self.guidance_scale = model, region, float(guidance_scale)
+        self.n_stages = model.n_stages
+        self.prediction = getattr(model, "prediction", "eps")
+        self.in_channels = model.in_channels
+        self.stage_merge = model.stage_merge
+        self.check_inputs = model.check_inputs
+        self._grid_weights = None
+
+    def grid_weights(self, device) -> torch.Tensor:
+        """Region weights at the UNO grid cell centres → (R, G, G)."""
+        if self._grid_weights is None:
+            self._grid_weights = self.region.weights.lattice((self.model.grid_size, self.model.grid_size))
+        return self._grid_weights.to(device)
+
+    def begin(self, t: torch.Tensor, cond: torch.Tensor | None, cond_mask: torch.Tensor | None,
+              n_total: int) -> RegionContext:
+        """``cond`` is ignored (each region has its own); ``cond_mask`` False drops every region's condition."""
+        m, reg = self.model, self.region
+        batch, dev = t.shape[0], t.device
+        base = m.begin(t, None, None, n_total)  # time embedding + summary, window (the condition parts redone below)
+        if not m.cond_dim:
+            return RegionContext(base.temb, None, base.source_summaries, n_total, base.window, cond_mask=cond_mask)
+        n_reg = reg.n_regions
+        conds = (reg.conds if reg.conds is not None else torch.zeros(n_reg, m.cond_dim)).to(dev)
+        mask = reg.mask(batch, cond_mask, dev)  # (B, R)
+        cemb = m.cond_embed(conds.repeat(batch, 1), batch * n_reg, mask.reshape(-1))  # (B·R, E)
+        tokens = m.cond_tokens(cemb)  # (B·R, M, E)
+        summaries = base.source_summaries[:1]  # the time source
+        cond_summ = None
+        if m.use_cano:
+            kv, ksum = m.cano.summarize("cond", tokens)
+            cond_summ = (kv.unflatten(0, (batch, n_reg)), ksum.unflatten(0, (batch, n_reg)))
+        grid_w = self.grid_weights(dev).unsqueeze(0).expand(batch, -1, -1, -1)
+        return RegionContext(base.temb, tokens.unflatten(0, (batch, n_reg)), summaries, n_total, base.window,
+                             cond_summaries=cond_summ, region_tokens=tokens.unflatten(0, (batch, n_reg)),
+                             grid_weights=grid_w, cond_mask=cond_mask)
+
+    def _cano(self, h: torch.Tensor, coords: torch.Tensor, ctx: RegionContext, coord_summary) -> torch.Tensor:
+        cano = self.model.cano
+        q = cano.query(h)  # (B, n, heads, dh)
+        att = sum(linear_apply(q, s) for s in ctx.source_summaries)  # time (as the plain path: 0 + a_time)
+        if ctx.cond_summaries is not None:
+            kv, ksum = ctx.cond_summaries
+            w = self.region.weights.at(coords).to(q.dtype)  # (B, n, R)
+            present = (w > 0).flatten(0, 1).any(0)  # regions touching this chunk
+            for r in torch.nonzero(present).flatten().tolist():
+                part = linear_apply(q, (kv[:, r], ksum[:, r]))
+                att = att + (part if bool((w[..., r] == 1).all()) else w[..., r, None, None] * part)
+        att = att + linear_apply(q, coord_summary)
+        return h + cano.out(att.flatten(-2).to(h.dtype))
+
+    def segment(self, k: int, h, x, coords, ctx: RegionContext, summ: list) -> torch.Tensor:
+        m = self.model
+        if k == 1 and ctx.region_tokens is not None:
+            h = m.mlp1(m.sparse_in(h, coords, summ[0]["field"]), ctx.temb)
+            return self._cano(h, coords, ctx, summ[0]["coord"]) if m.use_cano else h
+        if k == 2 and self.local_context:
+            sa = m.self_attn
+            q = feature_softmax(sa.q(sa.norm(h)), sa.heads)
+            kv, ksum = summ[1]
+            w = self.region.weights.at(coords).to(q.dtype)  # (B, n, R)
+            att = None
+            for r in torch.nonzero((w > 0).flatten(0, 1).any(0)).flatten().tolist():
+                part = w[..., r, None, None] * linear_apply(q, (kv[:, r], ksum[:, r]))
+                att = part if att is None else att + part
+            return m.mlp2(h + sa.out(att.flatten(-2).to(h.dtype)), ctx.temb)
+        out = m.segment(k, h, x, coords, ctx, summ)
+        if k == self.n_stages and self.region.guidance is not None and _guided_halves(ctx.cond_mask):
+            ratio = self.region.guidance_ratio(self.region.weights.at(coords[: coords.shape[0] // 2]).to(out.dtype),
+                                               self.guidance_scale)
+            eps_c, eps_u = out.chunk(2)
+            out = torch.cat([eps_u + ratio * (eps_c - eps_u), eps_u])
+        return out
+
+    def run_to(self, k: int, x, coords, ctx, summ) -> torch.Tensor:
+        h = None
+        for j in range(k + 1):
+            h = self.segment(j, h, x, coords, ctx, summ)
+        return h
+
+    def stage_partial(self, k: int, h, coords, ctx, index_offset: int = 0):
+        if k == 1 and self.local_context:  # linear self-attention summaries per region (weighted by w_r)
+            sa = self.model.self_attn
+            key, value = sa.kv(sa.norm(h)).chunk(2, dim=-1)
+            key = feature_softmax(key, sa.heads)  # (B, n, h, dk)
+            value = value.float().unflatten(-1, (sa.heads, -1))
+            w = self.region.weights.at(coords).to(key.dtype)  # (B, n, R)
+            return (torch.einsum("bnr,bnhk,bnhv->brhkv", w, key, value), torch.einsum("bnr,bnhk->brhk", w, key))
+        return self.model.stage_partial(k, h, coords, ctx, index_offset)
+
+    def stage_finalize(self, k: int, acc, ctx: RegionContext):
+        m = self.model
+        if k == 2 and ctx.region_tokens is not None:
+            grid = knn_to_grid(acc, m.grid_size)
+            return grid + m.uno(grid, ctx.temb, ctx.region_tokens, token_weights=ctx.grid_weights,
+                                region_self_attention=self.local_grid)
+        return m.stage_finalize(k, acc, ctx)
+
+    def forward(self, x, coords, t, cond=None, image_size=None, cond_mask=None) -> torch.Tensor:
+        return _one_pass(self, x, coords, t, cond_mask)
+
+
+class MultiDiffusionDenoiser(nn.Module):
+    """Reference: the denoiser once per region on every point (batch × R), predictions blended by the weights."""
+
+    def __init__(self, model, region: RegionCondition, guidance_scale: float = 1.0):
+        super().__init__()
+        self.model, self.region, self.guidance_scale = model, region, float(guidance_scale)
+        self.n_stages = model.n_stages
+        self.prediction = getattr(model, "prediction", "eps")
+        self.in_channels = model.in_channels
+        self.stage_merge = model.stage_merge
+        self.check_inputs = model.check_inputs
+
+    def _rep(self, a: torch.Tensor) -> torch.Tensor:  # (B, ...) → (R·B, ...), region-major
+        return a.repeat(self.region.n_regions, *([1] * (a.dim() - 1)))
+
+    def begin(self, t, cond, cond_mask, n_total):
+        m, reg = self.model, self.region
+        batch, dev, n_reg = t.shape[0], t.device, reg.n_regions
+        self._batch, self._mask = batch, cond_mask
+        if not m.cond_dim:
+            return m.begin(self._rep(t), None, None, n_total)
+        conds = (reg.conds if reg.conds is not None else torch.zeros(n_reg, m.cond_dim)).to(dev)
+        mask = reg.mask(batch, cond_mask, dev).transpose(0, 1).reshape(-1)  # region-major (R·B,)
+        return m.begin(self._rep(t), conds.repeat_interleave(batch, 0), mask, n_total)
+
+    def segment(self, k, h, x, coords, ctx, summ):
+        out = self.model.segment(k, h, self._rep(x), self._rep(coords), ctx, summ)
+        if k < self.n_stages:
+            return out
+        w = self.region.weights.at(coords).to(out.dtype)  # (B, n, R)
+        preds = out.unflatten(0, (self.region.n_regions, self._batch))  # (R, B, n, C)
+        blended = (preds * w.permute(2, 0, 1).unsqueeze(-1)).sum(0)
+        if self.region.guidance is not None and _guided_halves(self._mask):
+            ratio = self.region.guidance_ratio(w[: w.shape[0] // 2], self.guidance_scale)
+            eps_c, eps_u = blended.chunk(2)
+            blended = torch.cat([eps_u + ratio * (eps_c - eps_u), eps_u])
+        return blended
+
+    def run_to(self, k, x, coords, ctx, summ):
+        h = None
+        for j in range(k + 1):
+            h = self.segment(j, h, x, coords, ctx, summ)
+        return h
+
+    def stage_partial(self, k, h, coords, ctx, index_offset: int = 0):
+        return self.model.stage_partial(k, h, self._rep(coords), ctx, index_offset)
+
+    def stage_finalize(self, k, acc, ctx):
+        return self.model.stage_finalize(k, acc, ctx)
+
+    def forward(self, x, coords, t, cond=None, image_size=None, cond_mask=None) -> torch.Tensor:
+        return _one_pass(self, x, coords, t, cond_mask)
+
+
+def _one_pass(wrapper, x, coords, t, cond_mask) -> torch.Tensor:
+    from infbrush.models.chunked import streamed_forward
+
+    out: list[torch.Tensor] = []
+    streamed_forward(wrapper, x.shape[1], lambda s, e: (x[:, s:e], coords[:, s:e]), lambda s, e, eps: out.append(eps),
+                     t, None, chunk_points=None, cond_mask=cond_mask)
+    return torch.cat(out, dim=1)
+
+
+METHODS = {"model": RegionDenoiser, "baseline": MultiDiffusionDenoiser}
