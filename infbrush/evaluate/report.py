@@ -390,6 +390,83 @@ def section_control(results: Path, variant: str = "") -> str:
             + control_gallery(results, result))
 
 
+def _scaled_png(path: Path, side: int = 256) -> str:
+    """An <img> of a PNG file scaled (nearest) so its height is ``side`` px; a note when the file is missing."""
+    from PIL import Image
+
+    if not path.is_file():
+        return not_run(path.name)
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        width = max(1, round(im.width * side / im.height))
+        return f'<img src="{png_data_uri(np.asarray(im.resize((width, side), Image.NEAREST)))}" height="{side}">'
+
+
+def section_brush(results: Path) -> str:
+    """The brush (issue 16): the example map beside the painted image, per-region accuracy, seams and cost."""
+    result = read_json(results / "brush.json")
+    if result is None:
+        return not_run("brush.json")
+    folder = results / "brush"
+    goals = result.get("goals") or {}
+    acc = result.get("mean_region_accuracy") or {}
+    rows = []
+    for r in result.get("regions") or []:
+        cells = "".join(f"<td>{interval((r.get(k) or {}).get('accuracy'), (r.get(k) or {}).get('ci95'))}</td>"
+                        for k in ("ours", "baseline", "single_condition"))
+        n = (r.get("ours") or {}).get("n_crops")
+        rows.append(f"<tr><td class='l'>{esc(r.get('key'))} {esc(r.get('name'))}</td>{cells}<td>{fmt(n)}</td>"
+                    f"<td>{fmt(r.get('judge_real_crops_accuracy'))}</td></tr>")
+    rows.append("<tr><th class='l'>mean of regions</th>" + "".join(
+        f"<th>{fmt(acc.get(k))}</th>" for k in ("ours", "baseline", "single_condition")) + "<th></th><th></th></tr>")
+    seams = result.get("seams") or {}
+    seam_rows = "".join(f"<tr><td class='l'>{esc(k)}</td><td>{fmt(v.get('mean'), 2)}</td>"
+                        f"<td>{fmt(v.get('min'), 2)} – {fmt(v.get('max'), 2)}</td></tr>" for k, v in seams.items())
+    cost = result.get("cost") or {}
+    wall = cost.get("wall_seconds") or {}
+    proto = result.get("protocol") or {}
+    judge = (proto.get("judge") or {}).get("real_held_out_overall") or {}
+    images = "".join(f"<div><p class='note'>{esc(title)}</p>{_scaled_png(folder / name)}</div>"
+                     for title, name in (("map", "map.png"), ("ours (seed 0)", "brush.png"),
+                                         ("per-region baseline (seed 0)", "baseline.png"),
+                                         ("real mosaic (cut along the map)", "real_mosaic.png")))
+    strips = "".join(f"<p class='note'>{esc(title)}</p>{_scaled_png(folder / name, 160)}"
+                     for title, name in (("ours, every seed", "seeds.png"), ("baseline, every seed", "baseline_seeds.png"),
+                                         ("single-condition samples, one per region's condition",
+                                          "single_condition.png")))
+    return (f"<p>Map {esc(result.get('map'))}, legend {esc(result.get('legend'))}, {fmt(result.get('size'))}² "
+            f"output, blend {fmt(result.get('blend_px'), 1)} px, guidance {fmt(result.get('guidance_scale'), 1)}, "
+            f"{len(result.get('seeds') or [])} seeds, {fmt(result.get('steps'))} DDIM steps.</p>"
+            f"<div class='pair'>{images}</div>{strips}"
+            "<h4>Per-region accuracy (judge on crops inside each region)</h4>"
+            "<table><tr><th class='l'>region</th><th>ours [95 % CI]</th><th>per-region baseline</th>"
+            "<th>single-condition sample, same crops</th><th>crops</th><th>judge on real crops</th></tr>"
+            f"{''.join(rows)}</table>"
+            f"<p class='note'>Judge fit on real training crops of {fmt(proto.get('crop_fraction'), 2)} of the side "
+            f"({fmt(proto.get('crop_px'))} px crops here, ≥ {fmt(proto.get('margin_px'))} px from other regions); "
+            f"on real held-out crops {interval(judge.get('accuracy'), judge.get('ci95'))}. "
+            f"{esc(proto.get('intervals', ''))}. Goal ≥ {fmt(goals.get('region_accuracy'), 2)} per region: met "
+            f"{esc(goals.get('region_accuracy_met'))}; ours matches or beats the baseline: "
+            f"{esc(goals.get('ours_matches_or_beats_baseline'))}.</p>"
+            "<h4>Seams: gradient energy in a band along the boundaries / region interiors</h4>"
+            f"<table><tr><th class='l'>images</th><th>mean ratio</th><th>range</th></tr>{seam_rows}</table>"
+            f"<p class='note'>band ±{fmt(proto.get('seam_band_px'), 1)} px, interiors beyond "
+            f"{fmt(proto.get('seam_interior_px'), 1)} px; goal ≤ {fmt(goals.get('seam_ratio'), 2)} (met: "
+            f"{esc(goals.get('seam_met'))}).</p>"
+            "<h4>Cost relative to a single-condition sample of the same size</h4>"
+            "<table><tr><th class='l'></th><th>FLOPs / single</th><th>wall time / single</th></tr>"
+            f"<tr><td class='l'>ours</td><td>{fmt(cost.get('flops_ratio_ours_vs_single'), 2)}</td>"
+            f"<td>{fmt(cost.get('wall_ratio_ours_vs_single'), 2)}</td></tr>"
+            f"<tr><td class='l'>per-region baseline</td><td>{fmt(cost.get('flops_ratio_baseline_vs_single'), 2)}</td>"
+            f"<td>{fmt(cost.get('wall_ratio_baseline_vs_single'), 2)}</td></tr></table>"
+            f"<p class='note'>wall seconds for {fmt(cost.get('images_per_run'))} images: ours "
+            f"{fmt(wall.get('ours'), 1)}, baseline {fmt(wall.get('baseline'), 1)}, single-condition (mean over "
+            f"regions) {fmt(wall.get('single_condition_mean'), 1)}; load average before/after "
+            f"{esc(cost.get('load_average_before'))} / {esc(cost.get('load_average_after'))}. "
+            f"{esc(cost.get('note', ''))}. Goal ≤ {fmt(goals.get('cost_ratio'), 2)}× (FLOPs met: "
+            f"{esc(goals.get('cost_met_flops'))}, wall met: {esc(goals.get('cost_met_wall'))}).</p>")
+
+
 def section_spectrum(results: Path) -> str:
     result = read_json(results / "spectrum.json")
     if result is None:
@@ -514,6 +591,7 @@ def build_report(dataset: str, results_dir: str | os.PathLike, params: dict | No
         ("Controllability (embedding-conditioned model)", lambda: section_control(results)),
         ("Controllability (label-conditioned model)", lambda: section_control(results, "label")),
         ("Spectral check", lambda: section_spectrum(results)),
+        ("The brush: conditions painted into regions", lambda: section_brush(results)),
         ("Loss curves", lambda: section_losses(results)),
         ("Run settings", lambda: section_settings(params)),
         ("Skipped inputs", lambda: section_failures(results)),

@@ -470,6 +470,8 @@ def _report_inputs(wc):
         inputs["spectrum"] = f"{root}/spectrum.json"
     if _ev(ds, "ablation_cano", False):
         inputs["ablation"] = f"{root}/ablation_cano.json"
+    if ds in ((config.get("brush") or {}).get("maps") or {}):  # workflow/rules/brush.smk (issue 16)
+        inputs["brush"] = f"{root}/brush.json"
     return inputs
 
 
