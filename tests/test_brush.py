@@ -253,3 +253,40 @@ def test_measurement_helpers():
     noise = np.random.default_rng(0).integers(0, 255, (40, 40, 3)).astype(np.uint8)
     assert seam_ratio(flat + 0, index, 2, 6) > 100
     assert 0.7 < seam_ratio(noise, index, 2, 6) < 1.3
+
+
+def test_brush_eval_writes_brush_json(tmp_path):
+    import json
+
+    from infbrush.cli import main
+    from infbrush.data.store import ImageStoreWriter
+
+    rng = np.random.default_rng(0)
+    colours = [(30, 60, 90), (20, 90, 30), (200, 190, 90), (150, 150, 150)]
+    with ImageStoreWriter(tmp_path / "images.h5", image_size=32, thumb_size=16, label_names=NAMES) as store:
+        for k, colour in enumerate(colours):
+            for i in range(5):
+                image = np.clip(np.array(colour) + rng.normal(0, 20, (32, 32, 3)), 0, 255).astype(np.uint8)
+                store.append(image, f"t/{k}_{i}", label=k, held_out=i >= 3)
+    model = tiny_model()
+    weights = tmp_path / "ema.pt"
+    torch.save({"model_args": TINY, "model": model.state_dict(), "label_names": NAMES,
+                "config": {"mollify_sigma": 0.05, "timesteps": 1000, "cond_labels": 4}}, weights)
+    rgb = np.zeros((2, 2, 3), np.uint8)
+    rgb[:, 1] = (255, 255, 255)
+    write_png(tmp_path / "map.png", rgb)
+    (tmp_path / "legend.yaml").write_text('blend: 0.1\nguidance_scale: 2.0\nregions:\n  "#000000": {label: water}\n'
+                                          '  "#ffffff": {label: field}\n')
+    out = tmp_path / "brush.json"
+    assert main(["brush-eval", "--map", str(tmp_path / "map.png"), "--legend", str(tmp_path / "legend.yaml"),
+                 "--weights", str(weights), "--store", str(tmp_path / "images.h5"), "--size", "32", "--steps", "2",
+                 "--seeds", "0,1", "--crops-per-region", "2", "--out", str(out), "--images", str(tmp_path / "img"),
+                 "--no-progress", "--device", "cpu"]) == 0
+    result = json.loads(out.read_text())
+    assert [r["name"] for r in result["regions"]] == ["water", "field"]
+    assert result["regions"][0]["ours"]["n_crops"] == 4 and 0 <= result["mean_region_accuracy"]["ours"] <= 1
+    cost = result["cost"]
+    assert cost["flops_ratio_baseline_vs_single"] == pytest.approx(2.0, rel=0.01)
+    assert cost["flops_ratio_ours_vs_single"] < 1.3
+    assert result["seams"]["real_mosaic"]["mean"] is not None
+    assert (tmp_path / "img" / "brush.png").is_file() and (tmp_path / "img" / "map.png").is_file()
