@@ -39,6 +39,8 @@ ROWS = {  # name → changes from FINAL (each switches one fix of issue 12 off, 
                                    "stratify_t": False},
     "b4_all_points": {"batch_size": 4, "n_points": 4096},
     "cond_film": {"model_args": {"cond_film": True}},
+    "grid32": {"model_args": {"grid_size": 32}},
+    "batch8": {"batch_size": 8},
     "before_issue_12": {"batch_size": 4, "n_points": 4096, "lr_warmup": 0, "lr_decay": "constant",
                         "balance_labels": False, "stratify_t": False, "ema_warmup": False,
                         "model_args": {"fourier_freqs": 7, "prediction": "eps", "value_skip": False}},
@@ -68,8 +70,10 @@ def conditions(store, condition: str, per_class: int, embeddings: str | None):
     return load_conditions(store, rows, embeddings=embeddings), np.asarray(store.labels)[rows]
 
 
-def evaluate_checkpoint(ckpt_path: Path, cfg, store, judge, inception, real_feats, cond, labels, steps: int) -> dict:
-    """Sample with the checkpoint's EMA weights, judge, KID, speckle."""
+def evaluate_checkpoint(ckpt_path: Path, cfg, store, judge, inception, real_feats, cond, labels, steps: int,
+                        guidance: float = 3.0, device: str = "cpu") -> dict:
+    """Sample with the checkpoint's EMA weights (guidance scale ``guidance``), judge, KID (when ``inception``),
+    speckle."""
     from infbrush.diffusion import cosine_alpha_bar, ddim_sample
     from infbrush.evaluate.control import class_scores, image_features
     from infbrush.evaluate.fid import kernel_inception_distance
@@ -78,17 +82,18 @@ def evaluate_checkpoint(ckpt_path: Path, cfg, store, judge, inception, real_feat
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     model = build_model(ckpt["model_args"])
     model.load_state_dict(ckpt["ema"])
-    model.eval()
+    model.eval().to(device)
     height, width = store.image_size
     t0 = time.perf_counter()
-    images = ddim_sample(model, cond, (height, width), steps=steps, seeds=list(range(len(labels))),
-                         alpha_bar=cosine_alpha_bar(cfg.timesteps), mollify_sigma=cfg.mollify_sigma)
+    images = ddim_sample(model, cond.to(device), (height, width), steps=steps, seeds=list(range(len(labels))),
+                         alpha_bar=cosine_alpha_bar(cfg.timesteps), mollify_sigma=cfg.mollify_sigma,
+                         guidance_scale=guidance, device=device).cpu()
     sample_s = time.perf_counter() - t0
     u8 = ((images.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()  # (B, H, W, 3)
     predicted = judge.predict(np.stack([image_features(im) for im in u8]))
     scores = class_scores(labels, predicted, list(store.label_names))
-    kid = kernel_inception_distance(inception.features(list(u8)), real_feats)
-    return {"step": int(ckpt["step"]), "mean_accuracy": scores["mean_accuracy"], "mean_ci95": scores["mean_ci95"],
+    kid = kernel_inception_distance(inception.features(list(u8)), real_feats) if inception is not None else None
+    return {"step": int(ckpt["step"]), "guidance": guidance, "mean_accuracy": scores["mean_accuracy"], "mean_ci95": scores["mean_ci95"],
             "per_class": {k: v["accuracy"] for k, v in scores["per_class"].items()}, "kid": kid,
             "speckle": speckle_fraction(u8), "sample_s": round(sample_s, 1)}, u8
 
@@ -103,19 +108,20 @@ def contact_sheet(u8: np.ndarray, labels: np.ndarray, path: Path) -> None:
     Image.fromarray(np.concatenate(rows, 0)).save(path)
 
 
-def run_row(name: str, args, store, judge, inception, real_feats, cond, labels, out: Path) -> dict:
+def run_row(name: str, args, steps: int, store, judge, inception, real_feats, cond, labels, out: Path) -> dict:
     from infbrush.train.config import TrainConfig
     from infbrush.train.loop import train
 
     changes = ROWS[name]
     settings = {**FINAL, **{k: v for k, v in changes.items() if k != "model_args"}}
     settings["model_args"] = {**FINAL["model_args"], **changes.get("model_args", {})}
-    run = out / name
-    cfg = TrainConfig(store=args.store, out=str(run / "train"), cond_labels=len(store.label_names)
+    run = out / f"{name}_{steps}"
+    cfg = TrainConfig(store=args.store, out=str(run / "train"), export=str(run / "ema.pt"), cond_labels=len(store.label_names)
                       if args.condition == "label" else None,
                       cond_embeddings=args.embeddings if args.condition == "embedding" else None,
-                      steps=args.steps, ckpt_every=args.eval_every, keep=10 ** 6, log_every=10, progress=False,
-                      mollify_sigma=1.0 / store.image_size[0], seed=args.seed, **settings)
+                      steps=steps, ckpt_every=args.eval_every or steps, keep=10 ** 6, log_every=10, progress=False,
+                      mollify_sigma=1.0 / store.image_size[0], seed=args.seed, device=args.device, amp="off",
+                      **settings)
     t0 = time.perf_counter()
     train(cfg)
     train_s = time.perf_counter() - t0
@@ -123,13 +129,17 @@ def run_row(name: str, args, store, judge, inception, real_feats, cond, labels, 
     start = records[0]["time"] - (records[1]["time"] - records[0]["time"]) if len(records) > 1 else records[0]["time"]
     curve = []
     for ckpt in sorted((run / "train").glob("ckpt_*.pt")):
-        point, u8 = evaluate_checkpoint(ckpt, cfg, store, judge, inception, real_feats, cond, labels, args.ddim_steps)
-        at = next((r["time"] for r in records if r["step"] == point["step"]), records[-1]["time"])
-        point["train_minutes"] = round((at - start) / 60, 2)
-        curve.append(point)
-        contact_sheet(u8, labels, run / f"sheet_{point['step']:06d}.png")
-        print(json.dumps({"row": name, **point}), file=sys.stderr)
-    return {"row": name, "changes": changes, "train_s": round(train_s, 1), "curve": curve, "final": curve[-1]}
+        for guidance in args.guidance:
+            point, u8 = evaluate_checkpoint(ckpt, cfg, store, judge, inception, real_feats, cond, labels,
+                                            args.ddim_steps, guidance, args.device)
+            at = next((r["time"] for r in records if r["step"] == point["step"]), records[-1]["time"])
+            point["train_minutes"] = round((at - start) / 60, 2)
+            curve.append(point)
+            contact_sheet(u8, labels, run / f"sheet_{point['step']:06d}_g{guidance:g}.png")
+            np.save(run / f"samples_{point['step']:06d}_g{guidance:g}.npy", u8)
+            print(json.dumps({"row": name, "steps": steps, **point}), file=sys.stderr)
+    return {"row": name, "steps": steps, "changes": changes, "train_s": round(train_s, 1), "curve": curve,
+            "final": curve[-1]}
 
 
 def main(argv=None) -> None:
@@ -138,8 +148,12 @@ def main(argv=None) -> None:
     parser.add_argument("--condition", choices=("label", "embedding"), default="label")
     parser.add_argument("--embeddings", help="embeddings.h5 (with --condition embedding)")
     parser.add_argument("--rows", nargs="+", default=["final", "before_issue_12"], choices=sorted(ROWS))
-    parser.add_argument("--steps", type=int, default=600)
-    parser.add_argument("--eval-every", type=int, default=200)
+    parser.add_argument("--steps", type=int, nargs="+", default=[600],
+                        help="training budgets: one run per row and budget (each with its own lr schedule)")
+    parser.add_argument("--eval-every", type=int, default=200, help="0: evaluate the final checkpoint only")
+    parser.add_argument("--guidance", type=float, nargs="+", default=[3.0], help="guidance scales to sample at")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (training in fp32 either way)")
+    parser.add_argument("--no-kid", action="store_true", help="skip KID (no clean-fid Inception weights needed)")
     parser.add_argument("--per-class", type=int, default=8)
     parser.add_argument("--ddim-steps", type=int, default=50)
     parser.add_argument("--threads", type=int, default=1)
@@ -150,19 +164,23 @@ def main(argv=None) -> None:
 
     from infbrush.data.store import ImageStore
     from infbrush.evaluate.control import fit_judge
-    from infbrush.evaluate.extractors import load_inception
 
     store = ImageStore(args.store)
     judge, _, judge_summary = fit_judge(args.store)
-    inception = load_inception()
-    held = np.flatnonzero((store.split == 1) & (store.labels >= 0))
-    real_feats = inception.features([store.image(int(r))[..., :3] for r in held])
+    inception, real_feats = None, None
+    if not args.no_kid:
+        from infbrush.evaluate.extractors import load_inception
+
+        inception = load_inception()
+        held = np.flatnonzero((store.split == 1) & (store.labels >= 0))
+        real_feats = inception.features([store.image(int(r))[..., :3] for r in held])
     cond, labels = conditions(store, args.condition, args.per_class, args.embeddings)
     out = Path(args.out or tempfile.mkdtemp(prefix="bench_learning_"))
     out.mkdir(parents=True, exist_ok=True)
-    rows = [run_row(name, args, store, judge, inception, real_feats, cond, labels, out) for name in args.rows]
+    rows = [run_row(name, args, steps, store, judge, inception, real_feats, cond, labels, out)
+            for name in args.rows for steps in args.steps]
     result = {"benchmark": "learning", "store": args.store, "condition": args.condition, "steps": args.steps,
-              "per_class": args.per_class, "ddim_steps": args.ddim_steps, "threads": args.threads,
+              "per_class": args.per_class, "ddim_steps": args.ddim_steps, "threads": args.threads, "device": args.device,
               "judge_real_held_out": judge_summary["real_held_out"]["mean_accuracy"],
               "chance": 1.0 / len(store.label_names), "out": str(out), "rows": rows}
     print(json.dumps(result))
