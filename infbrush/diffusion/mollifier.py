@@ -71,7 +71,20 @@ def mollified_noise_points(coords: torch.Tensor, seed: int, sigma: float, channe
     ix, wx = _axis_weights(coords[:, 0], sigma, h, radius)  # (N, taps)
     iy, wy = _axis_weights(coords[:, 1], sigma, h, radius)
     taps = 2 * radius + 1
-    nodes = node_normals(seed, ix.unsqueeze(1).expand(-1, taps, -1), iy.unsqueeze(2).expand(-1, -1, taps), channels)
+    if coords.shape[0] == 0:
+        return coords.new_zeros(0, channels)
+    x0, y0 = int(ix.min()), int(iy.min())
+    span_x, span_y = int(ix.max()) - x0 + 1, int(iy.max()) - y0 + 1
+    if span_x * span_y < coords.shape[0] * taps * taps:
+        # The node weights once per node of the bounding box, then gathered: the same values (a pure function
+        # of seed and node) at a fraction of the hashes when points are denser than the nodes (training).
+        gx = torch.arange(x0, x0 + span_x, device=ix.device).view(1, -1).expand(span_y, -1)
+        gy = torch.arange(y0, y0 + span_y, device=iy.device).view(-1, 1).expand(-1, span_x)
+        table = node_normals(seed, gx, gy, channels)  # (span_y, span_x, C)
+        nodes = table[(iy - y0).unsqueeze(2), (ix - x0).unsqueeze(1)]  # (N, taps_y, taps_x, C)
+    else:
+        nodes = node_normals(seed, ix.unsqueeze(1).expand(-1, taps, -1), iy.unsqueeze(2).expand(-1, -1, taps),
+                             channels)
     w = wy.unsqueeze(2) * wx.unsqueeze(1)  # (N, taps_y, taps_x)
     return torch.einsum("nyx,nyxc->nc", w, nodes)
 

@@ -21,8 +21,13 @@ Summary = tuple[torch.Tensor, torch.Tensor]  # (Σ k̃ vᵀ (B, h, dh, dh), Σ k
 
 
 def feature_softmax(x: torch.Tensor, heads: int) -> torch.Tensor:
-    """(B, N, h·dh) → (B, N, h, dh) softmax over each head's feature dimension (float32)."""
-    return x.float().unflatten(-1, (heads, -1)).softmax(dim=-1)
+    """(B, N, h·dh) → (B, N, h, dh) softmax over each head's feature dimension (float32).
+
+    Written out (max-shift, exp, normalise): torch's softmax kernel is 3-4× slower on rows this short (dh ≈ 12-16).
+    """
+    y = x.float().unflatten(-1, (heads, -1))
+    e = (y - y.amax(dim=-1, keepdim=True).detach()).exp()
+    return e / e.sum(dim=-1, keepdim=True)
 
 
 def linear_summary(k: torch.Tensor, v: torch.Tensor) -> Summary:
