@@ -22,6 +22,11 @@ class CallLog:
     def __getattr__(self, name):
         return getattr(self.model, name)
 
+    def stream(self, n_points, read, write, t, cond, **kwargs):  # the sampler's entry: stream through this log
+        from infbrush.models.chunked import streamed_forward
+
+        streamed_forward(self, n_points, read, write, t, cond, **kwargs)
+
     def begin(self, t, cond, cond_mask, n_total):
         self.batches.append(t.shape[0])
         return self.model.begin(t, cond, cond_mask, n_total)

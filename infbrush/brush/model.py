@@ -36,6 +36,7 @@ import torch.nn as nn
 from infbrush.brush.maps import RegionWeights
 from infbrush.errors import InfbrushError
 from infbrush.models.cano import feature_softmax, linear_apply
+from infbrush.models.chunked import StagedStreaming
 from infbrush.models.denoiser import Context
 from infbrush.models.interp import knn_to_grid
 
@@ -101,7 +102,7 @@ class RegionContext(Context):
     cond_mask: torch.Tensor | None = None
 
 
-class RegionDenoiser(nn.Module):
+class RegionDenoiser(StagedStreaming, nn.Module):
     """The denoiser with a condition per region (see the module docstring); staged like the model itself."""
 
     def __init__(self, model, region: RegionCondition, guidance_scale: float = 1.0, local_context: bool = False,
@@ -215,7 +216,7 @@ class RegionDenoiser(nn.Module):
         return _one_pass(self, x, coords, t, cond_mask)
 
 
-class MultiDiffusionDenoiser(nn.Module):
+class MultiDiffusionDenoiser(StagedStreaming, nn.Module):
     """Reference: the denoiser once per region on every point (batch × R), predictions blended by the weights."""
 
     def __init__(self, model, region: RegionCondition, guidance_scale: float = 1.0):

@@ -54,11 +54,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "Default: R (every output gets --mpp)")
     parser.add_argument("--mollify-sigma", type=float, help="default: the value the model was trained with")
     parser.add_argument("--timesteps", type=int, help="diffusion T; default: the value the model was trained with")
-    parser.add_argument("--batch-pixels", type=int, default=1 << 20,
-                        help="images per batch = max(1, this // R²); outputs do not depend on it")
+    parser.add_argument("--batch-pixels", type=int, default=None,
+                        help="images per batch = max(1, this // R²) (default: the sampler's DEFAULT_BATCH_PIXELS); "
+                             "outputs do not depend on it")
     parser.add_argument("--state-dir", help="keep the DDIM state in a scratch file in this folder instead of RAM "
                                             "(CPU; for outputs larger than memory, e.g. 16384²)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--amp", default="off", choices=["off", "bf16", "bf16-grid"],
+                        help="precision: float32, bf16 autocast of the denoiser, or of its grid UNet only "
+                             "(benchmarks/RESULTS.md: speed and accuracy of each)")
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -84,14 +88,14 @@ def _check_condition_kind(args: argparse.Namespace, config: dict) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from infbrush.diffusion import cosine_alpha_bar
+    from infbrush.diffusion.schedule import ddim_timesteps
     from infbrush.io import sha256_file
     from infbrush.sample import conditions as C
-    from infbrush.sample.run import load_weights, resolve_device, sample_resolution
+    from infbrush.runtime.distributed import cleanup_distributed, rank_layout
+    from infbrush.sample.run import load_weights, resolve_device, sample_resolution, split_over_ranks
 
     if any(r < 1 for r in args.resolution):
         raise InfbrushError(f"--resolution must be positive, got {args.resolution}")
-    if args.steps < 1:
-        raise InfbrushError(f"--steps must be >= 1, got {args.steps}")
     if args.per_class < 1:
         raise InfbrushError(f"--per-class must be >= 1, got {args.per_class}")
     if args.guidance_t_min < 0:
@@ -102,10 +106,15 @@ def main(args: argparse.Namespace) -> int:
         raise InfbrushError("--cond-embeddings needs --store (the images.h5 the embeddings were computed from)")
     device = resolve_device(args.device)
     model, ckpt = load_weights(args.weights, device)
+    model, device, rank = split_over_ranks(model, device)  # torchrun / srun: one image's chunks over the ranks
     config = ckpt.get("config") or {}
     cond_dim = int(ckpt["model_args"].get("cond_dim", 0))
     mollify_sigma = float(_train_value(args.mollify_sigma, config, "mollify_sigma", args.weights))
     timesteps = int(_train_value(args.timesteps, config, "timesteps", args.weights))
+    try:  # the DDIM step range has one owner, the schedule
+        ddim_timesteps(args.steps, timesteps)
+    except ValueError as err:
+        raise InfbrushError(f"--steps {args.steps}: {err}") from None
     _check_condition_kind(args, config)
 
     if args.cond_embeddings:
@@ -142,8 +151,13 @@ def main(args: argparse.Namespace) -> int:
                                     alpha_bar=alpha_bar, mollify_sigma=mollify_sigma, settings=settings,
                                     guidance_scale=args.guidance_scale, guidance_t_min=args.guidance_t_min,
                                     chunk_points=chunk,
-                                    batch_pixels=args.batch_pixels, fmt=args.format, png_max_side=args.png_max_side,
+                                    fmt=args.format, png_max_side=args.png_max_side,
                                     compression=args.compression, mpp=mpp, device=device,
-                                    progress=not args.no_progress, state_dir=args.state_dir)
-        print(f"{len(entries)} images at {r}x{r} in {Path(args.out) / str(r)}", file=sys.stderr)
+                                    progress=not args.no_progress, state_dir=args.state_dir,
+                                    precision=args.amp, rank=rank,
+                                    **({"batch_pixels": args.batch_pixels} if args.batch_pixels else {}))
+        if rank == 0:
+            print(f"{len(entries)} images at {r}x{r} in {Path(args.out) / str(r)}", file=sys.stderr)
+    if rank_layout()[1] > 1:
+        cleanup_distributed()
     return 0

@@ -166,8 +166,8 @@ def ddim_sample(
 ) -> torch.Tensor:
     """Sample B = len(seeds) images on the H×W lattice → (B, C, H, W) in [-1, 1].
 
-    ``model`` is a denoiser (or any callable with its signature); with ``chunk_points`` a staged denoiser is
-    evaluated by ``streamed_forward`` over chunks of points, so peak memory is set by the chunk (plus the
+    ``model`` is a denoiser (or any callable with its signature); one with a ``stream`` method (the denoiser, or
+    a wrapper such as ``RankSplitDenoiser``) is evaluated over chunks of ``chunk_points`` points, so peak memory is set by the chunk (plus the
     ``cache_bytes`` of activations kept between its passes), not by H·W. x_T is the mollified noise function
     of seeds[i] (std ``mollify_sigma`` × image side) read on the lattice, so image i depends only on seeds[i]
     and cond[i], never on the batch size or the chunking, and the output size is free.
@@ -179,8 +179,6 @@ def ddim_sample(
     ``guidance_t_min``: guidance only at steps with t ≥ this (a guidance interval, Kynkäänniemi et al. 2024);
     the low-noise steps then run one conditional pass.
     """
-    from infbrush.models.chunked import chunk_spans, streamed_forward  # diffusion does not import models at top
-
     height, width = size
     if height < 1 or width < 1:
         raise ValueError(f"size must be positive, got {size}")
@@ -195,10 +193,11 @@ def ddim_sample(
     if prediction not in PREDICTIONS:
         raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
     n_points = height * width
-    chunk_spans(n_points, chunk_points)  # validates chunk_points
+    if chunk_points is not None and chunk_points < 1:
+        raise ValueError(f"chunk_points must be >= 1, got {chunk_points}")
     device = torch.device(device) if device is not None else _device_of(model, cond)
     cond = cond.to(device) if cond is not None else None
-    staged = all(hasattr(model, a) for a in ("begin", "segment", "run_to", "stage_partial", "n_stages"))
+    streams = hasattr(model, "stream")  # evaluates chunks itself (the denoiser, or a wrapper of it)
     state = SamplerState(batch, n_points, in_channels, device, state_dir)
     fill_initial_noise(state, size, seeds, mollify_sigma, noise_rows_per_band(width))
     alpha_bar = alpha_bar.to(torch.float64)
@@ -237,12 +236,14 @@ def ddim_sample(
             x_prev = ddim_step(x, eps, a_t, a_prev)
             state.write(start, stop, x_prev.clamp(-1, 1) if last_step else x_prev)
 
-        if staged:
-            streamed_forward(model, n_points, read, update, t_model, model_cond, chunk_points=chunk_points,
-                             cond_mask=model_mask, cache_bytes=cache_bytes)
+        if streams:
+            model.stream(n_points, read, update, t_model, model_cond, chunk_points=chunk_points,
+                         cond_mask=model_mask, cache_bytes=cache_bytes)
         else:  # a plain callable: one call over all points
             x, coords = read(0, n_points)
             eps = model(x, coords, t_model, model_cond, size, cond_mask=model_mask) if guided else \
                 model(x, coords, t_model, model_cond, size)
             update(0, n_points, eps)
+    if hasattr(model, "gather_state"):  # split over processes: each updated its own chunks; bring them together
+        model.gather_state(n_points, state.read, state.write, chunk_points)
     return state.images(size)

@@ -36,7 +36,7 @@ def model_args_from_preset(preset: str, *, in_channels: int, cond_dim: int, cano
         raise ValueError(f"model preset {preset!r} is not one of {sorted(PRESETS)}")
     return dict(PRESETS[preset]) | {"in_channels": int(in_channels), "cond_dim": int(cond_dim), "cano": bool(cano)}
 
-__all__ = ["MODELS", "PRESETS", "model_args_from_preset", "build_model", "count_parameters", "ChunkedDenoiser", "chunked_forward", "InfBrushDenoiser"]
+__all__ = ["MODELS", "PRESETS", "PRECISIONS", "set_precision", "model_args_from_preset", "build_model", "count_parameters", "ChunkedDenoiser", "chunked_forward", "InfBrushDenoiser"]
 
 
 def build_model(model_args: dict) -> torch.nn.Module:
@@ -52,6 +52,18 @@ def build_model(model_args: dict) -> torch.nn.Module:
     if unknown:
         raise ValueError(f"model {name!r}: unknown keys {unknown}; valid keys are {sorted(valid)}")
     return cls(**args)
+
+
+PRECISIONS = ("off", "bf16", "bf16-grid")  # float32 | bf16 autocast of the whole forward | of the grid UNet only
+
+
+def set_precision(model: torch.nn.Module, precision: str) -> None:
+    """Select how ``model`` computes: "off" (float32), "bf16" or "bf16-grid" (only the grid UNet in bf16; the
+    point path stays float32). "bf16" is applied by the caller's ``torch.autocast``; this sets the grid part."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r} is not one of {list(PRECISIONS)}")
+    if hasattr(model, "grid_dtype"):
+        model.grid_dtype = torch.bfloat16 if precision == "bf16-grid" else None
 
 
 def count_parameters(model: torch.nn.Module) -> int:

@@ -29,22 +29,30 @@ def chunk_spans(n_points: int, chunk_points: int | None) -> list[tuple[int, int]
     return [(s, min(s + step, n_points)) for s in range(0, n_points, max(step, 1))]
 
 
+Combine = Callable[[int, object], object]  # (stage k, this process's accumulator) → the accumulator over all
+
+
 def streamed_forward(model, n_points: int, read: ReadChunk, write: WriteChunk, t: torch.Tensor,
                      cond: torch.Tensor | None, *, chunk_points: int | None, cond_mask: torch.Tensor | None = None,
-                     cache_bytes: int = 0) -> None:
+                     cache_bytes: int = 0, spans: list[tuple[int, int]] | None = None,
+                     combine: Combine | None = None) -> None:
     """ε̂ of a staged denoiser (``begin``/``run_to``/``segment``/``stage_*``) over ``n_points`` points per image.
 
     ``read(s, e)`` gives the chunk's x (B, e-s, C) and coords (B, e-s, 2); ``write(s, e, eps)`` receives its
     ε̂ (B, e-s, C) once every global stage is done (chunks in increasing order, each exactly once, and after
     the last ``read`` of that chunk, so the caller may overwrite x in place). Peak memory: one chunk's
     activations + the stage summaries + ``cache_bytes``.
+
+    Several processes evaluating one image (``RankSplitDenoiser``): ``spans`` are the chunks this process
+    evaluates (default: all of them) and ``combine(k, acc)`` turns its stage-k accumulator into the one over every
+    process's chunks, so each process finalises every stage exactly as a single process would.
     """
-    spans = chunk_spans(n_points, chunk_points)
+    spans = chunk_spans(n_points, chunk_points) if spans is None else spans
     ctx = model.begin(t, cond, cond_mask, n_points)
     summ: list = []
     cache: dict[int, torch.Tensor] = {}  # chunk number → output of the last segment run on it
     used = 0
-    if len(spans) == 1:  # one pass: no recomputation and no cache needed
+    if len(spans) == 1 and combine is None:  # one pass: no recomputation and no cache needed
         s, e = spans[0]
         x, coords = read(s, e)
         if hasattr(model, "check_inputs"):
@@ -77,8 +85,20 @@ def streamed_forward(model, n_points: int, read: ReadChunk, write: WriteChunk, t
                 cache[i], used = h, used + size
             del h, x, coords
         if k < model.n_stages:
+            if combine is not None:
+                acc = combine(k, acc)
             summ.append(model.stage_finalize(k, acc, ctx))
             del acc
+
+
+class StagedStreaming:
+    """Mixin of staged denoisers (``begin`` / ``segment`` / ``run_to`` / ``stage_*``): ``stream`` is what the
+    sampler calls to evaluate ε̂ of ``n_points`` points per image, read and written chunk by chunk."""
+
+    def stream(self, n_points: int, read: ReadChunk, write: WriteChunk, t: torch.Tensor, cond: torch.Tensor | None,
+               *, chunk_points: int | None = None, cond_mask: torch.Tensor | None = None, cache_bytes: int = 0) -> None:
+        streamed_forward(self, n_points, read, write, t, cond, chunk_points=chunk_points, cond_mask=cond_mask,
+                         cache_bytes=cache_bytes)
 
 
 def chunked_forward(model, x: torch.Tensor, coords: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None,

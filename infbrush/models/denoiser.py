@@ -28,6 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from infbrush.models.cano import CrossAttentionNeuralOperator, LinearSelfAttention, add_summaries
+from infbrush.models.chunked import StagedStreaming
 from infbrush.models.embeddings import CondEmbedding, TimeEmbedding, Tokens, fourier_features
 from infbrush.models.interp import knn_merge, knn_partial, knn_to_grid, knn_window
 from infbrush.models.sparse import SparseKernelIntegral, bilinear_gather
@@ -59,7 +60,7 @@ class Context:
     window: int  # kNN proposal half-width (cells)
 
 
-class InfBrushDenoiser(nn.Module):
+class InfBrushDenoiser(StagedStreaming, nn.Module):
     """ε̂ (or v̂ when ``prediction == "v"``) = model(x (B, N, C), coords (B, N, 2), t (B,), cond (B, D) | None,
     image_size) → (B, N, C)."""
 
@@ -111,6 +112,8 @@ class InfBrushDenoiser(nn.Module):
         # time embedding, zero at init): the linear part of the denoiser — exact for Gaussian data, dominant at
         # high noise — bypasses the saturating layers, which otherwise shrink the rare extreme noise values
         # (|ε| > 3σ) and leave them in x̂_0 as single-channel speckle (issue 12).
+        # Precision of the grid UNet alone (a run-time setting, not a weight: ``set_precision``); None = as the caller.
+        self.grid_dtype: torch.dtype | None = None
         self.value_skip = nn.Linear(e, in_channels * in_channels) if value_skip else None
         if self.value_skip is not None:
             nn.init.zeros_(self.value_skip.weight)
@@ -202,7 +205,10 @@ class InfBrushDenoiser(nn.Module):
             return acc
         if k == 2:
             grid = knn_to_grid(acc, self.grid_size)  # (B, Cg, G, G)
-            return grid + self.uno(grid, ctx.temb, ctx.tokens)
+            if self.grid_dtype is None:
+                return grid + self.uno(grid, ctx.temb, ctx.tokens)
+            with torch.autocast(grid.device.type, dtype=self.grid_dtype):  # the grid UNet in bf16 (issue 13)
+                return grid + self.uno(grid, ctx.temb, ctx.tokens).float()
         return self.sparse_out.finalize(acc)
 
     # ---- one-pass forward -------------------------------------------------------------------------

@@ -43,6 +43,20 @@ def load_weights(path: str | os.PathLike, device: str = "cpu"):
     return model.to(device).eval().requires_grad_(False), ckpt
 
 
+def split_over_ranks(model, device: str):
+    """Under ``torchrun`` / ``srun`` with more than one process: join the process group (gloo on CPU, NCCL on
+    GPUs) and wrap ``model`` so that all ranks sample each image together, its chunks split over them (issue 13).
+    → (model or its wrapper, device, rank); a single process gets (model, device, 0) unchanged."""
+    from infbrush.runtime.distributed import init_distributed, rank_layout
+
+    if rank_layout()[1] <= 1:
+        return model, device, 0
+    from infbrush.models.ranks import RankSplitDenoiser
+
+    info = init_distributed(device)
+    return RankSplitDenoiser(model.to(info.device)), str(info.device), info.rank
+
+
 def resolve_device(device: str) -> str:
     """'auto' → 'cuda' when available else 'cpu'."""
     import torch
@@ -73,16 +87,35 @@ def sample_resolution(
     device: str = "cpu",
     progress: bool = True,
     state_dir: str | os.PathLike | None = None,
+    precision: str = "off",
+    rank: int = 0,
 ) -> list[dict]:
     """Generate every spec at ``size`` (H, W) into ``out_dir`` (PNG/TIFF + index.json); skip complete ones.
 
     Image i is ``ddim_sample`` with seed ``spec.seed``: independent of batching and of resumption.
+    ``precision``: "off" (float32), "bf16" (autocast of the whole denoiser) or "bf16-grid" (its grid UNet only).
+    ``rank``: with a ``RankSplitDenoiser`` every rank runs this with the same arguments and only rank 0 writes.
     Returns the index entries, in ``specs`` order.
     """
+    import contextlib
+
     import torch
     from tqdm import tqdm
 
     from infbrush.diffusion import ddim_sample
+    from infbrush.models import set_precision
+
+    if getattr(model, "world", 1) > 1:  # split over ranks: every rank needs a chunk of every image
+        from infbrush.models.ranks import rank_spans
+
+        try:
+            rank_spans(size[0] * size[1], chunk_points, 0, model.world)
+        except ValueError as err:
+            raise InfbrushError(f"--chunk-points {chunk_points} at {size[0]}x{size[1]}: {err}") from None
+    set_precision(getattr(model, "model", model), precision)
+    autocast = (lambda: torch.autocast(torch.device(device).type, dtype=torch.bfloat16)) if precision == "bf16" \
+        else contextlib.nullcontext
+    main = rank == 0
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -94,18 +127,21 @@ def sample_resolution(
     per_batch = max(1, batch_pixels // (height * width))
     in_channels = int(getattr(model, "in_channels", 3))
     bar = tqdm(total=len(specs), initial=len(specs) - len(todo), desc=f"sample {height}x{width}", unit="img",
-               disable=not progress)
+               disable=not progress or not main)
     for b0 in range(0, len(todo), per_batch):
         batch = todo[b0:b0 + per_batch]
         cond = None
         if batch[0].cond is not None:
             cond = torch.stack([torch.as_tensor(s.cond, dtype=torch.float32) for s in batch]).to(device)  # (B, D)
-        with torch.no_grad():
+        with torch.no_grad(), autocast():
             images = ddim_sample(model, cond, (height, width), steps=steps, seeds=[s.seed for s in batch],
                                  alpha_bar=alpha_bar, mollify_sigma=mollify_sigma, guidance_scale=guidance_scale,
                                  guidance_t_min=guidance_t_min, chunk_points=chunk_points, in_channels=in_channels,
                                  state_dir=state_dir,
-                                 progress=progress and len(batch) == 1)  # (B, C, H, W) in [-1, 1]
+                                 progress=progress and main and len(batch) == 1)  # (B, C, H, W) in [-1, 1]
+        if not main:  # another rank holds the image; rank 0 writes it
+            bar.update(len(batch))
+            continue
         for spec, image in zip(batch, images):
             file = spec.name + suffix
             write_image(out_dir / file, image, kind, mpp=mpp, compression=compression)
@@ -116,5 +152,7 @@ def sample_resolution(
         del images
         index.save()
     bar.close()
+    if not main:
+        return []
     index.save(order=[s.name for s in specs])
     return [index.entries[s.name] for s in specs]
