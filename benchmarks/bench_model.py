@@ -1,6 +1,17 @@
-"""Model-core benchmark (issue 5): CANO vs softmax cross-attention, denoiser throughput, sampling memory.
+"""Model-core benchmark (issues 5, 13): CANO vs softmax cross-attention, denoiser throughput, sampling memory,
+and arithmetic efficiency (FLOP-counted work per second against the matrix-multiply peak of the same run).
 
     python benchmarks/bench_model.py [--device cpu|cuda] [--quick]
+    python benchmarks/bench_model.py --only-efficiency      # the issue-13 ratios alone (1 thread, ~3 minutes)
+
+Efficiency (one child process, 1 thread unless --threads): the peak is a 1024³ matrix product (fp32, and bf16
+for the bf16 rows), measured before and after the model rows (the larger kept); the work of a row is what
+torch's FLOP counter counts (matrix products and convolutions only: elementwise work is free in this count, so
+the ratio is an upper bound on useful arithmetic). Rows: the dense forward of the demo preset at its sampling
+shape (8 images × 4,096 points, 64² lattice) and of the paper preset (1 image × 65,536 points), each model's
+forward over one image of 65,536 points in 4 chunks (activation cache) as a throughput ratio to one dense pass, the demo training step
+(16 images × 1,024 points, forward + backward + Adam), and the forwards under bf16 autocast (whole denoiser,
+and the grid UNet alone) against the bf16 peak.
 
 Each measurement runs in a child process so peak memory is clean: CPU peak = growth of ru_maxrss over
 the measured call, GPU peak = torch.cuda.max_memory_allocated. The last line printed is one JSON object.
@@ -120,6 +131,118 @@ def child(kind: str, n: int, device: str, threads: int) -> dict:
     return {"kind": kind, "n": n, "seconds": seconds, "peak_bytes": peak, "total_peak_bytes": total}
 
 
+def _matmul_peak(dtype, repeat: int = 12) -> float:
+    """FLOP/s of a 1024³ matrix product in ``dtype`` (best of three rounds)."""
+    import torch
+
+    a, b = torch.randn(1024, 1024, dtype=dtype), torch.randn(1024, 1024, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    best = 0.0
+    for _ in range(3):
+        t0 = time.perf_counter()
+        for _ in range(repeat):
+            a @ b
+        best = max(best, 2 * 1024**3 * repeat / (time.perf_counter() - t0))
+    return best
+
+
+def _best_seconds(fn, repeat: int = 3, rounds: int = 3) -> float:
+    fn()
+    best = math.inf
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for _ in range(repeat):
+            fn()
+        best = min(best, (time.perf_counter() - t0) / repeat)
+    return best
+
+
+def efficiency(threads: int) -> dict:
+    """Issue 13's ratios: model work per second / matrix-product peak, chunked / dense, training step."""
+    import contextlib
+
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from infbrush.diffusion import cosine_alpha_bar, training_loss
+    from infbrush.models import build_model, chunked_forward, model_args_from_preset, set_precision
+
+    torch.set_num_threads(threads)
+    peak32_a, peak16_a = _matmul_peak(torch.float32), _matmul_peak(torch.bfloat16)
+
+    def flops(fn) -> int:
+        counter = FlopCounterMode(display=False)
+        with counter:
+            fn()
+        return counter.get_total_flops()
+
+    rows = {}
+    shapes = {"demo": (8, 4096, 5, 16), "paper": (1, 65536, 10, 512)}  # images, points, Fourier octaves, cond dim
+    for preset, (batch, n, freqs, cond_dim) in shapes.items():
+        torch.manual_seed(0)
+        args = model_args_from_preset(preset, in_channels=3, cond_dim=cond_dim, cano=True) | {"fourier_freqs": freqs}
+        model = build_model(args).eval()
+        x, coords = torch.randn(batch, n, 3), torch.rand(batch, n, 2)
+        t, cond = torch.randint(0, 1000, (batch,)), torch.randn(batch, cond_dim)
+        for mode in ("fp32", "bf16", "bf16-grid"):
+            set_precision(model, "bf16-grid" if mode == "bf16-grid" else "off")
+            amp = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if mode == "bf16" else contextlib.nullcontext
+
+            def dense():
+                with torch.no_grad(), amp():
+                    return model(x, coords, t, cond)
+
+            work, sec = flops(dense), _best_seconds(dense, repeat=2 if preset == "demo" else 1)
+            row = {"flop_per_point": work / (batch * n), "points_per_s": batch * n / sec, "gflop_per_s": work / sec / 1e9}
+            if mode == "fp32":  # chunked vs dense at one image of 65,536 points (256²), 4 chunks
+                xc, cc, tc, kc = x[:1], coords[:1], t[:1], cond[:1]
+                if n < 65536:
+                    xc, cc = torch.randn(1, 65536, 3), torch.rand(1, 65536, 2)
+
+                def dense1():
+                    with torch.no_grad():
+                        return model(xc, cc, tc, kc)
+
+                def chunked():
+                    with torch.no_grad():
+                        return chunked_forward(model, xc, cc, tc, kc, chunk_points=16384, cache_bytes=256 << 20)
+
+                row["chunked_over_dense_throughput"] = _best_seconds(dense1, repeat=1) / _best_seconds(chunked, repeat=1)
+            rows[f"{preset}_forward_{mode}"] = row
+        set_precision(model, "off")
+        del model
+    # demo training step (16 images × 1,024 points on a 64² store, as params.yaml's demo)
+    torch.manual_seed(0)
+    args = model_args_from_preset("demo", in_channels=3, cond_dim=4, cano=True) | {"fourier_freqs": 5}
+    model = build_model(args)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    images = torch.rand(16, 3, 64, 64) * 2 - 1
+    cond = torch.nn.functional.one_hot(torch.arange(16) % 4, 4).float()
+    alpha_bar = cosine_alpha_bar(1000)
+    step_no = [0]
+
+    def train_step():
+        step_no[0] += 1
+        gens = [torch.Generator().manual_seed(step_no[0] * 100 + i) for i in range(16)]
+        loss = training_loss(model, images, cond, 1024, gens, alpha_bar=alpha_bar, mollify_sigma=1 / 64,
+                             cond_drop_prob=0.1, prediction="v")
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    work, sec = flops(train_step), _best_seconds(train_step, repeat=2)
+    rows["demo_train_step_fp32"] = {"flop_per_step": work, "s_per_step": sec, "gflop_per_s": work / sec / 1e9,
+                                    "points_per_s": 16 * 1024 / sec}
+    peak32 = max(peak32_a, _matmul_peak(torch.float32))
+    peak16 = max(peak16_a, _matmul_peak(torch.bfloat16))
+    for name, row in rows.items():
+        peak = peak16 if "bf16" in name else peak32
+        row["fraction_of_peak"] = row["gflop_per_s"] * 1e9 / peak
+    return {"threads": threads, "matmul_fp32_gflop_per_s": peak32 / 1e9, "matmul_bf16_gflop_per_s": peak16 / 1e9,
+            "rows": rows}
+
+
 def _run_child(kind, n, device, threads, timeout):
     cmd = [sys.executable, __file__, "--child", kind, str(n), "--device", device, "--threads", str(threads)]
     try:
@@ -144,10 +267,19 @@ def main() -> int:
     p.add_argument("--sample-sizes", nargs=2, type=int, metavar=("SMALL", "LARGE"),
                    help="output sides of the sampling-memory pair (default GPU 1024 4096, CPU 256 1024)")
     p.add_argument("--only-sample", action="store_true", help="run only the sampling-memory pair")
+    p.add_argument("--only-efficiency", action="store_true", help="run only the arithmetic-efficiency rows")
+    p.add_argument("--efficiency-threads", type=int, default=1)
     p.add_argument("--child", nargs=2, metavar=("KIND", "N"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        print(json.dumps(child(args.child[0], int(args.child[1]), args.device, args.threads)))
+        if args.child[0] == "efficiency":
+            print(json.dumps(efficiency(args.threads)))
+        else:
+            print(json.dumps(child(args.child[0], int(args.child[1]), args.device, args.threads)))
+        return 0
+    eff = _run_child("efficiency", 0, "cpu", args.efficiency_threads, 1800) if args.device == "cpu" else None
+    if args.only_efficiency:
+        print(json.dumps({"device": "cpu", "efficiency": eff}))
         return 0
     gpu = args.device.startswith("cuda")
     sizes = [] if args.only_sample else [4096, 16384, 65536, 262144] if not args.quick else [4096, 16384]
@@ -185,6 +317,7 @@ def main() -> int:
         "sample_growth_ratio": (s_large["peak_bytes"] / max(s_small["peak_bytes"], 1)) if s_small and s_large
         else None,
         "sample_state_mb": [n * n * 4 * 3 / 2**20 for n in (small, large)],  # x_t, the only per-pixel state
+        "efficiency": eff,
     }
     print(json.dumps(result))
     return 0
