@@ -48,7 +48,20 @@ def _zero_denoiser(x, coords, t, cond=None, image_size=None, cond_mask=None):
     return x.new_zeros(x.shape)  # (B, N, C)
 
 
-def child(model_kind: str, size: int, steps: int, chunk_points: int, device: str, threads: int) -> dict:
+class ZeroStream:
+    """The null denoiser (ε = 0) evaluated chunk by chunk, as the sampler streams a real one: with x_t on disk
+    nothing image-sized is ever in RAM, so peak RSS measures the sampler and the TIFF writer alone."""
+
+    def stream(self, n_points, read, write, t, cond, *, chunk_points=None, cond_mask=None, cache_bytes=0):
+        step = chunk_points or n_points
+        for s in range(0, n_points, step):
+            e = min(s + step, n_points)
+            x, _ = read(s, e)
+            write(s, e, x.new_zeros(x.shape))
+
+
+def child(model_kind: str, size: int, steps: int, chunk_points: int, device: str, threads: int,
+          state_dir: str | None = None) -> dict:
     import torch
 
     from infbrush.diffusion import cosine_alpha_bar, ddim_sample
@@ -59,7 +72,7 @@ def child(model_kind: str, size: int, steps: int, chunk_points: int, device: str
     torch.manual_seed(0)
     cond_dim = 64
     if model_kind == "zero":
-        model, n_params = _zero_denoiser, 0
+        model, n_params = (ZeroStream() if state_dir else _zero_denoiser), 0
     else:
         args = _model_args(cond_dim) if model_kind == "demo" else {**TINY, "cond_dim": cond_dim}
         model = build_model(args).to(device).eval().requires_grad_(False)
@@ -73,8 +86,8 @@ def child(model_kind: str, size: int, steps: int, chunk_points: int, device: str
     with torch.no_grad():
         image = ddim_sample(model, cond, (size, size), steps=steps, seeds=[0], alpha_bar=cosine_alpha_bar(1000),
                             mollify_sigma=1 / 256, in_channels=3,
-                            chunk_points=None if model_kind == "zero" else chunk_points,
-                            device=device)[0]  # (C, H, W)
+                            chunk_points=None if model_kind == "zero" and not state_dir else chunk_points,
+                            device=device, state_dir=state_dir)[0]  # (C, H, W); a memory map with state_dir
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     t_sample = time.perf_counter() - t0
@@ -84,6 +97,7 @@ def child(model_kind: str, size: int, steps: int, chunk_points: int, device: str
         write_image(Path(tmp) / f"x.{fmt}", image, fmt, compression="jpeg")
         t_write = time.perf_counter() - t1
     out = {"model": model_kind, "size": size, "steps": steps, "chunk_points": chunk_points, "device": device, "format": fmt,
+           "state_on_disk": bool(state_dir),
            "sample_s": round(t_sample, 3), "write_s": round(t_write, 3),
            "s_per_step": round(t_sample / steps, 3),
            "mpix_steps_per_s": round(size * size * steps / 1e6 / t_sample, 4),
@@ -97,7 +111,8 @@ def child(model_kind: str, size: int, steps: int, chunk_points: int, device: str
 def _run(model_kind: str, size: int, a) -> dict:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     cmd = [sys.executable, __file__, "--child", str(size), "--child-model", model_kind, "--steps", str(a.steps),
-           "--chunk-points", str(a.chunk_points), "--device", a.device, "--threads", str(a.threads)]
+           "--chunk-points", str(a.chunk_points), "--device", a.device, "--threads", str(a.threads)] + \
+        (["--state-dir", a.state_dir] if a.state_dir else [])
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=a.timeout, env=env)
     except subprocess.TimeoutExpired:
@@ -123,6 +138,54 @@ def _ratios(rows: list[dict]) -> dict:
             "mpix_steps_per_s": large["mpix_steps_per_s"]}
 
 
+def child_ranks(size: int, steps: int, chunk_points: int) -> None:
+    """One demo-model image of size², sampled by this process alone or, under torchrun, by all ranks together."""
+    import torch
+
+    from infbrush.diffusion import cosine_alpha_bar, ddim_sample
+    from infbrush.models import build_model
+    from infbrush.models.ranks import RankSplitDenoiser
+    from infbrush.runtime.distributed import cleanup_distributed, init_distributed, rank_layout
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = build_model(_model_args(64)).eval().requires_grad_(False)
+    world = rank_layout()[1]
+    rank = 0
+    if world > 1:
+        rank = init_distributed("cpu").rank
+        model = RankSplitDenoiser(model)
+    cond = torch.randn(1, 64)
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        image = ddim_sample(model, cond, (size, size), steps=steps, seeds=[0], alpha_bar=cosine_alpha_bar(1000),
+                            mollify_sigma=1 / 256, guidance_scale=2.0, chunk_points=chunk_points)
+    seconds = time.perf_counter() - t0
+    if rank == 0:
+        print(json.dumps({"processes": world, "size": size, "steps": steps, "seconds": round(seconds, 2),
+                          "checksum": float(image.double().sum())}), flush=True)
+    if world > 1:
+        cleanup_distributed()
+
+
+def ranks_series(a) -> dict:
+    """Seconds of one image by 1 process and by 2 (torchrun, gloo), each 1 thread; the images must agree."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "OMP_NUM_THREADS": "1"}
+    args = [__file__, "--child-ranks", "--child", str(a.ranks_size), "--steps", str(a.steps), "--chunk-points",
+            str(a.chunk_points)]
+    rows = []
+    for launcher in ([sys.executable], [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                        "--nproc_per_node", "2"]):
+        done = subprocess.run(launcher + args, capture_output=True, text=True, env=env, timeout=3600)
+        if done.returncode != 0:
+            raise SystemExit(f"ranks run failed:\n{done.stderr[-3000:]}")
+        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    one, two = rows
+    return {"size": a.ranks_size, "steps": a.steps, "chunk_points": a.chunk_points, "one_process_s": one["seconds"],
+            "two_processes_s": two["seconds"], "speedup": round(one["seconds"] / two["seconds"], 2),
+            "checksum_rel_diff": abs(one["checksum"] - two["checksum"]) / max(abs(one["checksum"]), 1e-12)}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", type=int, nargs="*", default=[512, 1024, 2048, 4096], help="null-denoiser sizes")
@@ -133,13 +196,24 @@ def main() -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--timeout", type=float, default=150, help="seconds per run before it is reported as skipped")
+    p.add_argument("--state-dir", help="keep x_t in a scratch file here (bounded RSS; the zero series streams)")
+    p.add_argument("--ranks-size", type=int, default=0,
+                   help="also time one image of this side sampled by 1 and by 2 processes (1 thread each)")
     p.add_argument("--child", type=int, help=argparse.SUPPRESS)
     p.add_argument("--child-model", default="zero", help=argparse.SUPPRESS)
+    p.add_argument("--child-ranks", action="store_true", help=argparse.SUPPRESS)
     a = p.parse_args()
-    if a.child:
-        print(json.dumps(child(a.child_model, a.child, a.steps, a.chunk_points, a.device, a.threads)))
+    if a.child_ranks:
+        child_ranks(a.child, a.steps, a.chunk_points)
         return 0
-    summary = {"benchmark": "sample", "steps": a.steps, "chunk_points": a.chunk_points, "device": a.device}
+    if a.child:
+        print(json.dumps(child(a.child_model, a.child, a.steps, a.chunk_points, a.device, a.threads, a.state_dir)))
+        return 0
+    summary = {"benchmark": "sample", "steps": a.steps, "chunk_points": a.chunk_points, "device": a.device,
+               "state_on_disk": bool(a.state_dir)}
+    if a.ranks_size:
+        summary["ranks"] = ranks_series(a)
+        print(json.dumps(summary["ranks"]), flush=True)
     series = [("zero", a.sizes)] + [(m, a.model_sizes) for m in a.models]
     for kind, sizes in series:
         rows = []
