@@ -44,10 +44,15 @@ def uint8_bands(image, rows: int = 256) -> Iterator[np.ndarray]:
     """Row bands (rows, W, C) uint8 of a (C, H, W) tensor in [-1, 1], converted one band at a time."""
     import torch
 
+    from infbrush.sample.tiff import page_out
+
     _, height, _ = image.shape
     for y0 in range(0, height, rows):
-        band = image[:, y0:y0 + rows]  # (C, rows, W)
-        band = ((band.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+        source = image[:, y0:y0 + rows]  # (C, rows, W)
+        band = ((source.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+        if source.device.type == "cpu" and source.numel():  # a memory-mapped DDIM state: release what was read
+            span = sum((n - 1) * abs(st) for n, st in zip(source.shape, source.stride())) + 1
+            page_out(source.data_ptr(), span * source.element_size())
         yield band.permute(1, 2, 0).cpu().numpy()
 
 

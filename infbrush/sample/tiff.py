@@ -16,6 +16,9 @@ written from its memory map. The output is written under a temporary name and re
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import math
 import os
 import tempfile
@@ -104,6 +107,35 @@ def _rebuffer(bands: Iterable[np.ndarray], height: int, width: int, channels: in
         yield np.concatenate(pending, axis=0)
 
 
+_MADV_PAGEOUT = 21  # Linux ≥ 5.4: reclaim these pages now (file-backed: written back, dropped from RSS)
+
+
+def page_out(start: int, nbytes: int) -> None:
+    """Drop the resident pages of [start, start + nbytes) from this process if they are file-backed (memory maps
+    of the DDIM state or of a pyramid level, read once, top to bottom), so peak RSS stays bounded by one band
+    whatever the image size. Anonymous memory is left alone (no swap: the kernel keeps it); data never changes.
+    Best effort: a no-op where madvise or MADV_PAGEOUT is missing."""
+    if nbytes <= 0 or _libc() is None:
+        return
+    page = 4096
+    first = start - start % page
+    _libc().madvise(ctypes.c_void_p(first), ctypes.c_size_t(start + nbytes - first), _MADV_PAGEOUT)
+
+
+@functools.lru_cache(maxsize=1)
+def _libc():
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    except OSError:
+        return None
+
+
+def page_out_array(a: np.ndarray) -> None:
+    """``page_out`` of a C-contiguous numpy array's bytes (a band of a memory map)."""
+    if a.size and a.flags.c_contiguous:
+        page_out(a.ctypes.data, a.nbytes)
+
+
 def _tiles_of_row(block: np.ndarray, tile: int) -> Iterator[np.ndarray]:
     """Full (tile, tile, C) tiles of one tile row, left to right, edge-replicated past the image border."""
     h, w, _ = block.shape
@@ -121,7 +153,9 @@ def _level_tiles(blocks: Iterator[np.ndarray], tile: int, factor: int, next_leve
         # downsample first: tifffile stops pulling once it has the last tile, so nothing after it would run
         if next_level is not None:
             small = downsample_rows(block, factor)  # (≤ tile/f, ceil(W/f), C)
-            next_level[i * rows_next:i * rows_next + small.shape[0]] = small
+            target = next_level[i * rows_next:i * rows_next + small.shape[0]]
+            target[...] = small
+            page_out_array(target)  # written back to the scratch file; read again for the next level
         if progress is not None:
             progress.update(block.shape[0])
         yield from _tiles_of_row(block, tile)
@@ -129,7 +163,10 @@ def _level_tiles(blocks: Iterator[np.ndarray], tile: int, factor: int, next_leve
 
 def _memmap_blocks(level: np.ndarray, tile: int) -> Iterator[np.ndarray]:
     for y0 in range(0, level.shape[0], tile):
-        yield np.ascontiguousarray(level[y0:y0 + tile])
+        view = level[y0:y0 + tile]
+        block = np.ascontiguousarray(view)
+        page_out_array(view)
+        yield block
 
 
 def write_pyramid_tiff(
