@@ -129,11 +129,13 @@ def fill_initial_noise(state: SamplerState, size: tuple[int, int], seeds: list[i
                        rows_per_band: int) -> None:
     """Write x_T (the mollified noise of each seed, ``initial_noise``) into ``state`` one band of rows at a time."""
     width = size[1]
+    step = max(1, (1 << 18) // width)  # rows converted and written at once: copies of ≤ 256k points, not the band
     for b, seed in enumerate(seeds):
         for r0, band in noise_bands(size, seed, mollify_sigma, state.channels, state.device, rows_per_band):
-            rows = band.shape[1]
-            values = band.permute(1, 2, 0).reshape(rows * width, state.channels)  # (n, C)
-            state.write(r0 * width, (r0 + rows) * width, values, image=b)
+            for i in range(0, band.shape[1], step):  # the band itself (hence x_T) is unchanged by this split
+                part = band[:, i:i + step]
+                values = part.permute(1, 2, 0).reshape(part.shape[1] * width, state.channels)  # (n, C)
+                state.write((r0 + i) * width, (r0 + i + part.shape[1]) * width, values, image=b)
 
 
 def _lattice_chunk_coords(start: int, stop: int, size: tuple[int, int], batch: int,
