@@ -17,4 +17,4 @@ include: "workflow/rules/brush.smk"
 
 rule all:
     input:
-        default_targets(),
+        P.default_targets(),

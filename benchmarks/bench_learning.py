@@ -59,7 +59,7 @@ def speckle_fraction(images: np.ndarray, threshold: int = 64) -> float:
 def conditions(store, condition: str, per_class: int, embeddings: str | None):
     """(cond (n, D), intended labels (n,)) for ``per_class`` images of every class."""
     from infbrush.sample.conditions import per_class_rows
-    from infbrush.train.data import load_conditions
+    from infbrush.data.conditions import load_conditions
 
     k = len(store.label_names)
     if condition == "label":

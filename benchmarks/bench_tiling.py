@@ -30,7 +30,8 @@ import numpy as np
 
 from infbrush.data.patches import SlidePatchDataset, extract_patches, patch_tasks, read_patches
 from infbrush.data.store import ImageStore
-from infbrush.data.tiling import TilingParams, process_context, read_coords, tile_slides
+from infbrush.data.tiling import TilingParams, read_coords, tile_slides
+from infbrush.runtime.jobs import process_context
 
 WORKERS = 2
 SLIDE = (12288, 9216)  # level-0 width, height: between the demo's 2k–4k and TCGA's 50k–100k px

@@ -61,3 +61,31 @@ def sha256_file(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:
         while block := f.read(chunk_bytes):
             digest.update(block)
     return digest.hexdigest()
+
+
+def h5_strings(values) -> list[str]:
+    """HDF5 string rows (stored as bytes or str) as Python strings."""
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
+
+
+def read_h5(path: str | os.PathLike, what: str, *, arrays: tuple[str, ...] = (), strings: tuple[str, ...] = ()
+            ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """({name: numpy array or list of str}, file attrs) of the named datasets of an HDF5 file; a missing file, a
+    missing dataset or an unreadable file is one InfbrushError naming the file and ``what`` it should be."""
+    import h5py
+
+    from infbrush.errors import InfbrushError
+
+    path = Path(path)
+    if not path.is_file():
+        raise InfbrushError(f"{path}: {what} not found")
+    try:
+        with h5py.File(path, "r") as h5:
+            for key in arrays + strings:
+                if key not in h5:
+                    raise InfbrushError(f"{path}: no '{key}' dataset (not a {what} file)")
+            data: dict[str, Any] = {key: h5[key][:] for key in arrays}
+            data.update({key: h5_strings(h5[key][:]) for key in strings})
+            return data, dict(h5.attrs)
+    except OSError as err:
+        raise InfbrushError(f"{path}: not a {what} file ({err})") from None

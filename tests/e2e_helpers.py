@@ -7,16 +7,10 @@ from pathlib import Path
 
 import yaml
 
+from infbrush.config import deep_merge
+
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "tests" / "data" / "tiny_params.yaml"
-
-
-def deep_merge(base: dict, override: dict) -> dict:
-    """``base`` with ``override`` merged in, recursively for nested mappings."""
-    out = dict(base)
-    for key, value in override.items():
-        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
 
 
 def tiny_params() -> dict:

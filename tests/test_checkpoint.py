@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from infbrush.train.checkpoint import (capture_rng_state, list_checkpoints, load_latest_checkpoint,
+from infbrush.runtime.checkpoint import (capture_rng_state, list_checkpoints, load_latest_checkpoint,
                                        restore_rng_state, save_checkpoint)
-from infbrush.train.distributed import DistInfo, init_distributed, rank_layout
-from infbrush.train.preemption import REQUEUE_EXIT_CODE, PreemptionFlag, request_requeue
+from infbrush.runtime.distributed import DistInfo, init_distributed, rank_layout
+from infbrush.runtime.preemption import REQUEUE_EXIT_CODE, PreemptionFlag, request_requeue
 
 
 def _state(step: int) -> dict:

@@ -220,7 +220,7 @@ def test_training_resumes_exactly(store, tmp_path):
 
 @pytest.mark.slow
 def test_dino_encoder_knn_and_wrong_model(store, tmp_path):
-    from infbrush.cli.train_dino import evaluate_dino
+    from infbrush.ssl.evaluate import evaluate_dino
     from infbrush.embed.encoders import load_encoder
     from infbrush.ssl.train import train_dino
 

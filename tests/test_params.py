@@ -26,7 +26,11 @@ def test_shipped_params_validate(repo_root):
     "edit, expected",
     [
         (lambda p: p["datasets"]["demo_brca"]["train"].__setitem__("lr", -1.0), "datasets.demo_brca.train.lr = -1.0"),
-        (lambda p: p["datasets"]["brca_4096"]["train"].__setitem__("betas", [0.9]), "datasets.brca_4096.train.betas"),
+        (lambda p: p["datasets"]["brca_4096"].setdefault("train", {}).__setitem__("betas", [0.9]),
+         "datasets.brca_4096.train.betas"),
+        # a shared value from defaults: is checked (and named) in every dataset it reaches
+        (lambda p: p["defaults"]["train"].__setitem__("ema_rate", 2.0), "defaults.train.ema_rate (for datasets.naip_1024) = 2.0"),
+        (lambda p: p["defaults"].__setitem__("trian", {}), "defaults: Additional properties are not allowed ('trian'"),
         (lambda p: p["datasets"]["demo_naip"].__setitem__("patchin", {}), "'patchin' was unexpected"),
         (lambda p: p["datasets"]["demo_brca"]["model"].__setitem__("cano", "yes"), "datasets.demo_brca.model.cano = 'yes'"),
         (lambda p: p["datasets"]["demo_brca"]["embedding"].__setitem__("kind", "vit"), "datasets.demo_brca.embedding.kind"),

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from infbrush.train.checkpoint import list_checkpoints
+from infbrush.runtime.checkpoint import list_checkpoints
 from infbrush.train.loop import TrainConfig, train
-from infbrush.train.preemption import REQUEUE_EXIT_CODE
+from infbrush.runtime.preemption import REQUEUE_EXIT_CODE
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_train import TINY, losses, make_embeddings, make_store, tiny_config  # noqa: E402

@@ -12,7 +12,8 @@ import torch
 
 from infbrush.data.store import ImageStore, ImageStoreWriter
 from infbrush.errors import InfbrushError
-from infbrush.train.data import (RankBatches, image_generators, load_conditions, stream_rows, training_rows)
+from infbrush.data.conditions import load_conditions
+from infbrush.train.data import RankBatches, image_generators, stream_rows, training_rows
 from infbrush.train.loop import NonFiniteLossError, TrainConfig, train
 
 TINY = {"sparse_channels": 8, "sparse_grid": 8, "sparse_kernel": 3, "fourier_freqs": 2, "emb_dim": 16,

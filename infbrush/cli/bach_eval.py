@@ -26,7 +26,7 @@ def main(args: argparse.Namespace) -> int:
     from infbrush.embed.encoders import load_encoder
     from infbrush.errors import InfbrushError
     from infbrush.evaluate.bach import bach_downstream
-    from infbrush.evaluate.extractors import resolve_device
+    from infbrush.runtime.device import resolve_device
     from infbrush.evaluate.images import read_sample_index
     from infbrush.io import write_json
 

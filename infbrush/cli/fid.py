@@ -2,164 +2,49 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
+
+from infbrush.evaluate.scoring import FidConfig
 
 HELP = "CLIP FID / Crop FID / KID of generated images (sample index.json) against fid-ref statistics"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    d = FidConfig(ref="", samples="", out="")  # one owner of every default: the library's config
     parser.add_argument("--ref", required=True, help="fid_ref.npz written by `infbrush fid-ref`")
     parser.add_argument("--samples", required=True, help="index.json written by `infbrush sample` (OUT/<R>/)")
     parser.add_argument("--out", required=True, help="fid.json (or ablation_cano.json)")
     parser.add_argument("--allow-rank-deficient", action="store_true",
                         help="compute FID even with fewer samples than feature dimensions (biased; flagged)")
-    parser.add_argument("--clip-checkpoint", default=None,
+    parser.add_argument("--clip-checkpoint", default=d.clip_checkpoint,
                         help="CLIP weights if they moved since fid-ref (must have the same sha256)")
-    parser.add_argument("--inception-weights", default=None,
+    parser.add_argument("--inception-weights", default=d.inception_weights,
                         help="Inception weights if they moved since fid-ref (must have the same sha256)")
-    parser.add_argument("--kid-seed", type=int, default=0, help="seed of KID's random subsets")
-    parser.add_argument("--tag", default="", help="free text stored in the output (e.g. 'ablation: no CANO')")
-    parser.add_argument("--store", default=None,
+    parser.add_argument("--kid-seed", type=int, default=d.kid_seed, help="seed of KID's random subsets")
+    parser.add_argument("--tag", default=d.tag, help="free text stored in the output (e.g. 'ablation: no CANO')")
+    parser.add_argument("--store", default=d.store,
                         help="the image store fid-ref used: computes the sanity pairs (real / blurred / noise "
                              "images against the same reference) and flags every metric that fails them")
-    parser.add_argument("--sanity-n", type=int, default=0,
+    parser.add_argument("--sanity-n", type=int, default=d.sanity_n,
                         help="images per sanity set (0 = as many as generated images)")
-    parser.add_argument("--sanity-blur", type=float, default=1 / 16,
+    parser.add_argument("--sanity-blur", type=float, default=d.sanity_blur,
                         help="Gaussian σ of the blurred set as a fraction of the image side (default 1/16)")
-    parser.add_argument("--sanity-min-ratio", type=float, default=2.0,
+    parser.add_argument("--sanity-min-ratio", type=float, default=d.sanity_min_ratio,
                         help="blurred and noise sets must score at least this many times the real set")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-
-
-def _same_weights(kind: str, want: dict, got: dict, ref: str) -> None:
-    from infbrush.errors import InfbrushError
-
-    if want.get("weights_sha256") != got.get("weights_sha256"):
-        raise InfbrushError(f"{ref}: {kind} weights differ from the ones the reference was computed with "
-                            f"(sha256 {want.get('weights_sha256')} vs {got.get('weights_sha256')}); rerun fid-ref")
-
-
-def sanity_pairs(args: argparse.Namespace, meta: dict, real: dict, clip, inception, protocol, n_generated: int
-                 ) -> tuple[dict, dict]:
-    """The sanity sets scored against the reference like the generated set: (sanity dict, {metric: verdict})."""
-    from infbrush.data.store import ImageStore
-    from infbrush.errors import InfbrushError
-    from infbrush.evaluate.crops import GENERATED
-    from infbrush.evaluate.fid import (blurred, collect_set_stats, compare_stats, noise_images, sanity_rows,
-                                       sanity_table)
-    from infbrush.evaluate.images import iter_store_images, store_rows, subsample
-    from infbrush.io import sha256_file
-
-    if sha256_file(args.store) != meta.get("store_sha256"):
-        raise InfbrushError(f"--store {args.store}: not the store {args.ref} was computed from "
-                            f"({meta.get('store')}, sha256 differs); rerun fid-ref")
-    store = ImageStore(args.store)
-    split, (height, width) = store.split, store.image_size
-    store.close()
-    reference = subsample(store_rows(split, meta["split"]), meta["max_images"], meta["seed"])
-    rows = sanity_rows(split, reference, args.sanity_n or n_generated, meta["seed"])
-    sigma = args.sanity_blur * max(height, width)
-    sets = {"real": lambda: iter_store_images(args.store, rows),
-            "blurred": lambda: (blurred(im, sigma) for im in iter_store_images(args.store, rows)),
-            "noise": lambda: noise_images(len(rows), (height, width, 3), meta["seed"])}
-    values = {}
-    for name, images in sets.items():
-        stats, _ = collect_set_stats(images(), len(rows), clip, inception, protocol, GENERATED,
-                                     batch_size=args.batch_size, kid_max=meta["kid_max_feats"], seed=meta["seed"],
-                                     desc=f"sanity: {name} images")
-        values[name] = {}
-        for kind, extractor in (("clip", clip), ("crop", inception)):
-            if kind in stats:
-                r = compare_stats(real[kind], stats[kind], extractor.dim, f"sanity ({name})",
-                                  args.allow_rank_deficient, args.kid_seed)
-                values[name].update({f"{kind}_fid": r["fid"], f"{kind}_kid": r["kid"]})
-    verdicts = sanity_table(values, args.sanity_min_ratio)
-    sanity = {"n_images": int(len(rows)), "rows_held_out": int((split[rows] == 1).sum()),
-              "rows_train": int((split[rows] == 0).sum()), "image_size": [int(height), int(width)],
-              "blur_sigma_px": float(sigma), "noise": "i.i.d. uniform RGB uint8", "seed": meta["seed"],
-              "min_ratio": args.sanity_min_ratio, "values": values, "verdicts": verdicts,
-              "note": "each set is scored against the same reference statistics as the generated images"}
-    return sanity, verdicts
+    parser.add_argument("--batch-size", type=int, default=d.batch_size)
+    parser.add_argument("--device", default=d.device, help="auto | cpu | cuda | cuda:N")
 
 
 def main(args: argparse.Namespace) -> int:
-    from infbrush.errors import InfbrushError
-    from infbrush.evaluate.crops import GENERATED, CropProtocol
-    from infbrush.evaluate.extractors import load_clip_extractor, load_inception, resolve_device
-    from infbrush.evaluate.fid import METRICS, check_rank, collect_set_stats, compare_stats, load_reference
-    from infbrush.evaluate.images import iter_sample_images, read_sample_index
-    from infbrush.io import sha256_file, write_json
+    from infbrush.evaluate.scoring import score_samples
 
-    if args.sanity_n < 0 or not 0 < args.sanity_blur <= 1 or args.sanity_min_ratio < 1:
-        raise InfbrushError("--sanity-n must be >= 0, --sanity-blur in (0, 1], --sanity-min-ratio >= 1; got "
-                            f"{args.sanity_n}, {args.sanity_blur}, {args.sanity_min_ratio}")
-    device = resolve_device(args.device)
-    real, meta = load_reference(args.ref)
-    records = read_sample_index(args.samples)
-    try:
-        clip = load_clip_extractor(meta["clip_model"], args.clip_checkpoint or meta.get("clip_checkpoint"), device)
-    except ValueError as err:
-        raise InfbrushError(f"{args.ref}: {err}") from None
-    _same_weights("CLIP", meta["clip"], clip.describe(), args.ref)
-    inception, protocol = None, None
-    if "crop" in real:
-        inception = load_inception(args.inception_weights or meta.get("inception_weights"), device)
-        _same_weights("Inception", meta["inception"], inception.describe(), args.ref)
-        p = meta["crop_protocol"]
-        protocol = CropProtocol(p["crop_size"], p["crops_per_image"], p["seed"])
-    for kind, dim, n_gen in (("clip", clip.dim, len(records)),
-                             ("crop", inception.dim if inception else 0,
-                              len(records) * (protocol.crops_per_image if protocol else 0))):
-        if kind in real:  # fail before the expensive feature pass
-            what = "CLIP FID" if kind == "clip" else "Crop FID"
-            check_rank(real[kind].n, dim, f"{what} (real set, {args.ref})", args.allow_rank_deficient)
-            check_rank(n_gen, dim, f"{what} (generated set, {args.samples})", args.allow_rank_deficient)
-    generated, sizes = collect_set_stats(iter_sample_images(records), len(records), clip, inception, protocol,
-                                         GENERATED, batch_size=args.batch_size, kid_max=meta["kid_max_feats"],
-                                         seed=meta["seed"], desc="generated images")
-    clip_result = compare_stats(real["clip"], generated["clip"], clip.dim, "CLIP FID",
-                                args.allow_rank_deficient, args.kid_seed)
-    crop_result = compare_stats(real["crop"], generated["crop"], inception.dim, "Crop FID",
-                                args.allow_rank_deficient, args.kid_seed) if inception else None
-    resolutions = sorted({int(max(s)) for s in sizes})
-    real_sizes = sorted({int(max(s)) for s in meta["image_sizes"]})
-    if protocol and resolutions != real_sizes:
-        print(f"fid: warning: generated images are {resolutions} px, real ones {real_sizes} px: the crops cover "
-              "different fields of view", file=sys.stderr)
-    sanity, verdicts = (sanity_pairs(args, meta, real, clip, inception, protocol, len(records))
-                        if args.store else (None, {}))
-    trust = {}
-    for metric, (kind, _) in METRICS.items():
-        if kind == "crop" and crop_result is None:
-            continue
-        verdict = verdicts.get(metric)
-        trust[metric] = ({"trusted": verdict["trusted"], "reason": verdict["reason"]} if verdict else
-                         {"trusted": None, "reason": "no sanity pairs computed (fid run without --store)"})
-    result = {
-        "clip_fid": clip_result["fid"], "crop_fid": crop_result["fid"] if crop_result else None,
-        "clip_kid": clip_result["kid"], "crop_kid": crop_result["kid"] if crop_result else None,
-        "n_real": meta["n_images"], "n_generated": len(records),
-        "n_crops": {"real": crop_result["n_real"], "generated": crop_result["n_generated"]} if crop_result else None,
-        "resolution": resolutions[0] if len(resolutions) == 1 else resolutions,
-        "real_resolution": real_sizes[0] if len(real_sizes) == 1 else real_sizes,
-        "crop_protocol": meta["crop_protocol"],
-        "rank_deficient": {"clip": clip_result["rank_deficient"],
-                           "crop": crop_result["rank_deficient"] if crop_result else None},
-        "feature_extractors": {"clip": clip.describe(), "inception": inception.describe() if inception else None},
-        "seeds": {"sample_seeds": [r.seed for r in records], "crop_seed": protocol.seed if protocol else None,
-                  "kid_seed": args.kid_seed, "reference_seed": meta["seed"]},
-        "reference": {"path": str(args.ref), "sha256": sha256_file(args.ref), "store": meta["store"],
-                      "split": meta["split"]},
-        "samples": str(args.samples), "tag": args.tag,
-        "details": {"clip": clip_result, "crop": crop_result},
-        "trust": trust, "sanity": sanity,
-    }
-    write_json(args.out, result)
-    crop_text = f", Crop FID {result['crop_fid']:.3f}" if crop_result else ""
-    print(f"fid: CLIP FID {result['clip_fid']:.3f}{crop_text} ({len(records)} generated vs {meta['n_images']} "
-          f"real) -> {args.out}", file=sys.stderr)
-    for metric, verdict in trust.items():
+    config = FidConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(FidConfig)})
+    result = score_samples(config)
+    crop_text = f", Crop FID {result['crop_fid']:.3f}" if result["crop_fid"] is not None else ""
+    print(f"fid: CLIP FID {result['clip_fid']:.3f}{crop_text} ({result['n_generated']} generated vs "
+          f"{result['n_real']} real) -> {args.out}", file=sys.stderr)
+    for metric, verdict in result["trust"].items():
         if verdict["trusted"] is False:
             print(f"fid: warning: {metric} flagged, not a result: {verdict['reason']}", file=sys.stderr)
     if any(v for v in result["rank_deficient"].values()):

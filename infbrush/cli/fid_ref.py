@@ -33,7 +33,8 @@ def main(args: argparse.Namespace) -> int:
     from infbrush.data.store import ImageStore
     from infbrush.errors import InfbrushError
     from infbrush.evaluate.crops import REAL, CropProtocol
-    from infbrush.evaluate.extractors import load_clip_extractor, load_inception, resolve_device
+    from infbrush.evaluate.extractors import load_clip_extractor, load_inception
+    from infbrush.runtime.device import resolve_device
     from infbrush.evaluate.fid import collect_set_stats, save_reference
     from infbrush.evaluate.images import iter_store_images, store_rows, subsample
     from infbrush.io import sha256_file

@@ -1,24 +1,24 @@
 """``infbrush train``: train the function-space diffusion model (one process, or DDP under torchrun/srun).
 
 Rerunning the same command resumes from the newest checkpoint in ``--out``. Exit codes: 0 done;
-75 (``infbrush.train.preemption.REQUEUE_EXIT_CODE``) after SIGTERM/SIGUSR1 with a checkpoint written —
+75 (``infbrush.runtime.preemption.REQUEUE_EXIT_CODE``) after SIGTERM/SIGUSR1 with a checkpoint written —
 under SLURM the job is also requeued with ``scontrol requeue $SLURM_JOB_ID``; 2 on a user error or a
 non-finite loss (after saving the state before the bad step).
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 
 from infbrush.errors import InfbrushError
-from infbrush.train.config import TrainConfig
+from infbrush.train.config import AMP_MODES, TrainConfig
 from infbrush.train.schedules import LR_DECAYS
 
 HELP = "Train the ∞-Brush diffusion model on an image store (DDP, AMP, EMA, resumable, preemption-safe)."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    d = TrainConfig(store="", out="")  # one owner of every default: the library's config
     io = parser.add_argument_group("data and outputs")
     io.add_argument("--store", required=True, help="image store (images.h5); images with split == 0 are used")
     cond = io.add_mutually_exclusive_group(required=True)
@@ -29,28 +29,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     io.add_argument("--export", help="write the final EMA weights here ({model, model_args, config, step})")
 
     model = parser.add_argument_group("model and diffusion")
-    model.add_argument("--model-preset", default="demo", help="model size preset (demo | paper)")
+    model.add_argument("--model-preset", default=d.model_preset, help="model size preset (demo | paper)")
     model.add_argument("--model-args", default="{}", metavar="JSON", help="overrides of the preset's model arguments")
     model.add_argument("--no-cano", action="store_true", help="ablation: drop the cross-attention neural operator")
-    model.add_argument("--n-points", type=int, default=4096, help="random pixels per image per step")
-    model.add_argument("--mollify-sigma", type=float, default=0.0039, help="noise mollifier std (fraction of side)")
-    model.add_argument("--cond-drop-prob", type=float, default=0.1, help="probability of dropping the condition")
-    model.add_argument("--timesteps", type=int, default=1000, help="diffusion steps T of the cosine schedule")
+    model.add_argument("--n-points", type=int, default=d.n_points, help="random pixels per image per step")
+    model.add_argument("--mollify-sigma", type=float, default=d.mollify_sigma, help="noise mollifier std (fraction of side)")
+    model.add_argument("--cond-drop-prob", type=float, default=d.cond_drop_prob, help="probability of dropping the condition")
+    model.add_argument("--timesteps", type=int, default=d.timesteps, help="diffusion steps T of the cosine schedule")
 
     opt = parser.add_argument_group("optimisation")
-    opt.add_argument("--steps", type=int, default=600, help="total optimizer steps")
-    opt.add_argument("--batch-size", type=int, default=4, help="global batch (split over processes)")
-    opt.add_argument("--lr", type=float, default=5e-5)
-    opt.add_argument("--betas", type=float, nargs=2, default=[0.9, 0.99], metavar=("B1", "B2"))
-    opt.add_argument("--ema-rate", type=float, default=0.995)
-    opt.add_argument("--grad-clip", type=float, default=1.0, help="max gradient norm (<= 0: no clipping)")
-    opt.add_argument("--seed", type=int, default=0)
-    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}  # one owner: the library's config
-    opt.add_argument("--lr-warmup", type=int, default=defaults["lr_warmup"],
+    opt.add_argument("--steps", type=int, default=d.steps, help="total optimizer steps")
+    opt.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch (split over processes)")
+    opt.add_argument("--lr", type=float, default=d.lr)
+    opt.add_argument("--betas", type=float, nargs=2, default=list(d.betas), metavar=("B1", "B2"))
+    opt.add_argument("--ema-rate", type=float, default=d.ema_rate)
+    opt.add_argument("--grad-clip", type=float, default=d.grad_clip, help="max gradient norm (<= 0: no clipping)")
+    opt.add_argument("--seed", type=int, default=d.seed)
+    opt.add_argument("--lr-warmup", type=int, default=d.lr_warmup,
                      help="linear lr warm-up steps (default %(default)s: the paper's constant lr)")
-    opt.add_argument("--lr-decay", choices=LR_DECAYS, default=defaults["lr_decay"],
+    opt.add_argument("--lr-decay", choices=LR_DECAYS, default=d.lr_decay,
                      help="lr after the warm-up (default %(default)s)")
-    opt.add_argument("--lr-final-fraction", type=float, default=defaults["lr_final_fraction"],
+    opt.add_argument("--lr-final-fraction", type=float, default=d.lr_final_fraction,
                      help="cosine decay ends at this fraction of --lr (default %(default)s)")
     opt.add_argument("--balance-labels", action="store_true",
                      help="draw training images class-balanced by the store's labels")
@@ -58,20 +57,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="stratify the timesteps of each global batch over [0, T)")
 
     run = parser.add_argument_group("logging, checkpoints, hardware")
-    run.add_argument("--log-every", type=int, default=10)
-    run.add_argument("--ckpt-every", type=int, default=100)
-    run.add_argument("--keep", type=int, default=3, help="checkpoints kept")
-    run.add_argument("--on-data-change", default="error", choices=["error", "restart"],
+    run.add_argument("--log-every", type=int, default=d.log_every)
+    run.add_argument("--ckpt-every", type=int, default=d.ckpt_every)
+    run.add_argument("--keep", type=int, default=d.keep, help="checkpoints kept")
+    run.add_argument("--on-data-change", default=d.on_data_change, choices=["error", "restart"],
                      help="existing checkpoints trained on other images/conditions: stop (default) or start over")
-    run.add_argument("--sample-every", type=int, default=0, help="preview sample grid every N steps (0: never)")
-    run.add_argument("--sample-steps", type=int, default=10, help="DDIM steps of the preview")
-    run.add_argument("--sample-images", type=int, default=4)
-    run.add_argument("--sample-size", type=int, default=256, help="preview side in pixels (≤ training size)")
-    run.add_argument("--amp", default="auto", choices=["auto", "bf16", "fp16", "off"],
+    run.add_argument("--sample-every", type=int, default=d.sample_every, help="preview sample grid every N steps (0: never)")
+    run.add_argument("--sample-steps", type=int, default=d.sample_steps, help="DDIM steps of the preview")
+    run.add_argument("--sample-images", type=int, default=d.sample_images)
+    run.add_argument("--sample-size", type=int, default=d.sample_size, help="preview side in pixels (≤ training size)")
+    run.add_argument("--amp", default=d.amp, choices=AMP_MODES,
                      help="autocast: auto = bf16 on GPU, off on CPU")
     run.add_argument("--compile", action="store_true", help="torch.compile the model")
-    run.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
-    run.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    run.add_argument("--workers", type=int, default=d.workers, help="DataLoader worker processes")
+    run.add_argument("--device", default=d.device, help="auto | cpu | cuda")
     run.add_argument("--no-progress", action="store_true", help="no tqdm bar")
 
 

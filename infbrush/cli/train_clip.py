@@ -27,7 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from infbrush.embed.democlip import democlip_config, train_clip_on_store
+    from infbrush.embed.democlip import democlip_config
+    from infbrush.embed.train_clip import train_clip_on_store
     from infbrush.embed.text import parse_prompts
     from infbrush.errors import InfbrushError
 

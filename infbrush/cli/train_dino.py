@@ -56,9 +56,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ckpt-every", type=int, default=d.ckpt_every, help="steps")
     parser.add_argument("--keep", type=int, default=d.keep, help="checkpoints kept")
     parser.add_argument("--stop-after", type=int, default=None, help="stop (with a checkpoint) after N steps")
-    parser.add_argument("--restart-stale", action="store_true",
-                        help="checkpoints made with other settings are deleted and training starts over "
-                             "(default: an error)")
+    parser.add_argument("--on-data-change", default="error", choices=["error", "restart"],
+                        help="existing checkpoints made with other data or settings: stop (default) or delete them "
+                             "and start over (the same flag as `infbrush train`)")
+    parser.add_argument("--restart-stale", dest="on_data_change", action="store_const", const="restart",
+                        help="deprecated: --on-data-change restart")
     parser.add_argument("--knn-k", type=int, default=20)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-progress", action="store_true")
@@ -86,10 +88,9 @@ def check_args(args: argparse.Namespace) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from infbrush.errors import InfbrushError
-    from infbrush.ssl.train import DinoConfig, train_dino
+    from infbrush.runtime.preemption import REQUEUE_EXIT_CODE
+    from infbrush.ssl.evaluate import train_and_evaluate
+    from infbrush.ssl.train import DinoConfig
 
     check_args(args)
     config = DinoConfig(model=args.model, img_size=args.img_size, patch_size=args.patch_size, depth=args.depth,
@@ -106,56 +107,17 @@ def main(args: argparse.Namespace) -> int:
                         momentum_teacher=args.momentum_teacher, drop_path=args.drop_path, clip_grad=args.clip_grad,
                         koleo_weight=args.koleo_weight,
                         seed=args.seed, workers=args.workers, ckpt_every=args.ckpt_every, keep=args.keep)
-    out = Path(args.out)
-    ckpt_dir = Path(args.ckpt_dir) if args.ckpt_dir else out.with_name(out.stem + "_ckpt")
-    summary = train_dino(args.store, out, ckpt_dir, config, device=args.device, stop_after=args.stop_after,
-                         progress=not args.no_progress, restart_stale=args.restart_stale)
-    if summary is None:
-        from infbrush.train.preemption import REQUEUE_EXIT_CODE
-
+    report = train_and_evaluate(args.store, args.out, args.ckpt_dir, config, device=args.device,
+                                stop_after=args.stop_after, progress=not args.no_progress,
+                                on_data_change=args.on_data_change, knn_k=args.knn_k)
+    if report is None:
         return REQUEUE_EXIT_CODE
-    if summary["is_main"]:
-        report = evaluate_dino(args.store, out, args.model, args.knn_k, args.seed, args.device)
-        report.update(steps=summary["steps"], epochs=summary["epochs"], last_loss=summary["last_loss"],
-                      steps_this_call=summary["steps_this_call"],
-                      train_seconds_this_call=summary["train_seconds_this_call"],
-                      train_cpu_seconds_this_call=summary["train_cpu_seconds_this_call"],
-                      torch_threads=torch_threads())
-        from infbrush.io import write_json
-
-        write_json(out.with_suffix(".json"), report)
-    return 0
-
-
-def torch_threads() -> int:
-    """Intra-op threads torch trained with (for reading ``train_seconds_this_call``)."""
-    import torch
-
-    return torch.get_num_threads()
-
-
-def evaluate_dino(store_path, out, model: str, k: int, seed: int, device: str) -> dict:
-    """k-NN accuracy of the trained teacher and of the same network untrained (its step-0 weights, rebuilt from
-    the training seed), same protocol and images, with 95 % intervals and the gain between them."""
-    from infbrush.data.store import ImageStore
-    from infbrush.embed.encoders import load_encoder, sha256_state_dict, timm_encoder
-    from infbrush.ssl.dino import dino_data_config, load_dino_backbone, untrained_backbone
-    from infbrush.ssl.knn import knn_report
-
-    store = ImageStore(store_path)
-    if not (store.labels >= 0).any():
+    if "knn_accuracy" in report and report["knn_accuracy"] is None:
         print("train-dino: the store has no labels; k-NN accuracy not measured")
-        return {"knn_accuracy": None}
-    encoder = load_encoder("dino", model, str(out), device=device)
-    _, meta = load_dino_backbone(out)
-    random_backbone = untrained_backbone(meta["model"], meta["img_size"], meta.get("patch_size"),
-                                         int(meta["config"].get("seed", seed)), meta.get("depth"),
-                                         meta.get("global_pool"))
-    baseline = timm_encoder("dino", "random-init", random_backbone, dino_data_config(meta),
-                            sha256_state_dict(random_backbone.state_dict()), encoder.device)
-    report = knn_report(store, encoder, baseline, k=k, seed=seed)
-    low, high = report["knn_gain_ci95"]
-    print(f"train-dino: k-NN accuracy {report['knn_accuracy']:.3f} on {report['n_test']} held-out images, same "
-          f"network untrained {report['knn_accuracy_random_init']:.3f} (gain {report['knn_gain']:+.3f}, 95% "
-          f"[{low:+.3f}, {high:+.3f}]; chance {report['chance']:.3f}, majority {report['majority_baseline']:.3f})")
-    return report
+    elif report:
+        low, high = report["knn_gain_ci95"]
+        print(f"train-dino: k-NN accuracy {report['knn_accuracy']:.3f} on {report['n_test']} held-out images, same "
+              f"network untrained {report['knn_accuracy_random_init']:.3f} (gain {report['knn_gain']:+.3f}, 95% "
+              f"[{low:+.3f}, {high:+.3f}]; chance {report['chance']:.3f}, majority "
+              f"{report['majority_baseline']:.3f})")
+    return 0

@@ -25,7 +25,7 @@ def main(args: argparse.Namespace) -> int:
     from infbrush.embed.encoders import load_encoder
     from infbrush.embed.text import parse_prompts
     from infbrush.errors import InfbrushError
-    from infbrush.evaluate.extractors import resolve_device
+    from infbrush.runtime.device import resolve_device
     from infbrush.evaluate.images import read_sample_index
     from infbrush.evaluate.zeroshot import plot_confusion, zero_shot_evaluate
     from infbrush.io import write_json

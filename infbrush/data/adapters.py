@@ -19,7 +19,7 @@ import numpy as np
 
 from infbrush.data.patches import CLASS_NAMES
 from infbrush.data.store import resize_image
-from infbrush.data.tiling import failures_path, write_failures
+from infbrush.runtime.jobs import failures_path, write_failures
 from infbrush.errors import InfbrushError
 
 IMAGE_EXTENSIONS = (".tif", ".tiff", ".png", ".jpg", ".jpeg")

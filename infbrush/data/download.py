@@ -153,7 +153,7 @@ def download_all(entries: Sequence[ManifestEntry], url_template: str, out_dir: s
 
     from tqdm import tqdm
 
-    from infbrush.data.tiling import write_failures
+    from infbrush.runtime.jobs import write_failures
 
     log = log or (lambda line: print(line, file=sys.stderr))
     out_dir = Path(out_dir)

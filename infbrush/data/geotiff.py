@@ -23,7 +23,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from infbrush.data.tiling import failures_path, write_failures
+from infbrush.runtime.jobs import failures_path, write_failures
 from infbrush.errors import InfbrushError
 from infbrush.io import atomic_path
 

@@ -20,7 +20,8 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from infbrush.data.tiling import failures_path, find_slides, process_context, read_coords, slide_id_of, write_failures
+from infbrush.data.tiling import find_slides, read_coords, slide_id_of
+from infbrush.runtime.jobs import failures_path, process_context, write_failures
 from infbrush.errors import InfbrushError
 
 CLASS_NAMES = ["normal", "benign", "in_situ", "invasive"]  # demo class maps: 0..3, 255 = background

@@ -43,6 +43,7 @@ import numpy as np
 from infbrush.data.tissue import TissueParams, tissue_fraction, tissue_mask
 from infbrush.errors import InfbrushError
 from infbrush.io import atomic_path
+from infbrush.runtime.jobs import InputError, one_line, run_tasks, write_failures
 
 SLIDE_EXTENSIONS = (".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".svslide", ".bif",
                     ".dcm")
@@ -51,7 +52,7 @@ MPP_RANGE = (0.01, 50.0)  # µm/px a slide scanner can produce; metadata outside
 CLAM_DIR = Path("clam") / "patches"  # CLAM's layout: <data_h5_dir>/patches/<slide_id>.h5
 
 
-class SlideError(Exception):
+class SlideError(InputError):
     """An input problem with one slide (unreadable, no MPP, no tissue): recorded, the run goes on."""
 
 
@@ -283,7 +284,7 @@ def tile_slide(path: str | os.PathLike, out_dir: str | os.PathLike, params: Tili
     try:
         size = path.stat().st_size
     except OSError as err:
-        raise SlideError(f"cannot stat file ({_one_line(err)})") from None
+        raise SlideError(f"cannot stat file ({one_line(err)})") from None
     if size == 0:
         raise SlideError("empty file (0 bytes)")
     try:
@@ -291,7 +292,7 @@ def tile_slide(path: str | os.PathLike, out_dir: str | os.PathLike, params: Tili
     except openslide.OpenSlideUnsupportedFormatError:
         raise SlideError("not a slide format OpenSlide can read") from None
     except (openslide.OpenSlideError, UnidentifiedImageError, OSError) as err:
-        raise SlideError(f"cannot open slide ({_one_line(err)})") from None
+        raise SlideError(f"cannot open slide ({one_line(err)})") from None
     try:
         geometry = slide_geometry(slide, path, params, slide_mpp)
         thumb = read_thumbnail(slide, params.mask_max_side)  # (h, w, 3) uint8
@@ -309,7 +310,7 @@ def tile_slide(path: str | os.PathLike, out_dir: str | os.PathLike, params: Tili
         x, y = (int(v) for v in coords[len(coords) // 2])
         slide.read_region((x, y), geometry["patch_level"], (geometry["read_size"],) * 2)
     except (openslide.OpenSlideError, OSError) as err:
-        raise SlideError(f"cannot read slide pixels ({_one_line(err)})") from None
+        raise SlideError(f"cannot read slide pixels ({one_line(err)})") from None
     finally:
         slide.close()
     attrs = {**geometry, "slide_id": sid, "slide_path": str(path), "tiling_params": params.to_json(slide_mpp)}
@@ -346,7 +347,7 @@ def read_coords(path: str | os.PathLike) -> tuple[np.ndarray, dict[str, Any]]:
         with h5py.File(path, "r") as h5:
             return h5["coords"][:], dict(h5.attrs)
     except (OSError, KeyError) as err:
-        raise InfbrushError(f"{path}: not a tiles HDF5 with 'coords' ({_one_line(err)})") from None
+        raise InfbrushError(f"{path}: not a tiles HDF5 with 'coords' ({one_line(err)})") from None
 
 
 def is_done(path: Path, params: TilingParams, slide_mpp: float | None = None) -> bool:
@@ -430,11 +431,6 @@ def draw_thumbnail(thumb: np.ndarray, mask: np.ndarray, coords: np.ndarray, leve
     return Image.fromarray(image)
 
 
-def _one_line(err: BaseException) -> str:
-    text = str(err).strip().replace("\n", " ") or type(err).__name__
-    return text[:300]
-
-
 def write_pyramidal_tiff(path: str | os.PathLike, image: np.ndarray, mpp: float, *, aperio: bool = True,
                          tile: int = 256, min_side: int = 256, factor: int = 4, compression: str = "jpeg") -> None:
     """Write an (H, W, 3) uint8 image as a tiled pyramidal TIFF that OpenSlide reads.
@@ -487,65 +483,6 @@ def _preload() -> None:
         import scipy.ndimage  # noqa: F401  (tissue.py's fallback)
 
 
-def process_context():
-    """Multiprocessing context of the worker pools: fork on Linux (workers start in milliseconds; they
-    open their own OpenSlide/HDF5 handles), spawn elsewhere."""
-    import multiprocessing
-
-    return multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-
-
-def run_tasks(func, items: Sequence[Any], workers: int, *args: Any):
-    """Yield (item, result, error) for ``func(item, *args)`` over items, in worker processes if workers > 1.
-
-    A worker that dies (e.g. a native crash in a slide library) breaks the pool; the items it left
-    unfinished are then rerun one process each, so the crash is attributed to the one item causing it.
-    """
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    from concurrent.futures.process import BrokenProcessPool
-
-    if workers <= 1 or len(items) <= 1:
-        for item in items:
-            try:
-                yield item, func(item, *args), None
-            except Exception as err:  # noqa: BLE001 - reported per item by the caller
-                yield item, None, err
-        return
-    context = process_context()
-    crashed = []
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        futures = {pool.submit(func, item, *args): item for item in items}
-        for future in as_completed(futures):
-            try:
-                yield futures[future], future.result(), None
-            except BrokenProcessPool:
-                crashed.append(futures[future])
-            except Exception as err:  # noqa: BLE001
-                yield futures[future], None, err
-    for item in crashed:
-        with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-            try:
-                yield item, pool.submit(func, item, *args).result(), None
-            except BrokenProcessPool:
-                yield item, None, SlideError("the worker process crashed while reading this file")
-            except Exception as err:  # noqa: BLE001
-                yield item, None, err
-
-
-def failures_path(out: str | os.PathLike) -> Path:
-    """Where a stage writing ``out`` records its failures: ``failures.tsv`` beside ``images.h5``,
-    ``<stem>_failures.tsv`` beside any other file (e.g. ``bach_failures.tsv``)."""
-    out = Path(out)
-    return out.parent / ("failures.tsv" if out.stem == "images" else f"{out.stem}_failures.tsv")
-
-
-def write_failures(path: str | os.PathLike, failures: Sequence[tuple[str, str]]) -> None:
-    """Write ``failures.tsv`` (columns path, reason; header only when nothing failed), atomically."""
-    lines = ["path\treason"] + [f"{p}\t{r.replace(chr(9), ' ')}" for p, r in failures]
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text("\n".join(lines) + "\n")
-
-
 def read_slides_csv(csv_path: str | os.PathLike, found: Sequence[str | os.PathLike] = ()
                     ) -> tuple[list[Path], dict[str, float], list[tuple[str, str]]]:
     """Slides and per-slide MPP of a batch CSV (TRIDENT's ``--custom_list_of_wsis`` layout).
@@ -564,7 +501,7 @@ def read_slides_csv(csv_path: str | os.PathLike, found: Sequence[str | os.PathLi
             rows = list(csv.DictReader(handle))
             columns = [c.strip().lower() for c in (rows[0].keys() if rows else [])]
     except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise InfbrushError(f"{csv_path}: cannot read the slides CSV ({_one_line(err)})") from None
+        raise InfbrushError(f"{csv_path}: cannot read the slides CSV ({one_line(err)})") from None
     rows = [{(k or "").strip().lower(): (v or "").strip() for k, v in row.items()} for row in rows]
     column = next((c for c in ("wsi", "slide", "path") if c in columns), None)
     if column is None:
@@ -648,11 +585,11 @@ def tile_slides(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike, 
         if error is None:
             summary.tiled.append(result)
             continue
-        if not isinstance(error, SlideError):
+        if not isinstance(error, InputError):
             summary.internal_errors += 1
-            error = f"unexpected {type(error).__name__}: {_one_line(error)}"
-        summary.failures.append((path, _one_line(error)))
-        log(f"{path}: skipped: {_one_line(error)}")
+            error = f"unexpected {type(error).__name__}: {one_line(error)}"
+        summary.failures.append((path, one_line(error)))
+        log(f"{path}: skipped: {one_line(error)}")
     bar.close()
     write_failures(out_dir / "failures.tsv", summary.failures)
     return summary

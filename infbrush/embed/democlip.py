@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 import os
-import time
 from pathlib import Path
 from typing import Mapping
 
@@ -42,7 +41,7 @@ def democlip_config(image_size: int = 64, patch_size: int = 8, width: int = 128,
 
 def build_democlip(model_cfg: dict, device="cpu"):
     """(model, preprocess_val, tokenizer) built by ``open_clip.create_model`` from the custom config."""
-    from infbrush.embed.encoders import open_clip_from_config
+    from infbrush.embed.open_clip_configs import open_clip_from_config
 
     model, _, preprocess, tokenizer = open_clip_from_config(model_cfg, PREPROCESS_CFG, None, device)
     return model, preprocess, tokenizer
@@ -50,17 +49,9 @@ def build_democlip(model_cfg: dict, device="cpu"):
 
 def load_democlip(path: str | os.PathLike, device="cpu"):
     """(model in eval mode, preprocess_val, tokenizer) from a ``democlip.pt``."""
-    import torch
+    from infbrush.runtime.weights import read_tagged_checkpoint
 
-    path = Path(path)
-    if not path.is_file():
-        raise InfbrushError(f"{path}: demo CLIP checkpoint not found (made by `infbrush train-clip`)")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001
-        raise InfbrushError(f"{path}: cannot read checkpoint ({str(err).strip().splitlines()[0][:200]})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise InfbrushError(f"{path}: not a demo CLIP checkpoint (no format={FORMAT!r})")
+    ckpt = read_tagged_checkpoint(path, FORMAT, "demo CLIP checkpoint", "infbrush train-clip")
     model, preprocess, tokenizer = build_democlip(ckpt["model_cfg"], device)
     try:
         model.load_state_dict(ckpt["state_dict"])
@@ -167,59 +158,3 @@ def per_class_accuracy(correct: np.ndarray, truth: np.ndarray, label_names: list
     """{class name: accuracy on its held-out images} (None for a class without held-out images)."""
     return {name: (float(correct[truth == c].mean()) if (truth == c).any() else None)
             for c, name in enumerate(label_names)}
-
-
-def train_clip_on_store(store_path: str | os.PathLike, prompts: Mapping[str, str], out: str | os.PathLike, *,
-                        model_cfg: dict, epochs: int, batch_size: int, lr: float, seed: int = 0,
-                        device: str = "cpu", holdout_fraction: float = 0.25, progress: bool = True) -> dict:
-    """Train the demo CLIP on a labelled store's training images; measure zero-shot accuracy on held-out ones.
-
-    Captions are the class prompts (``prompts[label_names[label]]``). Writes ``out`` and returns metrics
-    (also written to ``out`` with suffix ``.json``).
-    """
-    import torch
-
-    from infbrush.data.store import ImageStore
-    from infbrush.embed.encoders import load_encoder, resolve_device
-    from infbrush.embed.images import embed_indices
-    from infbrush.embed.text import zero_shot_classify
-    from infbrush.io import write_json
-    from infbrush.ssl.knn import accuracy_interval, labelled_split, majority_baseline
-
-    store = ImageStore(store_path)
-    if not store.label_names:
-        raise InfbrushError(f"{store.path}: the store has no label_names; train-clip needs labelled images")
-    missing = [name for name in store.label_names if name not in prompts]
-    if missing:
-        raise InfbrushError(f"prompts: no prompt for class {missing[0]!r} of {store.path} "
-                            f"(classes: {', '.join(store.label_names)})")
-    class_prompts = {name: prompts[name] for name in store.label_names}
-    train_idx, test_idx = labelled_split(store.labels, store.split, holdout_fraction, seed)
-    size = model_cfg["vision_cfg"]["image_size"]
-    images = np.stack([store.thumb(int(i), size) for i in train_idx])[..., :3]  # (N, S, S, 3)
-    captions = [class_prompts[store.label_names[store.labels[i]]] for i in train_idx]
-    dev = resolve_device(device)
-    started, cpu_started = time.perf_counter(), time.process_time()
-    model, losses = train_democlip(images, captions, model_cfg, epochs=epochs, batch_size=min(batch_size, len(images)),
-                                   lr=lr, seed=seed, device=dev, progress=progress)
-    train_seconds, train_cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
-    save_democlip(out, model, model_cfg, store.label_names, class_prompts,
-                  steps=epochs * max(1, len(images) // min(batch_size, len(images))))
-
-    encoder = load_encoder("open_clip", "democlip", str(out), device=str(dev))
-    features = embed_indices(store, encoder, test_idx, batch_size=64, progress=False)  # (M, D)
-    pred, _ = zero_shot_classify(encoder, features, class_prompts)
-    truth = store.labels[test_idx]
-    correct = pred.numpy() == truth
-    metrics = {"zero_shot_accuracy": float(correct.mean()), "zero_shot_accuracy_ci95": accuracy_interval(correct),
-               "chance": 1.0 / len(store.label_names),
-               "majority_baseline": majority_baseline(store.labels[train_idx], truth),
-               "per_class_accuracy": per_class_accuracy(correct, truth, store.label_names),
-               "n_train": int(len(train_idx)), "n_test": int(len(test_idx)),
-               "n_test_per_class": np.bincount(truth, minlength=len(store.label_names)).tolist(),
-               "epochs": epochs, "first_epoch_loss": losses[0], "last_epoch_loss": losses[-1],
-               "train_seconds": round(train_seconds, 1), "train_cpu_seconds": round(train_cpu_seconds, 1),
-               "torch_threads": torch.get_num_threads(),
-               "classes": list(store.label_names), "weights_sha256": encoder.weights_sha256}
-    write_json(Path(out).with_suffix(".json"), metrics)
-    return metrics

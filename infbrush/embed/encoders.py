@@ -14,20 +14,18 @@ Sources of weights:
 """
 from __future__ import annotations
 
-import atexit
-import hashlib
-import io
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from infbrush.embed.open_clip_configs import open_clip_from_config
 from infbrush.errors import InfbrushError
+from infbrush.runtime.device import resolve_device
+from infbrush.runtime.weights import load_timm_weights, sha256_state_dict
 
 ENCODER_KINDS = ("open_clip", "timm", "dino")
 
@@ -83,24 +81,6 @@ def _autocast(device):
     return contextlib.nullcontext()
 
 
-def resolve_device(device: str = "auto"):
-    """``auto`` -> cuda when available, else cpu."""
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def sha256_state_dict(state_dict: dict) -> str:
-    """sha256 of a state dict's serialized bytes (for weights that did not come from one file)."""
-    import torch
-
-    buffer = io.BytesIO()
-    torch.save({k: v.detach().cpu() for k, v in state_dict.items()}, buffer)
-    return hashlib.sha256(buffer.getvalue()).hexdigest()
-
-
 def _sha256(path: str | os.PathLike) -> str:
     from infbrush.io import sha256_file
 
@@ -126,57 +106,6 @@ def _in_hf_cache(repo: str, filename: str) -> bool:
 
 
 # ----------------------------------------------------------------------------------------------- open_clip
-
-_CONFIG_DIR: Path | None = None
-
-
-def register_open_clip_config(model_cfg: dict) -> str:
-    """Register an architecture config dict with open_clip; returns the name to pass to ``create_model``.
-
-    The name is derived from the config's content, so the same config always maps to the same name.
-    """
-    global _CONFIG_DIR
-    import open_clip
-
-    blob = json.dumps(model_cfg, sort_keys=True)
-    name = "infbrush-" + hashlib.sha1(blob.encode()).hexdigest()[:12]
-    if name in open_clip.list_models():
-        return name
-    if _CONFIG_DIR is None:
-        _CONFIG_DIR = Path(tempfile.mkdtemp(prefix="infbrush-open_clip-"))
-        atexit.register(shutil.rmtree, _CONFIG_DIR, True)
-        (_CONFIG_DIR / f"{name}.json").write_text(blob)
-        open_clip.add_model_config(_CONFIG_DIR)
-    else:
-        (_CONFIG_DIR / f"{name}.json").write_text(blob)
-        open_clip.add_model_config(_CONFIG_DIR / f"{name}.json")
-    return name
-
-
-def open_clip_from_config(model_cfg: dict, preprocess_cfg: dict | None, weights: str | os.PathLike | None,
-                          device="cpu"):
-    """(model, preprocess_train, preprocess_val, tokenizer) for an architecture dict and optional weights file."""
-    import open_clip
-
-    name = register_open_clip_config(model_cfg)
-    pp = preprocess_cfg or {}
-    kwargs = {k: pp[k] for k in ("image_mean", "image_std", "image_interpolation", "image_resize_mode") if k in pp}
-    if "mean" in pp:
-        kwargs["image_mean"] = tuple(pp["mean"])
-    if "std" in pp:
-        kwargs["image_std"] = tuple(pp["std"])
-    if "interpolation" in pp:
-        kwargs["image_interpolation"] = pp["interpolation"]
-    if "resize_mode" in pp:
-        kwargs["image_resize_mode"] = pp["resize_mode"]
-    try:
-        model, pre_train, pre_val = open_clip.create_model_and_transforms(
-            name, pretrained=str(weights) if weights else None, device=device, **kwargs)
-    except RuntimeError as err:  # strict state-dict load: wrong architecture
-        first = str(err).strip().splitlines()[0][:300]
-        raise InfbrushError(f"{weights}: weights do not fit the model architecture ({first})") from None
-    return model, pre_train, pre_val, open_clip.get_tokenizer(name)
-
 
 def _open_clip_parts(model: str, checkpoint: str | None, device) -> tuple[Any, Callable, Callable, str, str]:
     """(clip_model, preprocess_val, tokenizer, weights_path, display name) for any supported open_clip source."""
@@ -276,43 +205,6 @@ def _load_open_clip(model: str, checkpoint: str | None, device) -> Encoder:
 
 # ----------------------------------------------------------------------------------------------- timm / DINO
 
-def _read_state_dict(path: Path) -> dict:
-    import torch
-
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001
-        raise InfbrushError(f"{path}: cannot read weights ({str(err).strip().splitlines()[0][:200]})") from None
-    for key in ("state_dict", "model", "backbone"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    return {k.removeprefix("module."): v for k, v in state.items()}
-
-
-def load_timm_weights(module, path: Path, state: dict | None = None) -> None:
-    """Load a local state dict into a timm backbone (keys the backbone lacks, e.g. a classifier, are ignored).
-
-    A checkpoint of another architecture (missing keys or different shapes) raises an InfbrushError naming the file.
-    """
-    state = _read_state_dict(Path(path)) if state is None else state
-    own = module.state_dict()
-    state = {k: v for k, v in state.items() if k in own}
-    for key, value in state.items():
-        if tuple(own[key].shape) != tuple(value.shape):
-            raise InfbrushError(f"{path}: weights do not fit the model ({key}: {tuple(value.shape)} in the file, "
-                                f"{tuple(own[key].shape)} in the model)")
-    missing = [k for k in own if k not in state]
-    if missing:
-        raise InfbrushError(f"{path}: weights do not fit the model ({len(missing)} tensors missing, "
-                            f"e.g. {missing[:3]})")
-    module.load_state_dict(state)
-
-
 def timm_encoder(kind: str, name: str, backbone, data_config: dict, weights_sha256: str, device) -> Encoder:
     import timm.data
     import torch
@@ -372,9 +264,11 @@ ENCODER_LOADERS: dict[str, Callable[[str, str | None, Any], Encoder]] = {
 
 def load_encoder(kind: str, model: str, checkpoint: str | None = None, device: str = "cpu") -> Encoder:
     """Load an encoder by kind ("open_clip" | "timm" | "dino"), model name and optional local checkpoint."""
+    import torch
+
     if kind not in ENCODER_LOADERS:
         raise ValueError(f"unknown encoder kind {kind!r}; valid: {', '.join(ENCODER_LOADERS)}")
     if checkpoint is not None and str(checkpoint).strip() in ("", "null", "None"):
         checkpoint = None
-    dev = resolve_device(device) if isinstance(device, str) else device
+    dev = torch.device(resolve_device(device)) if isinstance(device, str) else device
     return ENCODER_LOADERS[kind](model, None if checkpoint is None else str(checkpoint), dev)

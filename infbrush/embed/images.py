@@ -16,6 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from infbrush.errors import InfbrushError
+from infbrush.io import h5_strings
 
 
 def _read_thumbs(store, indices: Sequence[int], size: int) -> np.ndarray:
@@ -64,7 +65,7 @@ def _open_partial(path: Path, store, encoder, batch_size: int):
                 raise InfbrushError(f"{path}: partial embeddings were made with {key}={found!r}, this run has "
                                     f"{value!r}; delete it to start over")
         n_done = int(h5.attrs["n_done"])
-        ids = [x.decode() if isinstance(x, bytes) else str(x) for x in h5["ids"][:n_done]]
+        ids = h5_strings(h5["ids"][:n_done])
         if ids != list(store.ids[:n_done]) or h5["features"].shape[1] != encoder.dim:
             h5.close()
             raise InfbrushError(f"{path}: partial embeddings do not match the rows of {store.path}; "
@@ -126,18 +127,10 @@ def embed_store(store_path: str | os.PathLike, encoder, out: str | os.PathLike, 
 
 def read_embeddings(path: str | os.PathLike, expected_ids: Sequence[str] | None = None):
     """(features (N, D) float32, ids, attrs); with ``expected_ids`` the rows must align with them exactly."""
-    import h5py
+    from infbrush.io import read_h5
 
-    path = Path(path)
-    if not path.is_file():
-        raise InfbrushError(f"{path}: embeddings not found")
-    try:
-        with h5py.File(path, "r") as h5:
-            features = h5["features"][:].astype(np.float32)
-            ids = [x.decode() if isinstance(x, bytes) else str(x) for x in h5["ids"][:]]
-            attrs = dict(h5.attrs)
-    except (OSError, KeyError) as err:
-        raise InfbrushError(f"{path}: not an embeddings file ({err})") from None
+    data, attrs = read_h5(path, "embeddings", arrays=("features",), strings=("ids",))
+    features, ids = data["features"].astype(np.float32), data["ids"]
     if len(features) != len(ids):
         raise InfbrushError(f"{path}: {len(features)} feature rows but {len(ids)} ids")
     if expected_ids is not None:

@@ -91,19 +91,10 @@ def write_text_embeddings(out: str | os.PathLike, encoder, prompts: Mapping[str,
 
 def read_text_embeddings(path: str | os.PathLike) -> tuple[np.ndarray, list[str], list[str], dict]:
     """(features (K, D) float32, names, prompts, attrs) from a ``text_embeddings.h5``."""
-    import h5py
+    from infbrush.io import read_h5
 
-    path = Path(path)
-    if not path.is_file():
-        raise InfbrushError(f"{path}: text embeddings not found")
-    try:
-        with h5py.File(path, "r") as h5:
-            features = h5["features"][:].astype(np.float32)
-            names = [x.decode() if isinstance(x, bytes) else str(x) for x in h5["names"][:]]
-            texts = [x.decode() if isinstance(x, bytes) else str(x) for x in h5["prompts"][:]]
-            attrs = dict(h5.attrs)
-    except (OSError, KeyError) as err:
-        raise InfbrushError(f"{path}: not a text embeddings file ({err})") from None
+    data, attrs = read_h5(path, "text embeddings", arrays=("features",), strings=("names", "prompts"))
+    features, names, texts = data["features"].astype(np.float32), data["names"], data["prompts"]
     if not (len(features) == len(names) == len(texts)):
         raise InfbrushError(f"{path}: {len(features)} feature rows for {len(names)} names")
     return features, names, texts, attrs

@@ -34,15 +34,6 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # OpenAI CLIP normalisation (cl
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
-def resolve_device(device: str = "auto") -> str:
-    """'auto' → 'cuda' when a GPU is visible, else 'cpu'; anything else is returned unchanged."""
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 @dataclass
 class FeatureExtractor:
     """A named image → feature map with provenance (weights path and sha256)."""

@@ -1,6 +1,6 @@
 """What to sample: one ``SampleSpec`` per output image (its name, seed, condition vector and provenance).
 
-Three sources of conditions, matching how the model was trained (``infbrush.train.data.load_conditions``):
+Three sources of conditions, matching how the model was trained (``infbrush.data.conditions.load_conditions``):
 
 * held-out real images: their embeddings (rows of ``embeddings.h5`` matched to the store by id, store rows
   with ``split == 1``), label = the store's label of that image (-1 unknown);
@@ -56,7 +56,7 @@ def from_held_out(store_path: str | os.PathLike, embeddings_path: str | os.PathL
     class represented; unlabelled rows are skipped).
     """
     from infbrush.data.store import ImageStore
-    from infbrush.train.data import load_conditions
+    from infbrush.data.conditions import load_conditions
 
     store = ImageStore(store_path)
     rows = np.flatnonzero(store.split == split)

@@ -119,19 +119,9 @@ def export_dino(out: str | os.PathLike, teacher_backbone, *, model: str, img_siz
 
 def load_dino_backbone(path: str | os.PathLike, expected_model: str | None = None):
     """(backbone in eval mode, metadata) from a ``dino.pt``; a mismatching model name or weights -> error."""
-    import torch
+    from infbrush.runtime.weights import load_timm_weights, read_tagged_checkpoint
 
-    from infbrush.embed.encoders import load_timm_weights
-
-    path = Path(path)
-    if not path.is_file():
-        raise InfbrushError(f"{path}: DINO checkpoint not found (made by `infbrush train-dino`)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001
-        raise InfbrushError(f"{path}: cannot read checkpoint ({str(err).strip().splitlines()[0][:200]})") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise InfbrushError(f"{path}: not a DINO checkpoint from `infbrush train-dino` (no format={FORMAT!r})")
+    state = read_tagged_checkpoint(path, FORMAT, "DINO checkpoint", "infbrush train-dino")
     if expected_model and expected_model != state["model"]:
         raise InfbrushError(f"{path}: checkpoint is a {state['model']!r}, but the model is set to {expected_model!r}")
     backbone = build_backbone(state["model"], state["img_size"], state.get("patch_size"), depth=state.get("depth"),

@@ -162,11 +162,11 @@ def train_dino(store_path: str | os.PathLike, out: str | os.PathLike, ckpt_dir: 
     from infbrush.data.store import ImageStore
     from infbrush.io import append_jsonl
     from infbrush.ssl.dino import DINOPair, export_dino
-    from infbrush.train.checkpoint import (capture_rng_state, load_latest_checkpoint, restore_rng_state,
+    from infbrush.runtime.checkpoint import (capture_rng_state, load_latest_checkpoint, restore_rng_state,
                                            save_checkpoint)
-    from infbrush.train.distributed import (all_reduce_mean, any_rank, barrier, cleanup_distributed,
+    from infbrush.runtime.distributed import (all_reduce_mean, any_rank, barrier, cleanup_distributed,
                                            init_distributed)
-    from infbrush.train.preemption import PreemptionFlag
+    from infbrush.runtime.preemption import PreemptionFlag
 
     cfg = config
     info = init_distributed(device)

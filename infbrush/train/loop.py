@@ -28,14 +28,14 @@ from pathlib import Path
 
 import torch
 
+from infbrush.data.conditions import load_conditions
 from infbrush.errors import InfbrushError
 from infbrush.io import append_jsonl, atomic_path
-from infbrush.train import distributed as D
-from infbrush.train.checkpoint import capture_rng_state, load_latest_checkpoint, restore_rng_state, save_checkpoint
+from infbrush.runtime import distributed as D
+from infbrush.runtime.checkpoint import capture_rng_state, load_latest_checkpoint, restore_rng_state, save_checkpoint
+from infbrush.runtime.preemption import REQUEUE_EXIT_CODE, PreemptionFlag, request_requeue
 from infbrush.train.config import AMP_MODES, TrainConfig
-from infbrush.train.data import (DataPosition, RankBatches, TrainImages, image_generators, load_conditions,
-                                 training_rows)
-from infbrush.train.preemption import REQUEUE_EXIT_CODE, PreemptionFlag, request_requeue
+from infbrush.train.data import DataPosition, RankBatches, TrainImages, image_generators, training_rows
 from infbrush.train.schedules import ema_decay, lr_factor
 
 
@@ -314,7 +314,8 @@ def train(cfg: TrainConfig) -> int:
     # ---------------------------------------------------------------- export the EMA weights
     if dist.is_main and cfg.export:
         with atomic_path(cfg.export) as tmp:
-            torch.save({"model": ema.state_dict(), "model_args": model_args, "config": cfg.to_dict(), "step": step,
+            weights = {k: v.detach().cpu() for k, v in ema.state_dict().items()}  # loads on any machine
+            torch.save({"model": weights, "model_args": model_args, "config": cfg.to_dict(), "step": step,
                         "label_names": list(store.label_names or [])}, tmp)
         print(f"exported EMA weights at step {step} to {cfg.export}", file=sys.stderr)
     D.barrier()

@@ -197,7 +197,7 @@ def build_viewer(out: str | os.PathLike, *, samples: Sequence[str | os.PathLike]
                  openseadragon: str | os.PathLike | None = None, install: bool = False, workers: int = 1,
                  log=None) -> ViewerSummary:
     """Write the viewer folder ``out`` (replaced as a whole when complete); see the module docstring."""
-    from infbrush.data.tiling import write_failures
+    from infbrush.runtime.jobs import write_failures
     from infbrush.viewer.page import render
 
     log = log or (lambda line: print(line, file=sys.stderr))

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from infbrush.runtime.jobs import one_line
+
 PYRAMID_MIN_SIDE = 1024  # a TIFF with a side above this must carry reduced-resolution levels to be zoomable
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 FORMATS = {"jpeg": "JPEG", "png": "PNG"}
@@ -80,13 +82,13 @@ def open_image(path: str | os.PathLike):
                 image.load()
                 return openslide.ImageSlide(to_rgb(image))
         except (OSError, UnidentifiedImageError) as err:
-            raise ViewerInputError(f"cannot read image ({_one_line(err)})") from None
+            raise ViewerInputError(f"cannot read image ({one_line(err)})") from None
     try:
         slide = openslide.OpenSlide(str(path))
     except openslide.OpenSlideUnsupportedFormatError:
         raise ViewerInputError(_describe_tiff(path) or "not an image format OpenSlide can read") from None
     except (openslide.OpenSlideError, OSError) as err:
-        raise ViewerInputError(f"cannot open ({_one_line(err)})") from None
+        raise ViewerInputError(f"cannot open ({one_line(err)})") from None
     if slide.level_count == 1 and max(slide.dimensions) > PYRAMID_MIN_SIDE:
         width, height = slide.dimensions
         slide.close()
@@ -156,8 +158,3 @@ def write_dzi(slide, folder: str | os.PathLike, name: str, *, tile_size: int = 2
     return {"url": f"{folder.name}/{name}_files/", "width": int(width), "height": int(height),
             "tile_size": int(tile_size), "overlap": int(overlap), "format": fmt, "levels": int(dz.level_count),
             "tiles": len(jobs)}
-
-
-def _one_line(err: BaseException) -> str:
-    text = str(err).strip().replace("\n", " ") or type(err).__name__
-    return text[:300]

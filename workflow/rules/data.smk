@@ -1,39 +1,16 @@
 # Stage rules: data — downloads, WSI tiling, large-patch image stores, GeoTIFF patching, BACH / CelebA-HQ adapters.
 # results/<ds>/images.h5 comes from exactly one rule per dataset, chosen by datasets.<ds>.source
 # (wsi: extract_patches, geotiff: patch_geotiff, celebahq: adapt_celebahq) through rule-level wildcard constraints.
-import glob as _glob
-import re as _re
-
-
-def _only(source):
-    """Regex of the datasets with this source (never matches when there is none)."""
-    names = [ds for ds, block in DATASETS.items() if block.get("source") == source]
-    return "|".join(map(_re.escape, names)) or "(?!)"
-
-
-def _download_dir(ds):
-    block = DATASETS[ds]
-    key = {"wsi": "slides", "geotiff": "geotiffs"}.get(block.get("source"))
-    return block["inputs"].get(key) if key and block["inputs"].get("download") else None
-
-
-# download directory -> its manifest and URL template (datasets sharing slides share one download)
-DOWNLOADS = {_download_dir(ds): DATASETS[ds]["inputs"]["download"] for ds in DATASETS if _download_dir(ds)}
-
-
-def _input_path(ds, key):
-    """Snakemake input for inputs.<key>: the download's failures.tsv, the path itself, or nothing for a glob."""
-    path = DATASETS[ds]["inputs"][key]
-    if path in DOWNLOADS:
-        return f"{path}/failures.tsv"
-    return [] if _glob.has_magic(path) else path
+DOWNLOADS = P.downloads()
 
 
 rule download:
     output:
         "{dldir}/failures.tsv",
     wildcard_constraints:
-        dldir="|".join(map(_re.escape, DOWNLOADS)) or "(?!)",
+        dldir="|".join(map(re.escape, DOWNLOADS)) or "(?!)",
+    conda:
+        CONDA_ENV
     log:
         "logs/download/{dldir}.log",
     benchmark:
@@ -50,172 +27,146 @@ rule download:
         " --workers {threads} --no-progress > {log} 2>&1"
 
 
-def _tile_resolution_flags(ds):
-    """--target-mpp MPP|native or --level N (the schema allows a level only with target_mpp: native), plus the
-    MPP overrides (--mpp, --slides-csv) of tiling.*."""
-    level = param(ds, "tiling.level")
-    flags = [f"--level {level}"] if level is not None else [f"--target-mpp {DATASETS[ds]['tiling']['target_mpp']}"]
-    if param(ds, "tiling.mpp") is not None:
-        flags.append(f"--mpp {param(ds, 'tiling.mpp')}")
-    if param(ds, "tiling.slides_csv"):
-        flags.append(f"--slides-csv {param(ds, 'tiling.slides_csv')}")
-    return " ".join(flags)
-
-
 rule tile:
     input:
-        slides=lambda wc: _input_path(wc.ds, "slides"),
-        slides_csv=lambda wc: param(wc.ds, "tiling.slides_csv", []),
+        slides=lambda wc: P.input_path(wc.ds, "inputs.slides"),
+        slides_csv=lambda wc: P.input_path(wc.ds, "tiling.slides_csv"),
     output:
         failures=f"{RESULTS}/{{ds}}/tiles/failures.tsv",
     wildcard_constraints:
-        ds=_only("wsi"),
+        ds=P.names(lambda ds: P.source(ds) == "wsi"),
+    conda:
+        CONDA_ENV
     log:
         "logs/{ds}/tile.log",
     benchmark:
         "logs/benchmarks/{ds}/tile.tsv"
     params:
-        slides=cfg("inputs.slides"),
-        out=lambda wc: f"{RESULTS}/{wc.ds}/tiles",
-        patch_size=cfg("tiling.patch_size"),
-        resolution=lambda wc: _tile_resolution_flags(wc.ds),
-        mask_max_side=cfg("tiling.mask_max_side"),
-        median_blur=cfg("tiling.median_blur"),
-        saturation_threshold=lambda wc: param(wc.ds, "tiling.saturation_threshold", "otsu"),
-        min_tissue_fraction=cfg("tiling.min_tissue_fraction"),
-        min_component_area=cfg("tiling.min_component_area"),
-        max_hole_area=cfg("tiling.max_hole_area"),
-        max_patches=cfg("tiling.max_patches_per_slide"),
-        seed=lambda wc: param(wc.ds, "tiling.seed", 0),
-    threads: lambda wc: DATASETS[wc.ds]["tiling"]["workers"]
+        slides=P.value_of("inputs.slides"),
+        out=lambda wc, output: os.path.dirname(output.failures),
+        resolution=lambda wc: P.tile_resolution_flags(wc.ds),
+        flags=P.flags_of({
+            "tiling.patch_size": "--patch-size", "tiling.mpp": "--mpp", "tiling.slides_csv": "--slides-csv",
+            "tiling.mask_max_side": "--mask-max-side", "tiling.median_blur": "--median-blur",
+            "tiling.saturation_threshold": "--saturation-threshold",
+            "tiling.min_tissue_fraction": "--min-tissue-fraction",
+            "tiling.min_component_area": "--min-component-area", "tiling.max_hole_area": "--max-hole-area",
+            "tiling.max_patches_per_slide": "--max-patches-per-slide", "tiling.seed": "--seed",
+        }),
+    threads: lambda wc: P.get(wc.ds, "tiling.workers")
     resources:
         mem_mb=lambda wc, threads: 2000 + 1500 * threads,
-        runtime=lambda wc: 30 if wc.ds.startswith("demo") else 12 * 60,
+        runtime=lambda wc: 12 * 60 if P.on_cluster(wc.ds) else 30,
     shell:
-        "infbrush tile {params.slides} --out {params.out} --patch-size {params.patch_size}"
-        " {params.resolution} --mask-max-side {params.mask_max_side} --median-blur {params.median_blur}"
-        " --saturation-threshold {params.saturation_threshold} --min-tissue-fraction {params.min_tissue_fraction}"
-        " --min-component-area {params.min_component_area} --max-hole-area {params.max_hole_area}"
-        " --max-patches-per-slide {params.max_patches} --seed {params.seed} --workers {threads} --no-progress"
-        " > {log} 2>&1"
+        "infbrush tile {params.slides} --out {params.out} {params.resolution} {params.flags}"
+        " --workers {threads} --no-progress > {log} 2>&1"
 
 
 rule extract_patches:
     input:
         tiles=f"{RESULTS}/{{ds}}/tiles/failures.tsv",
-        slides=lambda wc: _input_path(wc.ds, "slides"),
+        slides=lambda wc: P.input_path(wc.ds, "inputs.slides"),
     output:
         f"{RESULTS}/{{ds}}/images.h5",
     wildcard_constraints:
-        ds=_only("wsi"),
+        ds=P.names(lambda ds: P.source(ds) == "wsi"),
+    conda:
+        CONDA_ENV
     log:
         "logs/{ds}/extract_patches.log",
     benchmark:
         "logs/benchmarks/{ds}/extract_patches.tsv"
     params:
-        tiles=lambda wc: f"{RESULTS}/{wc.ds}/tiles",
-        slides=cfg("inputs.slides"),
-        thumb_size=cfg("embedding.input_size"),
-        class_maps=lambda wc: "--class-maps" if param(wc.ds, "tiling.class_maps", wc.ds.startswith("demo")) else "",
-        held_out=lambda wc: param(wc.ds, "tiling.held_out_slides", 1 if wc.ds.startswith("demo") else 0),
-    threads: lambda wc: DATASETS[wc.ds]["tiling"]["workers"]
+        tiles=lambda wc, input: os.path.dirname(input.tiles),
+        slides=P.value_of("inputs.slides"),
+        flags=P.flags_of({
+            "embedding.input_size": "--thumb-size", "tiling.class_maps": "--class-maps",
+            "tiling.held_out_slides": "--held-out-slides",
+        }),
+    threads: lambda wc: P.get(wc.ds, "tiling.workers")
     resources:
         mem_mb=lambda wc, threads: 4000 + 2000 * threads,
-        runtime=lambda wc: 30 if wc.ds.startswith("demo") else 24 * 60,
+        runtime=lambda wc: 24 * 60 if P.on_cluster(wc.ds) else 30,
     shell:
         "infbrush extract-patches {params.tiles} --slides {params.slides} --out {output}"
-        " --thumb-size {params.thumb_size} {params.class_maps} --held-out-slides {params.held_out}"
-        " --workers {threads} --no-progress > {log} 2>&1"
+        " {params.flags} --workers {threads} --no-progress > {log} 2>&1"
 
 
 rule patch_geotiff:
     input:
-        tifs=lambda wc: _input_path(wc.ds, "geotiffs"),
-        landcover=lambda wc: param(wc.ds, "inputs.landcover", []),
+        tifs=lambda wc: P.input_path(wc.ds, "inputs.geotiffs"),
+        landcover=lambda wc: P.input_path(wc.ds, "inputs.landcover"),
     output:
         f"{RESULTS}/{{ds}}/images.h5",
     wildcard_constraints:
-        ds=_only("geotiff"),
+        ds=P.names(lambda ds: P.source(ds) == "geotiff"),
+    conda:
+        CONDA_ENV
     log:
         "logs/{ds}/patch_geotiff.log",
     benchmark:
         "logs/benchmarks/{ds}/patch_geotiff.tsv"
     params:
-        tifs=cfg("inputs.geotiffs"),
-        patch_size=cfg("patching.patch_size"),
-        bands=lambda wc: ",".join(map(str, DATASETS[wc.ds]["patching"]["bands"])),
-        max_nodata=cfg("patching.max_nodata_fraction"),
-        thumb_size=cfg("embedding.input_size"),
-        landcover=lambda wc, input: f"--landcover {input.landcover}" if input.landcover else "",
-        landcover_names=lambda wc: " ".join(["--landcover-names", *param(wc.ds, "patching.landcover_names", [])])
-        if param(wc.ds, "patching.landcover_names") else "",
-        held_out=lambda wc: param(wc.ds, "patching.held_out_fraction", 0.1),
+        tifs=P.value_of("inputs.geotiffs"),
+        bands=lambda wc: ",".join(map(str, P.get(wc.ds, "patching.bands"))),
+        flags=P.flags_of({
+            "patching.patch_size": "--patch-size", "patching.max_nodata_fraction": "--max-nodata-fraction",
+            "embedding.input_size": "--thumb-size", "inputs.landcover": "--landcover",
+            "patching.landcover_names": "--landcover-names", "patching.held_out_fraction": "--held-out-fraction",
+        }),
     resources:
         mem_mb=8000,
-        runtime=lambda wc: 30 if wc.ds.startswith("demo") else 12 * 60,
+        runtime=lambda wc: 12 * 60 if P.on_cluster(wc.ds) else 30,
     shell:
-        "infbrush patch-geotiff {params.tifs} --out {output} --patch-size {params.patch_size} --bands {params.bands}"
-        " --max-nodata-fraction {params.max_nodata} --thumb-size {params.thumb_size} {params.landcover}"
-        " {params.landcover_names}"
-        " --held-out-fraction {params.held_out} --no-progress > {log} 2>&1"
+        "infbrush patch-geotiff {params.tifs} --out {output} --bands {params.bands} {params.flags}"
+        " --no-progress > {log} 2>&1"
 
 
 rule adapt_bach:
     input:
-        lambda wc: DATASETS[wc.ds]["inputs"]["bach"],
+        P.value_of("inputs.bach"),
     output:
         f"{RESULTS}/{{ds}}/bach.h5",
+    conda:
+        CONDA_ENV
     log:
         "logs/{ds}/adapt_bach.log",
     benchmark:
         "logs/benchmarks/{ds}/adapt_bach.tsv"
     params:
-        image_size=lambda wc: param(wc.ds, "bach.image_size", config["demo_world"]["bach_size"]),
-        thumb_size=cfg("embedding.input_size"),
-        test_fraction=lambda wc: param(wc.ds, "bach.test_fraction", 0.25),
-        seed=lambda wc: param(wc.ds, "bach.seed", 0),
+        flags=P.flags_of({
+            "bach.image_size": "--image-size", "embedding.input_size": "--thumb-size",
+            "bach.test_fraction": "--test-fraction", "bach.seed": "--seed",
+        }),
     resources:
         mem_mb=4000,
         runtime=60,
     shell:
-        "infbrush adapt --kind bach --root {input} --out {output} --image-size {params.image_size}"
-        " --thumb-size {params.thumb_size} --test-fraction {params.test_fraction} --seed {params.seed}"
-        " --no-progress > {log} 2>&1"
+        "infbrush adapt --kind bach --root {input} --out {output} {params.flags} --no-progress > {log} 2>&1"
 
 
 rule adapt_celebahq:
     input:
-        images=cfg("inputs.images"),
-        attributes=cfg("inputs.attributes"),
+        images=P.value_of("inputs.images"),
+        attributes=P.value_of("inputs.attributes"),
     output:
         f"{RESULTS}/{{ds}}/images.h5",
     wildcard_constraints:
-        ds=_only("celebahq"),
+        ds=P.names(lambda ds: P.source(ds) == "celebahq"),
+    conda:
+        CONDA_ENV
     log:
         "logs/{ds}/adapt_celebahq.log",
     benchmark:
         "logs/benchmarks/{ds}/adapt_celebahq.tsv"
     params:
-        attribute=cfg("inputs.attribute"),
-        image_size=cfg("image_size"),
-        thumb_size=lambda wc: param(wc.ds, "embedding.input_size", 64),
-        mapping=lambda wc: f"--mapping {m}" if (m := param(wc.ds, "inputs.mapping")) else "",
-        held_out=lambda wc: param(wc.ds, "held_out_fraction", 0.0),
+        flags=P.flags_of({
+            "inputs.attribute": "--attribute", "inputs.mapping": "--mapping", "image_size": "--image-size",
+            "embedding.input_size": "--thumb-size", "held_out_fraction": "--held-out-fraction",
+        }),
     resources:
         mem_mb=4000,
         runtime=6 * 60,
     shell:
-        "infbrush adapt --kind celebahq --root {input.images} --attributes {input.attributes}"
-        " --attribute {params.attribute} {params.mapping} --out {output} --image-size {params.image_size}"
-        " --thumb-size {params.thumb_size} --held-out-fraction {params.held_out} --no-progress > {log} 2>&1"
-
-
-def _data_targets(ds):
-    block = DATASETS[ds]
-    targets = [f"{RESULTS}/{ds}/images.h5"] if block.get("source") in ("wsi", "geotiff", "celebahq") else []
-    if (block.get("inputs") or {}).get("bach"):
-        targets.append(f"{RESULTS}/{ds}/bach.h5")
-    return targets
-
-
-DATASET_TARGETS.append(_data_targets)
+        "infbrush adapt --kind celebahq --root {input.images} --attributes {input.attributes} --out {output}"
+        " {params.flags} --no-progress > {log} 2>&1"
