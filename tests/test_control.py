@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from infbrush.data.store import ImageStoreWriter
-from infbrush.data.synth_tissue import CLASS_NAMES, render_patch
+from infbrush.demo.tissue import CLASS_NAMES, render_patch
 from infbrush.errors import InfbrushError
 from infbrush.evaluate.control import (accuracy_summary, controllability, fit_judge, image_features,
                                        mean_accuracy_interval, read_generated, wilson_interval)

@@ -15,7 +15,7 @@ tifffile = pytest.importorskip("tifffile")
 from PIL import Image  # noqa: E402
 from scipy.ndimage import binary_erosion  # noqa: E402
 
-from infbrush.data.demo_world import BACH_FOLDERS, DemoWorldConfig, generate_demo_world  # noqa: E402
+from infbrush.demo.world import BACH_FOLDERS, DemoWorldConfig, generate_demo_world  # noqa: E402
 from infbrush.errors import InfbrushError  # noqa: E402
 
 SMALL = DemoWorldConfig(seed=3, n_slides=2, slide_size=(1024, 768), naip_size=512, bach_per_class=4, bach_size=96)

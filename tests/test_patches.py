@@ -9,8 +9,9 @@ from test_tiling import DARK, FAINT, make_layout, params  # tests/ is on sys.pat
 
 from infbrush.data.patches import CLASS_NAMES, SlidePatchDataset, extract_patches
 from infbrush.data.store import ImageStore
-from infbrush.data.tiling import tile_slides, write_pyramidal_tiff
+from infbrush.data.tiling import tile_slides
 from infbrush.errors import InfbrushError
+from slide_helpers import write_pyramidal_tiff
 
 
 def write_class_map(path, downsample=16):
@@ -95,7 +96,7 @@ def test_missing_slides_and_bad_held_out_count(tiled, tmp_path):
 @pytest.mark.slow
 def test_stages_on_a_small_demo_world(tmp_path):
     """The demo world's slides, NAIP tile and BACH set through tile → extract-patches, patch-geotiff, adapt."""
-    pytest.importorskip("infbrush.data.demo_world")
+    pytest.importorskip("infbrush.demo.world")
     from infbrush.cli import main as infbrush
 
     world, out = tmp_path / "world", tmp_path / "results"

@@ -8,8 +8,9 @@ import openslide
 import pytest
 from PIL import Image
 
-from infbrush.data.tiling import TilingParams, tile_slides, write_pyramidal_tiff
+from infbrush.data.tiling import TilingParams, tile_slides
 from infbrush.data.tissue import TissueParams, tissue_mask
+from slide_helpers import write_pyramidal_tiff
 
 # level-0 layout of the test slide (x0, y0, x1, y1), 2048 x 1536 px at 0.5 µm/px (20×)
 DARK = (256, 256, 1024, 768)       # H&E-like tissue

@@ -13,9 +13,10 @@ from test_tiling import make_layout  # tests/ is on sys.path under pytest
 from infbrush.data import patches
 from infbrush.data.patches import cached_slide, patch_tasks, read_patch, read_patches
 from infbrush.data.tiling import (TilingParams, draw_thumbnail, grid_outline, read_coords, read_thumbnail,
-                                  thumbnail_size, tile_slides, write_pyramidal_tiff)
+                                  thumbnail_size, tile_slides)
 from infbrush.data.tissue import drop_small_components, label_components, rgb_to_hsv
 from infbrush.runtime.jobs import process_context
+from slide_helpers import write_pyramidal_tiff
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from infbrush.data.tiling import TilingParams, tile_slides, write_pyramidal_tiff
+from infbrush.data.tiling import TilingParams, tile_slides
 from infbrush.sample.outputs import SampleIndex
 from infbrush.sample.tiff import array_bands, write_pyramid_tiff
 from infbrush.viewer.build import OSD_SUBDIR, REPO_ROOT
+from slide_helpers import write_pyramidal_tiff
 
 GEN = 2048  # generated image side: its deepest Deep Zoom level is level 11
 

@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from infbrush.data.demo_world import DemoWorldConfig, generate_demo_world
+    from infbrush.demo.world import DemoWorldConfig, generate_demo_world
 
     config = DemoWorldConfig(seed=args.seed, n_slides=args.n_slides, slide_size=tuple(args.slide_size),
                              naip_size=args.naip_size, bach_per_class=args.bach_per_class, bach_size=args.bach_size)

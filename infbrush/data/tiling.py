@@ -431,37 +431,6 @@ def draw_thumbnail(thumb: np.ndarray, mask: np.ndarray, coords: np.ndarray, leve
     return Image.fromarray(image)
 
 
-def write_pyramidal_tiff(path: str | os.PathLike, image: np.ndarray, mpp: float, *, aperio: bool = True,
-                         tile: int = 256, min_side: int = 256, factor: int = 4, compression: str = "jpeg") -> None:
-    """Write an (H, W, 3) uint8 image as a tiled pyramidal TIFF that OpenSlide reads.
-
-    ``aperio=True`` writes an Aperio SVS (ImageDescription with ``MPP`` and ``AppMag``), otherwise a
-    generic tiled TIFF with the resolution in pixels per centimetre. Levels shrink by ``factor`` until
-    the longest side is ≤ ``min_side``. Used by tests and benchmarks to make real pyramidal files.
-    """
-    import tifffile
-    from PIL import Image
-
-    levels = [image]
-    while max(levels[-1].shape[:2]) > min_side:
-        prev = levels[-1]
-        levels.append(np.asarray(Image.fromarray(prev).resize(
-            (max(1, prev.shape[1] // factor), max(1, prev.shape[0] // factor)), Image.BILINEAR)))
-    height, width = image.shape[:2]
-    with tifffile.TiffWriter(path) as tw:
-        for i, level in enumerate(levels):
-            kwargs: dict[str, Any] = {"tile": (tile, tile), "compression": compression, "photometric": "rgb",
-                                      "metadata": None, "subfiletype": 0 if i == 0 else 1}
-            if aperio:
-                kwargs["description"] = (f"Aperio Image Library v12.0.0\r\n{width}x{height} [0,0 {width}x{height}] "
-                                         f"({tile}x{tile}) JPEG/RGB Q=90|AppMag = {10 / mpp:g}|MPP = {mpp}") \
-                    if i == 0 else ""
-            else:
-                ppcm = 1e4 / (mpp * factor ** i)
-                kwargs.update(resolution=(ppcm, ppcm), resolutionunit="CENTIMETER")
-            tw.write(level, **kwargs)
-
-
 @dataclass
 class TilingSummary:
     """What a tiling run did: slides tiled, slides skipped as already done, and failures (path, reason)."""

@@ -19,24 +19,22 @@ separate ``numpy.random.SeedSequence(seed, spawn_key=(stream, ...))`` streams.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from infbrush.data import synth_landcover, synth_tissue
+from infbrush.demo import landcover, tissue
+from infbrush.demo.writers import NAIP_CRS, write_aperio_svs, write_generic_tiff, write_geotiff
 from infbrush.errors import InfbrushError
 from infbrush.io import atomic_path, sha256_file
 
 FORMAT_VERSION = 1
 BACH_FOLDERS: dict[str, str] = {"normal": "Normal", "benign": "Benign", "in_situ": "InSitu", "invasive": "Invasive"}
 BACH_PREFIXES: dict[str, str] = {"normal": "n", "benign": "b", "in_situ": "is", "invasive": "iv"}
-NAIP_CRS = "EPSG:26918"  # NAD83 / UTM zone 18N, as NAIP in the Chesapeake Bay watershed
 NAIP_BANDS = ("red", "green", "blue", "nir")
 _STREAM_SLIDES, _STREAM_NAIP, _STREAM_BACH = 1, 2, 3
-_APERIO_HEADER = "Aperio Image Library v12.0.15"
 
 
 @dataclass(frozen=True)
@@ -88,87 +86,6 @@ def _rng(seed: int, *key: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
 
 
-def slide_pyramid(rgb: np.ndarray, factor: int = 4, min_side: int = 64) -> list[np.ndarray]:
-    """Levels (h_k, w_k, 3) uint8 by box-averaging ``factor`` x; stops before a side drops under ``min_side``."""
-    from PIL import Image
-
-    levels = [rgb]
-    while min(levels[-1].shape[:2]) // factor >= min_side:
-        levels.append(np.asarray(Image.fromarray(levels[-1]).reduce(factor)))
-    return levels
-
-
-def write_aperio_svs(path: Path, rgb: np.ndarray, mpp: float, app_mag: int, name: str,
-                     tile_size: int = 256, jpeg_quality: int = 85) -> int:
-    """Write rgb (H, W, 3) uint8 as an Aperio-style SVS; returns the level count.
-
-    Page order as Aperio scanners write it: level 0 (tiled), thumbnail (stripped), levels 1..n
-    (tiled, 4x apart). OpenSlide detects Aperio from a tiled first page whose ImageDescription
-    starts with "Aperio"; it reads ``|key = value`` pairs as ``aperio.*`` properties (MPP, AppMag).
-    """
-    import tifffile
-    from PIL import Image
-
-    height, width = rgb.shape[:2]
-    levels = slide_pyramid(rgb)
-    thumb_factor = max(1, math.ceil(max(height, width) / 768))
-    thumbnail = np.asarray(Image.fromarray(rgb).reduce(thumb_factor))
-    base = f"{_APERIO_HEADER} \r\n{width}x{height} [0,0 {width}x{height}] ({tile_size}x{tile_size})"
-    level0_description = (
-        f"{base} JPEG/RGB Q={jpeg_quality}|AppMag = {app_mag}|StripeWidth = 2040|ScanScope ID = SS-INFBRUSH-DEMO"
-        f"|Filename = {name}|Date = 01/01/26|Time = 00:00:00|Time Zone = GMT+0000|User = infbrush-demo"
-        f"|MPP = {mpp}|Left = 0.000000|Top = 0.000000|OriginalWidth = {width}|OriginalHeight = {height}")
-    jpeg = dict(photometric="rgb", compression="jpeg", compressionargs={"level": jpeg_quality}, metadata=None)
-    with tifffile.TiffWriter(path, bigtiff=rgb.nbytes > 2**31) as tif:
-        tif.write(rgb, tile=(tile_size, tile_size), description=level0_description, **jpeg)
-        th, tw = thumbnail.shape[:2]
-        tif.write(thumbnail, description=f"{_APERIO_HEADER} \r\n{width}x{height} -> {tw}x{th} - |AppMag = {app_mag}"
-                  f"|MPP = {mpp}", **jpeg)
-        for level in levels[1:]:
-            lh, lw = level.shape[:2]
-            tif.write(level, tile=(tile_size, tile_size),
-                      description=f"{base} -> {lw}x{lh} JPEG/RGB Q={jpeg_quality}", **jpeg)
-    return len(levels)
-
-
-def write_generic_tiff(path: Path, rgb: np.ndarray, mpp: float, tile_size: int = 256, jpeg_quality: int = 85) -> int:
-    """Write rgb (H, W, 3) uint8 as a generic pyramidal tiled TIFF (OpenSlide vendor ``generic-tiff``).
-
-    Levels are top-level pages (reduced ones with NewSubfileType = 1): OpenSlide 4 builds a
-    generic-tiff pyramid from top-level tiled directories and ignores SubIFDs. X/YResolution in
-    pixels per centimetre give ``openslide.mpp-x``/``mpp-y``. Returns the level count.
-    """
-    import tifffile
-
-    levels = slide_pyramid(rgb)
-    jpeg = dict(photometric="rgb", compression="jpeg", compressionargs={"level": jpeg_quality}, metadata=None)
-    with tifffile.TiffWriter(path, bigtiff=rgb.nbytes > 2**31) as tif:
-        for k, level in enumerate(levels):
-            level_mpp = mpp * rgb.shape[1] / level.shape[1]
-            px_per_cm = 1e4 / level_mpp
-            tif.write(level, tile=(tile_size, tile_size), resolution=(px_per_cm, px_per_cm),
-                      resolutionunit="CENTIMETER", subfiletype=1 if k else 0, **jpeg)
-    return len(levels)
-
-
-def write_geotiff(path: Path, data: np.ndarray, transform: Any, nodata: int,
-                  band_names: tuple[str, ...] | None = None, colormap: dict | None = None) -> None:
-    """Write (bands, H, W) uint8 as a tiled, deflate-compressed GeoTIFF in NAIP_CRS."""
-    import rasterio
-
-    count, height, width = data.shape
-    # 4 bands: RGB photometric with an unspecified (not alpha) extra sample for NIR, as NAIP ships
-    photometric = dict(photometric="RGB", alpha="NO") if count == 4 else {}
-    with rasterio.open(path, "w", driver="GTiff", width=width, height=height, count=count, dtype="uint8",
-                       crs=NAIP_CRS, transform=transform, nodata=nodata, tiled=True, blockxsize=256,
-                       blockysize=256, compress="deflate", interleave="pixel", **photometric) as dst:
-        dst.write(data)
-        for band, name in enumerate(band_names or (), start=1):
-            dst.set_band_description(band, name)
-        if colormap:
-            dst.write_colormap(1, colormap)
-
-
 def _slide_jobs(config: DemoWorldConfig, root: Path) -> list[tuple[str, Callable[[], list[dict]]]]:
     """One job per slide (image + class map), then the broken and empty slides."""
     width, height = config.slide_size
@@ -177,7 +94,7 @@ def _slide_jobs(config: DemoWorldConfig, root: Path) -> list[tuple[str, Callable
     def make(index: int, fmt: str) -> Callable[[], list[dict]]:
         def job() -> list[dict]:
             artifacts = ["pen_mark"] if index == 0 else ["faint_tissue"] if index == 1 else []
-            render = synth_tissue.render_slide(
+            render = tissue.render_slide(
                 _rng(config.seed, _STREAM_SLIDES, index), height, width, config.class_map_downsample,
                 pen_mark="pen_mark" in artifacts, intensity=0.4 if "faint_tissue" in artifacts else 1.0)
             stem = f"demo_slide_{index:02d}"
@@ -198,7 +115,7 @@ def _slide_jobs(config: DemoWorldConfig, root: Path) -> list[tuple[str, Callable
                  "width": width, "height": height, "mpp": config.mpp, "level_count": n_levels,
                  "class_map": rel_map, "classes_present": list(render.classes_present), "artifacts": artifacts},
                 {"path": rel_map, "role": "slide_class_map", "slide": rel_image,
-                 "downsample": config.class_map_downsample, "background": synth_tissue.BACKGROUND},
+                 "downsample": config.class_map_downsample, "background": tissue.BACKGROUND},
             ]
         return job
 
@@ -225,18 +142,18 @@ def _naip_job(config: DemoWorldConfig, root: Path) -> Callable[[], list[dict]]:
         origin_x = 300_000.0 + 1000.0 * int(rng.integers(0, 150))  # UTM 18N eastings/northings in Maryland
         origin_y = 4_200_000.0 + 1000.0 * int(rng.integers(0, 200))
         transform = Affine(1.0, 0.0, origin_x, 0.0, -1.0, origin_y)  # 1 m pixels, north up
-        image, labels = synth_landcover.render_naip(rng, config.naip_size, config.naip_size)
-        write_geotiff(root / "naip" / "demo_naip.tif", image, transform, synth_landcover.NODATA_VALUE, NAIP_BANDS)
+        image, labels = landcover.render_naip(rng, config.naip_size, config.naip_size)
+        write_geotiff(root / "naip" / "demo_naip.tif", image, transform, landcover.NODATA_VALUE, NAIP_BANDS)
         palette = {0: (31, 78, 181, 255), 1: (24, 110, 40, 255), 2: (214, 190, 90, 255), 3: (200, 40, 40, 255)}
         write_geotiff(root / "naip" / "demo_naip_landcover.tif", labels[None], transform,
-                      synth_landcover.NODATA_LABEL, ("landcover",), palette)
+                      landcover.NODATA_LABEL, ("landcover",), palette)
         common = {"crs": NAIP_CRS, "pixel_size_m": 1.0, "width": config.naip_size, "height": config.naip_size,
                   "origin": [origin_x, origin_y]}
         return [
             {"path": "naip/demo_naip.tif", "role": "naip_image", "bands": list(NAIP_BANDS),
-             "nodata": synth_landcover.NODATA_VALUE, **common},
+             "nodata": landcover.NODATA_VALUE, **common},
             {"path": "naip/demo_naip_landcover.tif", "role": "naip_landcover",
-             "classes": list(synth_landcover.LANDCOVER_NAMES), "nodata": synth_landcover.NODATA_LABEL, **common},
+             "classes": list(landcover.LANDCOVER_NAMES), "nodata": landcover.NODATA_LABEL, **common},
         ]
     return job
 
@@ -245,12 +162,12 @@ def _bach_job(config: DemoWorldConfig, root: Path, cls: int) -> Callable[[], lis
     def job() -> list[dict]:
         import tifffile
 
-        name = synth_tissue.CLASS_NAMES[cls]
+        name = tissue.CLASS_NAMES[cls]
         n_train = min(config.bach_per_class - 1, max(1, round(config.bach_per_class * config.bach_train_fraction)))
         records = []
         for index in range(config.bach_per_class):
             split = "train" if index < n_train else "test"
-            rgb = synth_tissue.render_patch(_rng(config.seed, _STREAM_BACH, cls, index), config.bach_size, cls)
+            rgb = tissue.render_patch(_rng(config.seed, _STREAM_BACH, cls, index), config.bach_size, cls)
             rel = f"bach/{split}/{BACH_FOLDERS[name]}/{BACH_PREFIXES[name]}{index + 1:03d}.tif"
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             tifffile.imwrite(root / rel, rgb, photometric="rgb", metadata=None)
@@ -299,7 +216,7 @@ def generate_demo_world(out: str | Path, config: DemoWorldConfig = DemoWorldConf
         for sub in ("slides", "naip", "bach"):
             (tmp / sub).mkdir(parents=True)
         jobs = _slide_jobs(config, tmp) + [("naip", _naip_job(config, tmp))]
-        jobs += [(f"bach {name}", _bach_job(config, tmp, cls)) for cls, name in enumerate(synth_tissue.CLASS_NAMES)]
+        jobs += [(f"bach {name}", _bach_job(config, tmp, cls)) for cls, name in enumerate(tissue.CLASS_NAMES)]
         files: list[dict] = []
         bar = tqdm(jobs, desc="demo-world", unit="job", disable=not progress)
         for label, job in bar:
@@ -316,11 +233,11 @@ def generate_demo_world(out: str | Path, config: DemoWorldConfig = DemoWorldConf
             "seed": config.seed,
             "slide_mpp": config.mpp,
             "slide_app_mag": config.app_mag,
-            "class_names": list(synth_tissue.CLASS_NAMES),
+            "class_names": list(tissue.CLASS_NAMES),
             "class_map_downsample": config.class_map_downsample,
-            "class_map_background": synth_tissue.BACKGROUND,
+            "class_map_background": tissue.BACKGROUND,
             "bach_class_folders": BACH_FOLDERS,
-            "landcover_names": list(synth_landcover.LANDCOVER_NAMES),
+            "landcover_names": list(landcover.LANDCOVER_NAMES),
             "files": files,
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from infbrush.data.synth_tissue import fractal_noise, resize, smooth_noise
+from infbrush.demo.tissue import fractal_noise, resize, smooth_noise
 
 LANDCOVER_NAMES: tuple[str, ...] = ("water", "forest", "field", "developed")
 WATER, FOREST, FIELD, DEVELOPED = range(4)
