@@ -293,3 +293,14 @@ def test_brush_eval_writes_brush_json(tmp_path):
     assert cost["flops_ratio_ours_vs_single"] < 1.3
     assert result["seams"]["real_mosaic"]["mean"] is not None
     assert (tmp_path / "img" / "brush.png").is_file() and (tmp_path / "img" / "map.png").is_file()
+
+
+def test_local_context_options_reduce_to_the_plain_model_for_one_region():
+    model = tiny_model()
+    region = RegionCondition(EYE[[1]], [True], RegionWeights(np.zeros((1, 1), np.int64), 1, 0.0))
+    x = torch.randn(2, 100, 3)
+    coords = index_to_coords(torch.arange(100), (10, 10)).unsqueeze(0).expand(2, -1, -1)
+    t, mask = torch.tensor([500, 500]), torch.tensor([True, False])
+    ref = model(x, coords, t, torch.tensor(EYE[[1, 1]]), cond_mask=mask)
+    out = RegionDenoiser(model, region, local_context=True, local_grid=True)(x, coords, t, None, cond_mask=mask)
+    assert (out - ref).abs().max() < 1e-4
