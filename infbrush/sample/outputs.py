@@ -40,16 +40,18 @@ def choose_format(fmt: str, size: tuple[int, int], png_max_side: int = PNG_MAX_S
     return "tiff" if max(size) > png_max_side else "png"
 
 
-def uint8_bands(image, rows: int = 256) -> Iterator[np.ndarray]:
-    """Row bands (rows, W, C) uint8 of a (C, H, W) tensor in [-1, 1], converted one band at a time."""
+def uint8_bands(image, rows: int | None = None) -> Iterator[np.ndarray]:
+    """Row bands (rows, W, C) uint8 of a (C, H, W) tensor in [-1, 1], converted one band at a time (default: bands
+    of ≤ 2^20 pixels, at most 256 rows, so the float work space does not grow with the width)."""
     import torch
 
     from infbrush.sample.tiff import page_out
 
-    _, height, _ = image.shape
+    _, height, width = image.shape
+    rows = rows or max(1, min(256, (1 << 20) // max(width, 1)))
     for y0 in range(0, height, rows):
         source = image[:, y0:y0 + rows]  # (C, rows, W)
-        band = ((source.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+        band = source.float().add(1).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8)
         if source.device.type == "cpu" and source.numel():  # a memory-mapped DDIM state: release what was read
             span = sum((n - 1) * abs(st) for n, st in zip(source.shape, source.stride())) + 1
             page_out(source.data_ptr(), span * source.element_size())

@@ -164,7 +164,7 @@ def _level_tiles(blocks: Iterator[np.ndarray], tile: int, factor: int, next_leve
 def _memmap_blocks(level: np.ndarray, tile: int) -> Iterator[np.ndarray]:
     for y0 in range(0, level.shape[0], tile):
         view = level[y0:y0 + tile]
-        block = np.ascontiguousarray(view)
+        block = np.array(view)  # a copy (ascontiguousarray would return the mapped view itself)
         page_out_array(view)
         yield block
 
