@@ -116,6 +116,12 @@ class Params:
     def variants(self, ds: str) -> list[str]:
         return list(self.get(ds, "model.variants") or [])
 
+    def train_steps(self, ds: str, variant: str = "") -> str:
+        """--steps of a model: model.variant_steps[<variant>] where set (issue 12: the label demo needs 2,000 steps
+        to be controllable), else train.steps."""
+        steps = (self.get(ds, "model.variant_steps") or {}).get(variant) if variant else None
+        return flag("--steps", steps if steps is not None else self.get(ds, "train.steps"))
+
     def res0(self, ds: str) -> int:
         return self.get(ds, "sample.resolutions")[0]
 

@@ -26,8 +26,9 @@ rule train:
         cond=lambda wc: P.train_cond(wc.ds, P.variant(wc)),
         batch_size=lambda wc: P.global_batch(wc.ds),
         model_args=lambda wc: P.model_args(wc.ds),
+        steps=lambda wc: P.train_steps(wc.ds, P.variant(wc)),
         flags=P.flags_of({
-            "model.preset": "--model-preset", "train.steps": "--steps", "train.lr": "--lr",
+            "model.preset": "--model-preset", "train.lr": "--lr",
             "train.betas": "--betas", "train.ema_rate": "--ema-rate", "train.grad_clip": "--grad-clip",
             "train.seed": "--seed", "train.log_every": "--log-every", "train.ckpt_every": "--ckpt-every",
             "train.keep_checkpoints": "--keep", "train.sample_every": "--sample-every",
@@ -46,7 +47,8 @@ rule train:
     threads: 2
     shell:
         "{params.launcher} train --store {input.store} {params.cond} --out {params.out}"
-        " --export {output.ema} --batch-size {params.batch_size} {params.flags} {params.model_args} --no-progress"
+        " --export {output.ema} --batch-size {params.batch_size} {params.steps} {params.flags} {params.model_args}"
+        " --no-progress"
         " > {log} 2>&1"
 
 
