@@ -112,6 +112,9 @@ def sample_resolution(
             rank_spans(size[0] * size[1], chunk_points, 0, model.world)
         except ValueError as err:
             raise InfbrushError(f"--chunk-points {chunk_points} at {size[0]}x{size[1]}: {err}") from None
+    if precision != "off" and torch.device(device).type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise InfbrushError(f"--amp {precision}: this GPU has no bf16 support; use --amp off")
+    # (on a CPU without AVX-512-bf16/AMX, torch emulates bf16: same results, slower — use --amp off there)
     set_precision(getattr(model, "model", model), precision)
     autocast = (lambda: torch.autocast(torch.device(device).type, dtype=torch.bfloat16)) if precision == "bf16" \
         else contextlib.nullcontext

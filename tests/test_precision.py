@@ -1,0 +1,41 @@
+"""bf16 options of the denoiser (issue 13): the grid UNet alone or the whole forward, close to fp32."""
+import pytest
+import torch
+
+from infbrush.models import PRECISIONS, build_model, model_args_from_preset, set_precision
+
+TINY = {"sparse_channels": 16, "sparse_grid": 16, "emb_dim": 32, "cond_tokens": 2, "num_heads": 2, "grid_size": 16,
+        "grid_channels": 8, "channel_mult": [1, 2], "fourier_freqs": 3}
+
+
+def _model():
+    torch.manual_seed(0)
+    model = build_model(model_args_from_preset("demo", in_channels=3, cond_dim=4, cano=True) | TINY).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return model
+
+
+def test_unknown_precision_names_the_valid_ones():
+    with pytest.raises(ValueError, match="bf16-grid"):
+        set_precision(_model(), "fp8")
+    assert PRECISIONS == ("off", "bf16", "bf16-grid")
+
+
+@pytest.mark.parametrize("mode", ["bf16", "bf16-grid"])
+def test_bf16_modes_are_active_and_close_to_fp32(mode):
+    model = _model()
+    g = torch.Generator().manual_seed(1)
+    x, coords = torch.randn(2, 300, 3, generator=g), torch.rand(2, 300, 2, generator=g)
+    t, cond = torch.tensor([100, 800]), torch.eye(4)[:2]
+    with torch.no_grad():
+        ref = model(x, coords, t, cond)
+        set_precision(model, mode)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=mode == "bf16"):
+            out = model(x, coords, t, cond).float()
+        set_precision(model, "off")
+        again = model(x, coords, t, cond)
+    rel = ((out - ref).norm() / ref.norm()).item()
+    assert 0 < rel < 0.05, rel  # bf16 really ran (not bit-equal), and is a rounding away from fp32
+    assert torch.equal(again, ref)  # "off" restores float32 exactly
