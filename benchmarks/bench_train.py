@@ -1,6 +1,6 @@
 """Training throughput (points/s) of `infbrush train` with 1 and 2 CPU processes (DDP, gloo), and — with
-``--gpu`` on a CUDA machine — points/s and peak memory of one training step at the paper's setting
-(65,536 points per image, batch 20 per GPU, bf16 autocast).
+``--gpu`` on a CUDA machine — the paper-size rows of ``bench_gpu.py`` (65,536 points per image, batch 20 per GPU,
+bf16 and fp32).
 
     python benchmarks/bench_train.py            # CPU, under ~3 minutes; last line is one JSON object
     python benchmarks/bench_train.py --gpu      # GPU step at the paper's setting
@@ -54,41 +54,6 @@ def cpu_run(tmp: Path, processes: int, args: argparse.Namespace) -> dict:
             "wall_s": time.perf_counter() - t0}
 
 
-def gpu_step(args: argparse.Namespace) -> dict:
-    """One training step (forward, backward, Adam) at the paper's setting on the GPU: points/s and peak memory."""
-    import torch
-
-    from infbrush.diffusion import cosine_alpha_bar, training_loss
-    from infbrush.models import build_model, model_args_from_preset
-
-    device = torch.device("cuda")
-    model = build_model(model_args_from_preset("paper", in_channels=3, cond_dim=512, cano=True)).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=5e-5, betas=(0.9, 0.99))
-    alpha_bar = cosine_alpha_bar(1000)
-    images = torch.rand(args.gpu_batch, 3, args.gpu_size, args.gpu_size, device=device) * 2 - 1
-    cond = torch.randn(args.gpu_batch, 512, device=device)
-    times = []
-    torch.cuda.reset_peak_memory_stats()
-    for step in range(args.gpu_steps):
-        gens = [torch.Generator(device=device).manual_seed(step * 1000 + i) for i in range(args.gpu_batch)]
-        torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss = training_loss(model, images, cond, args.gpu_points, gens, alpha_bar=alpha_bar,
-                                 mollify_sigma=1 / args.gpu_size, cond_drop_prob=0.1)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    s_per_step = statistics.median(times[1:] or times)
-    return {"device": torch.cuda.get_device_name(), "batch": args.gpu_batch, "n_points": args.gpu_points,
-            "image_size": args.gpu_size, "s_per_step": s_per_step,
-            "points_per_s": args.gpu_batch * args.gpu_points / s_per_step,
-            "peak_mem_gib": torch.cuda.max_memory_allocated() / 2**30}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="demo")
@@ -97,11 +62,7 @@ def main() -> None:
     parser.add_argument("--n-points", type=int, default=4096)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--steps", type=int, default=6)
-    parser.add_argument("--gpu", action="store_true", help="also time a step at the paper's setting on CUDA")
-    parser.add_argument("--gpu-batch", type=int, default=20)
-    parser.add_argument("--gpu-points", type=int, default=65536)
-    parser.add_argument("--gpu-size", type=int, default=4096)
-    parser.add_argument("--gpu-steps", type=int, default=5)
+    parser.add_argument("--gpu", action="store_true", help="also time the paper-size GPU steps (bench_gpu.py)")
     args = parser.parse_args()
 
     result: dict = {"benchmark": "train_throughput", "preset": args.preset, "image_size": args.size,
@@ -112,7 +73,9 @@ def main() -> None:
         result["cpu"] = [cpu_run(tmp, p, args) for p in (1, 2)]
     result["ddp_speedup_2proc"] = result["cpu"][1]["points_per_s"] / result["cpu"][0]["points_per_s"]
     if args.gpu:
-        result["gpu"] = gpu_step(args)
+        from bench_gpu import main as gpu_main  # the paper-size training step (bf16 and fp32) lives there
+
+        gpu_main(["--sizes", "1024", "--steps", "2"])
     for row in result["cpu"]:
         print(f"{row['processes']} CPU process(es): {row['points_per_s']:.0f} points/s "
               f"({row['s_per_step']:.2f} s/step)", file=sys.stderr)
