@@ -5,18 +5,43 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 
-from infbrush.embed.democlip import per_class_accuracy, save_democlip, train_democlip
+from infbrush.embed.democlip import democlip_config, per_class_accuracy, save_democlip, train_democlip
 from infbrush.errors import InfbrushError
 
 
-def train_clip_on_store(store_path: str | os.PathLike, prompts: Mapping[str, str], out: str | os.PathLike, *,
-                        model_cfg: dict, epochs: int, batch_size: int, lr: float, seed: int = 0,
-                        device: str = "cpu", holdout_fraction: float = 0.25, progress: bool = True) -> dict:
+@dataclass
+class ClipTrainConfig:
+    """A demo CLIP training run: the architecture (``democlip_config``), the optimisation and the held-out split."""
+
+    image_size: int = 64                        # thumbnails the vision tower reads
+    patch_size: int = 8
+    width: int = 128                            # both towers
+    layers: int = 4                             # vision layers (text tower: half)
+    embed_dim: int = 64
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 1e-3
+    holdout_fraction: float = 0.25              # held-out share per class when the store has no labelled split
+    seed: int = 0
+    device: str = "auto"
+    progress: bool = True
+
+    def check(self) -> None:
+        if self.epochs < 1 or self.batch_size < 2:
+            raise InfbrushError("--epochs must be >= 1 and --batch-size >= 2")
+
+    def model_cfg(self) -> dict:
+        return democlip_config(self.image_size, self.patch_size, self.width, self.layers, self.embed_dim)
+
+
+def train_clip_on_store(store_path: str | os.PathLike, prompts: Mapping[str, str], out: str | os.PathLike,
+                        config: ClipTrainConfig) -> dict:
     """Train the demo CLIP on a labelled store's training images; measure zero-shot accuracy on held-out ones.
 
     Captions are the class prompts (``prompts[label_names[label]]``). Writes ``out`` and returns metrics
@@ -25,6 +50,10 @@ def train_clip_on_store(store_path: str | os.PathLike, prompts: Mapping[str, str
     import torch
 
     from infbrush.data.store import ImageStore
+
+    config.check()
+    model_cfg, epochs, batch_size, lr, seed = config.model_cfg(), config.epochs, config.batch_size, config.lr, config.seed
+    device, holdout_fraction, progress = config.device, config.holdout_fraction, config.progress
     from infbrush.embed.encoders import load_encoder
     from infbrush.embed.images import embed_indices
     from infbrush.embed.text import zero_shot_classify

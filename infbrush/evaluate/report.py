@@ -248,13 +248,21 @@ def sanity_table_html(fid: dict | None) -> str:
             f"{''.join(rows)}</table>")
 
 
-def section_zeroshot(results: Path) -> str:
-    result = read_json(results / "zeroshot.json")
+def _json_and_plot(results: Path, name: str, plot_key: str, plot_name: str, what: str) -> tuple[dict | None, str]:
+    """(result, <img> of its plot or a not-run note) of ``results/<name>``; (None, a not-run note) without it. The
+    plot is the path the result records under ``plot_key``, else ``results/<plot_name>``."""
+    result = read_json(results / name)
     if result is None:
-        return not_run("zeroshot.json")
-    png = Path(result.get("png") or results / "zeroshot.png")
-    png = png if png.is_file() else results / "zeroshot.png"
-    image = f'<img src="{file_data_uri(png)}">' if png.is_file() else not_run("confusion-matrix PNG")
+        return None, not_run(name)
+    png = Path(result.get(plot_key) or results / plot_name)
+    png = png if png.is_file() else results / plot_name
+    return result, (f'<img src="{file_data_uri(png)}">' if png.is_file() else not_run(what))
+
+
+def section_zeroshot(results: Path) -> str:
+    result, image = _json_and_plot(results, "zeroshot.json", "png", "zeroshot.png", "confusion-matrix PNG")
+    if result is None:
+        return image
     per_class = "".join(f"<tr><td class='l'>{esc(k)}</td><td>{fmt(v)}</td></tr>"
                         for k, v in (result.get("per_class_accuracy") or {}).items())
     return (f"<p>accuracy {fmt(result.get('accuracy'))} over {fmt(result.get('n_images'))} images "
@@ -468,12 +476,9 @@ def section_brush(results: Path) -> str:
 
 
 def section_spectrum(results: Path) -> str:
-    result = read_json(results / "spectrum.json")
+    result, image = _json_and_plot(results, "spectrum.json", "plot", "spectrum.png", "spectrum PNG")
     if result is None:
-        return not_run("spectrum.json")
-    png = Path(result.get("plot") or results / "spectrum.png")
-    png = png if png.is_file() else results / "spectrum.png"
-    image = f'<img src="{file_data_uri(png)}">' if png.is_file() else not_run("spectrum PNG")
+        return image
     rows = []
     for res, r in sorted((result.get("resolutions") or {}).items(), key=lambda kv: int(kv[0])):
         for item in r.get("lattice") or []:

@@ -1,0 +1,51 @@
+"""Command options from a library config dataclass: the dataclass owns every default, the command only adds
+the help text. ``add_config_options(parser, ClipTrainConfig(), HELP_TEXTS)`` adds ``--image-size`` … with the
+type and default of each field; ``config_from_args(ClipTrainConfig, args)`` builds the config back."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+_TYPES = {"int": int, "float": float, "str": str}
+
+
+def _value_type(field: dataclasses.Field, default: Any) -> type:
+    """The option's type: the default's, or for a None default the first type of the annotation (``int | None``)."""
+    if default is not None:
+        return type(default)
+    name = str(field.type).split("|")[0].strip()
+    if name not in _TYPES:
+        raise ValueError(f"{field.name}: cannot tell the option type of {field.type!r}; valid: {', '.join(_TYPES)}")
+    return _TYPES[name]
+
+
+def add_config_options(parser: argparse.ArgumentParser, config: Any, helps: dict[str, str]) -> None:
+    """One ``--field-name`` per field of ``config`` (a dataclass instance) named in ``helps``; booleans that
+    default to False are flags, tuples take as many values as the default has."""
+    for field in dataclasses.fields(config):
+        if field.name not in helps:
+            continue
+        default = getattr(config, field.name)
+        flag = "--" + field.name.replace("_", "-")
+        text = f"{helps[field.name]} (default: %(default)s)" if helps[field.name] else "default: %(default)s"
+        if isinstance(default, bool):
+            parser.add_argument(flag, action="store_true", help=helps[field.name])
+        elif isinstance(default, tuple):
+            parser.add_argument(flag, type=type(default[0]), nargs=len(default), default=list(default), help=text)
+        else:
+            parser.add_argument(flag, type=_value_type(field, default), default=default, help=text)
+
+
+def config_from_args(cls: type[T], args: argparse.Namespace, **extra: Any) -> T:
+    """``cls`` built from the parsed options of its fields (tuples back from lists) and ``extra``."""
+    values = dict(extra)
+    for field in dataclasses.fields(cls):
+        if field.name in values or not hasattr(args, field.name):
+            continue
+        value = getattr(args, field.name)
+        values[field.name] = tuple(value) if isinstance(value, list) else value
+    return cls(**values)

@@ -1,0 +1,59 @@
+"""Command options come from the library's config dataclasses: the defaults have one owner (issue 14)."""
+import argparse
+import dataclasses
+
+import pytest
+
+from infbrush.cli import build_parser
+from infbrush.cli.options import add_config_options, config_from_args
+
+
+def _parse(command, *argv):
+    return build_parser().parse_args([command, *argv])
+
+
+def test_train_dino_without_options_is_the_library_default():
+    from infbrush.ssl.train import DinoConfig
+
+    args = _parse("train-dino", "--store", "s.h5", "--out", "d.pt")
+    assert config_from_args(DinoConfig, args) == DinoConfig()
+
+
+def test_train_clip_and_train_defaults_are_the_dataclass_defaults():
+    from infbrush.embed.train_clip import ClipTrainConfig
+    from infbrush.train.config import TrainConfig
+
+    clip = config_from_args(ClipTrainConfig, _parse("train-clip", "--store", "s", "--prompts", "a=b", "--out", "o"),
+                            progress=True)
+    assert clip == ClipTrainConfig()
+    args = _parse("train", "--store", "s", "--out", "o", "--uncond")
+    default = TrainConfig(store="s", out="o")
+    for field in dataclasses.fields(TrainConfig):
+        if hasattr(args, field.name) and field.name not in ("betas", "model_args"):  # list / JSON text on the CLI
+            assert getattr(args, field.name) == getattr(default, field.name), field.name
+
+
+def test_options_parse_types_tuples_and_optional_ints():
+    @dataclasses.dataclass
+    class Config:
+        size: int = 4
+        scale: tuple[float, float] = (0.5, 1.0)
+        depth: int | None = None
+        name: str = "x"
+        fast: bool = False
+
+    parser = argparse.ArgumentParser()
+    add_config_options(parser, Config(), {"size": "", "scale": "", "depth": "", "name": "", "fast": ""})
+    got = config_from_args(Config, parser.parse_args(["--size", "8", "--scale", "0.1", "0.9", "--depth", "3",
+                                                      "--fast"]))
+    assert got == Config(size=8, scale=(0.1, 0.9), depth=3, name="x", fast=True)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--size", "eight"])
+
+
+def test_both_trainers_share_the_restart_vocabulary():
+    for command, argv in (("train", ["--store", "s", "--out", "o", "--uncond"]),
+                          ("train-dino", ["--store", "s", "--out", "d.pt"])):
+        assert _parse(command, *argv).on_data_change == "error"
+        assert _parse(command, *argv, "--on-data-change", "restart").on_data_change == "restart"
+    assert _parse("train-dino", "--store", "s", "--out", "d.pt", "--restart-stale").on_data_change == "restart"
