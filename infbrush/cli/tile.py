@@ -7,7 +7,13 @@ import sys
 
 HELP = ("Detect tissue and write patch coordinates per slide (OpenSlide): <out>/<slide>.h5 in TRIDENT's "
         "convention, <out>/clam/patches/<slide>.h5 in CLAM's, and a thumbnail; resumable.")
-DEFAULT_TARGET_MPP = 1.0
+TILING_OPTIONS = {"patch_size": "patch side in pixels at the target resolution",
+                  "mask_max_side": "longest side of the tissue-mask image",
+                  "min_tissue_fraction": "keep patches at least this tissue",
+                  "max_patches_per_slide": "random subset per slide (0 = all)", "seed": "seed of the per-slide subset"}
+TISSUE_OPTIONS = {"median_blur": "median filter size on saturation",
+                  "min_component_area": "drop tissue components below this fraction of the slide",
+                  "max_hole_area": "fill holes below this fraction of the slide"}
 
 
 def _threshold(text: str) -> float | None:
@@ -17,12 +23,16 @@ def _threshold(text: str) -> float | None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("slides", nargs="*", metavar="SLIDE_OR_DIR",
                         help="slide files, directories or globs (optional with --slides-csv)")
+    from infbrush.cli.options import add_config_options
+    from infbrush.data.tiling import TilingParams
+    from infbrush.data.tissue import TissueParams
+
     parser.add_argument("--out", required=True, help="output directory (results/<ds>/tiles)")
-    parser.add_argument("--patch-size", type=int, default=256,
-                        help="patch side in pixels at the target resolution (default: %(default)s)")
+    add_config_options(parser, TilingParams(), TILING_OPTIONS)  # the library owns the defaults
+    add_config_options(parser, TissueParams(), TISSUE_OPTIONS)
     parser.add_argument("--target-mpp", default=None, metavar="MPP|native",
                         help="microns per pixel of the patches, or 'native': the slide's own level-0 resolution "
-                             "(needs no MPP metadata) (default: %s unless --level is given)" % DEFAULT_TARGET_MPP)
+                             "(needs no MPP metadata) (default: %s unless --level is given)" % TilingParams().target_mpp)
     parser.add_argument("--level", type=int, default=None,
                         help="tile at this pyramid level's own resolution, as CLAM's --patch_level (no resize, no "
                              "MPP needed); excludes --target-mpp (default: none)")
@@ -33,21 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="batch list: column 'wsi' (slide path, relative to the CSV or working directory, or "
                              "a file name among SLIDE_OR_DIR) and optional column 'mpp' (that slide's level-0 "
                              "µm/px, overriding metadata and --mpp) (default: none)")
-    parser.add_argument("--mask-max-side", type=int, default=1024,
-                        help="longest side of the tissue-mask image (default: %(default)s)")
-    parser.add_argument("--median-blur", type=int, default=7,
-                        help="median filter size on saturation (default: %(default)s)")
     parser.add_argument("--saturation-threshold", type=_threshold, default=None,
                         help="fixed saturation threshold 0..255, or 'otsu' (default: otsu)")
-    parser.add_argument("--min-tissue-fraction", type=float, default=0.5,
-                        help="keep patches at least this tissue (default: %(default)s)")
-    parser.add_argument("--min-component-area", type=float, default=0.001,
-                        help="drop tissue components below this fraction of the slide (default: %(default)s)")
-    parser.add_argument("--max-hole-area", type=float, default=0.0005,
-                        help="fill holes below this fraction of the slide (default: %(default)s)")
-    parser.add_argument("--max-patches-per-slide", type=int, default=0,
-                        help="random subset per slide (0 = all) (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the per-slide subset (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=1, help="slides processed in parallel (default: %(default)s)")
     parser.add_argument("--strict", action="store_true",
                         help="exit non-zero if any slide failed (default: off)")
@@ -65,7 +62,9 @@ def parse_target_mpp(text: str | None, level: int | None) -> float | None:
             raise InfbrushError(f"--level {level}: must be ≥ 0")
         return None
     if text is None:
-        return DEFAULT_TARGET_MPP
+        from infbrush.data.tiling import TilingParams
+
+        return TilingParams().target_mpp
     if str(text).strip().lower() == "native":
         return None
     try:
