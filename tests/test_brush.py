@@ -293,6 +293,11 @@ def test_brush_eval_writes_brush_json(tmp_path):
     assert cost["flops_ratio_ours_vs_single"] < 1.3
     assert result["seams"]["real_mosaic"]["mean"] is not None
     assert (tmp_path / "img" / "brush.png").is_file() and (tmp_path / "img" / "map.png").is_file()
+    from infbrush.evaluate.report import section_brush
+
+    (tmp_path / "img").rename(tmp_path / "brush")  # the layout of results/<ds>/ (brush.json + brush/)
+    html = section_brush(tmp_path)
+    assert "Per-region accuracy" in html and "water" in html and "data:image/png" in html
 
 
 def test_local_context_options_reduce_to_the_plain_model_for_one_region():

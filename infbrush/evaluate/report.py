@@ -442,6 +442,12 @@ def section_brush(results: Path) -> str:
                      for title, name in (("ours, every seed", "seeds.png"), ("baseline, every seed", "baseline_seeds.png"),
                                          ("single-condition samples, one per region's condition",
                                           "single_condition.png")))
+    whole = read_json(Path(result.get("weights") or "").parent / "control.json") if result.get("weights") else None
+    whole_gen = (whole or {}).get("generated") or {}
+    per_class = ", ".join(f"{esc(k)} {fmt(v.get('accuracy'), 2)}" for k, v in (whole_gen.get("per_class") or {}).items())
+    whole_line = (f" Whole-image control of the same model (its control.json): "
+                  f"{interval(whole_gen.get('mean_accuracy'), whole_gen.get('mean_ci95'))} mean of classes "
+                  f"({per_class}); region accuracy is bounded by it." if whole_gen else "")
     return (f"<p>Map {esc(result.get('map'))}, legend {esc(result.get('legend'))}, {fmt(result.get('size'))}² "
             f"output, blend {fmt(result.get('blend_px'), 1)} px, guidance {fmt(result.get('guidance_scale'), 1)}, "
             f"{len(result.get('seeds') or [])} seeds, {fmt(result.get('steps'))} DDIM steps.</p>"
@@ -455,7 +461,7 @@ def section_brush(results: Path) -> str:
             f"on real held-out crops {interval(judge.get('accuracy'), judge.get('ci95'))}. "
             f"{esc(proto.get('intervals', ''))}. Goal ≥ {fmt(goals.get('region_accuracy'), 2)} per region: met "
             f"{esc(goals.get('region_accuracy_met'))}; ours matches or beats the baseline: "
-            f"{esc(goals.get('ours_matches_or_beats_baseline'))}.</p>"
+            f"{esc(goals.get('ours_matches_or_beats_baseline'))}.{whole_line}</p>"
             "<h4>Seams: gradient energy in a band along the boundaries / region interiors</h4>"
             f"<table><tr><th class='l'>images</th><th>mean ratio</th><th>range</th></tr>{seam_rows}</table>"
             f"<p class='note'>band ±{fmt(proto.get('seam_band_px'), 1)} px, interiors beyond "
