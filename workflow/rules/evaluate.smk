@@ -11,6 +11,7 @@
 SAMPLE_FLAGS = {
     "sample.steps": "--steps", "sample.guidance_scale": "--guidance-scale", "sample.chunk_points": "--chunk-points",
     "sample.compression": "--compression", "sample.png_max_side": "--png-max-side", "sample.seed": "--seed",
+    "sample.amp": "--amp",
 }
 ENCODER_FLAGS = {
     "embedding.kind": "--kind", "embedding.model": "--model", "embedding.checkpoint": "--checkpoint",
@@ -32,11 +33,12 @@ rule sample:
         out=lambda wc, output: os.path.dirname(os.path.dirname(output[0])),
         cond=lambda wc: P.sample_cond(wc.ds, wc.res, P.variant(wc)),
         flags=lambda wc: P.sample_flags(wc.ds, SAMPLE_FLAGS),
+        launcher=lambda wc: P.sample_launcher(wc.ds),
     resources:
         **P.resources(8000, 64000, 120, 1440),
-    threads: 2
+    threads: lambda wc: max(2, P.sample_processes(wc.ds))
     shell:
-        "infbrush sample --weights {input.weights} --out {params.out} --resolution {wildcards.res}"
+        "{params.launcher} sample --weights {input.weights} --out {params.out} --resolution {wildcards.res}"
         " {params.cond} {params.flags} --no-progress > {log} 2>&1"
 
 

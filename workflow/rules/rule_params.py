@@ -157,6 +157,14 @@ class Params:
         n = self.gpus(ds)
         return f"torchrun --standalone --nproc_per_node {n} -m infbrush" if n > 1 else "infbrush"
 
+    def sample_processes(self, ds: str) -> int:
+        return int(self.get(ds, "sample.processes") or 1)
+
+    def sample_launcher(self, ds: str) -> str:
+        """`infbrush`, or torchrun over sample.processes processes that sample each image together (issue 13)."""
+        n = self.sample_processes(ds)
+        return f"torchrun --standalone --nproc_per_node {n} -m infbrush" if n > 1 else "infbrush"
+
     @staticmethod
     def variant(wildcards) -> str:
         """The {variant} wildcard of a variant rule (label, ablation_cano), '' for the main model's rule."""
