@@ -114,6 +114,7 @@ class InfBrushDenoiser(StagedStreaming, nn.Module):
         # (|ε| > 3σ) and leave them in x̂_0 as single-channel speckle (issue 12).
         # Precision of the grid UNet alone (a run-time setting, not a weight: ``set_precision``); None = as the caller.
         self.grid_dtype: torch.dtype | None = None
+        self._knn_cache: dict = {}  # the last kNN plan of an eval-mode single-chunk call (``knn_partial``)
         self.value_skip = nn.Linear(e, in_channels * in_channels) if value_skip else None
         if self.value_skip is not None:
             nn.init.zeros_(self.value_skip.weight)
@@ -180,7 +181,11 @@ class InfBrushDenoiser(StagedStreaming, nn.Module):
         if k == 1:
             return self.self_attn.summarize(h)
         if k == 2:
-            return knn_partial(self.to_grid(h), coords, self.grid_size, self.knn, ctx.window, index_offset)
+            # sampling (eval mode) evaluates the same lattice at every step: reuse the kNN selection of a
+            # single-chunk call (a chunked call over many chunks would need one plan per chunk: not cached)
+            cache = self._knn_cache if not self.training and index_offset == 0 and coords.shape[1] == ctx.n_total \
+                else None
+            return knn_partial(self.to_grid(h), coords, self.grid_size, self.knn, ctx.window, index_offset, cache)
         return self.sparse_out.partial(h, coords)
 
     @staticmethod
