@@ -309,3 +309,15 @@ def test_local_context_options_reduce_to_the_plain_model_for_one_region():
     ref = model(x, coords, t, torch.tensor(EYE[[1, 1]]), cond_mask=mask)
     out = RegionDenoiser(model, region, local_context=True, local_grid=True)(x, coords, t, None, cond_mask=mask)
     assert (out - ref).abs().max() < 1e-4
+
+
+def test_wrappers_stream_in_chunks_like_the_denoiser():
+    """ddim_sample evaluates a model with a ``stream`` method chunk by chunk (bounded memory): the wrappers have it."""
+    model = tiny_model()
+    region = RegionCondition(EYE[[0, 3]], [True, True], RegionWeights(halves(), 2, 0.1))
+    for wrapper in (RegionDenoiser(model, region, 3.0), MultiDiffusionDenoiser(model, region, 3.0)):
+        assert hasattr(wrapper, "stream")
+        seen = []
+        wrapper.stream(256, lambda s, e: (torch.zeros(1, e - s, 3), index_to_coords(torch.arange(s, e), (16, 16))[None]),
+                       lambda s, e, eps: seen.append((s, e, tuple(eps.shape))), torch.tensor([500]), None, chunk_points=100)
+        assert seen == [(0, 100, (1, 100, 3)), (100, 200, (1, 100, 3)), (200, 256, (1, 56, 3))]

@@ -214,8 +214,13 @@ class RegionDenoiser(StagedStreaming, nn.Module):
         m = self.model
         if k == 2 and ctx.region_tokens is not None:
             grid = knn_to_grid(acc, m.grid_size)
-            return grid + m.uno(grid, ctx.temb, ctx.region_tokens, token_weights=ctx.grid_weights,
-                                region_self_attention=self.local_grid)
+            grid_dtype = getattr(m, "grid_dtype", None)
+            if grid_dtype is None:
+                return grid + m.uno(grid, ctx.temb, ctx.region_tokens, token_weights=ctx.grid_weights,
+                                    region_self_attention=self.local_grid)
+            with torch.autocast(grid.device.type, dtype=grid_dtype):  # the grid UNet's precision, as the model's
+                return grid + m.uno(grid, ctx.temb, ctx.region_tokens, token_weights=ctx.grid_weights,
+                                    region_self_attention=self.local_grid).float()
         return m.stage_finalize(k, acc, ctx)
 
     def forward(self, x, coords, t, cond=None, image_size=None, cond_mask=None) -> torch.Tensor:
