@@ -9,13 +9,13 @@ HELP = ("controllability: per-class accuracy (with 95 percent intervals) of a re
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from infbrush.evaluate.control import CONFIDENCE, DEFAULT_GOAL, DEFAULT_JUDGE_GOAL
+    from infbrush.evaluate.control import CONFIDENCE, DEFAULT_FEATURE_SIZE, DEFAULT_GOAL, DEFAULT_JUDGE_GOAL
 
     parser.add_argument("--store", required=True, help="images.h5; labelled training rows (split == 0) fit the "
                                                        "judge, labelled held-out rows (split == 1) measure it")
     parser.add_argument("--samples", required=True, help="index.json written by `infbrush sample` (OUT/<R>/index.json)")
     parser.add_argument("--out", required=True, help="control.json")
-    parser.add_argument("--feature-size", type=int, default=64, help="images are resized to this side for features")
+    parser.add_argument("--feature-size", type=int, default=DEFAULT_FEATURE_SIZE, help="images are resized to this side for features")
     parser.add_argument("--seed", type=int, default=0, help="seed of the judge and of the interval draws")
     parser.add_argument("--goal", type=float, default=DEFAULT_GOAL,
                         help=f"mean per-class accuracy goal on generated images (default {DEFAULT_GOAL})")

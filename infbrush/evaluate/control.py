@@ -53,6 +53,7 @@ from infbrush.errors import InfbrushError
 DEFAULT_GOAL = 0.8        # issue 8/12: mean per-class accuracy on generated images (embedding-conditioned demos)
 DEFAULT_JUDGE_GOAL = 0.9  # issue 12: the judge's own accuracy on real held-out images
 CONFIDENCE = 0.95
+DEFAULT_FEATURE_SIZE = 64  # images are resized to this side for the judge's features
 N_DRAWS = 20000           # Monte-Carlo draws of the mean-accuracy interval
 CLASSIFIER = ("random forest (scikit-learn, 300 trees, balanced class weights) fit on the real training split, "
               "on colour/texture features: RGB+HSV mean/std, 16-bin RGB and HSV histograms, 4x4x4 joint RGB "
@@ -87,7 +88,7 @@ def _texture_features(gray: np.ndarray) -> list[np.ndarray]:
     return feats
 
 
-def image_features(image: np.ndarray, feature_size: int = 64) -> np.ndarray:
+def image_features(image: np.ndarray, feature_size: int = DEFAULT_FEATURE_SIZE) -> np.ndarray:
     """(H, W, 3) uint8 image → (222,) float32 colour/texture features of the image resized to feature_size²."""
     from skimage.color import rgb2gray, rgb2hsv
 
@@ -190,7 +191,7 @@ def make_judge(seed: int = 0):
     return RandomForestClassifier(n_estimators=300, class_weight="balanced", random_state=seed, n_jobs=1)
 
 
-def store_split(store_path: str | os.PathLike, split: int, feature_size: int = 64
+def store_split(store_path: str | os.PathLike, split: int, feature_size: int = DEFAULT_FEATURE_SIZE
                 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Features (n, F) and labels (n,) of the store's labelled rows with ``split`` (0 train, 1 held out), names."""
     from tqdm import tqdm
@@ -210,7 +211,7 @@ def store_split(store_path: str | os.PathLike, split: int, feature_size: int = 6
     return feats, labels, names
 
 
-def fit_judge(store_path: str | os.PathLike, feature_size: int = 64, seed: int = 0, *,
+def fit_judge(store_path: str | os.PathLike, feature_size: int = DEFAULT_FEATURE_SIZE, seed: int = 0, *,
               confidence: float = CONFIDENCE) -> tuple[object, list[str], dict]:
     """Fit the judge on the store's real training split and score it on the real held-out split.
 
@@ -244,7 +245,7 @@ def generated_labels(entries: Sequence[dict], label_names: Sequence[str]) -> np.
     return np.asarray(out, dtype=np.int64)
 
 
-def controllability(store_path: str | os.PathLike, index_path: str | os.PathLike, *, feature_size: int = 64,
+def controllability(store_path: str | os.PathLike, index_path: str | os.PathLike, *, feature_size: int = DEFAULT_FEATURE_SIZE,
                     seed: int = 0, goal: float = DEFAULT_GOAL, judge_goal: float = DEFAULT_JUDGE_GOAL,
                     confidence: float = CONFIDENCE) -> dict:
     """Per-class and mean accuracy (with intervals) of the real-data judge on the images in ``index_path``."""
