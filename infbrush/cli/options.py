@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from typing import Any, TypeVar
+import inspect
+from typing import Any, Callable, TypeVar
 
 T = TypeVar("T")
 
@@ -49,3 +50,9 @@ def config_from_args(cls: type[T], args: argparse.Namespace, **extra: Any) -> T:
         value = getattr(args, field.name)
         values[field.name] = tuple(value) if isinstance(value, list) else value
     return cls(**values)
+
+
+def signature_defaults(func: Callable) -> dict[str, Any]:
+    """The keyword defaults of a library function, for commands whose library takes keywords, not a config."""
+    return {name: p.default for name, p in inspect.signature(func).parameters.items()
+            if p.default is not inspect.Parameter.empty}

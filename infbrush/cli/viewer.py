@@ -10,6 +10,10 @@ PREVIEW = ("auto", "always", "never")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from infbrush.cli.options import signature_defaults
+    from infbrush.viewer.build import build_viewer
+
+    d = signature_defaults(build_viewer)  # the library owns the defaults
     parser.add_argument("--out", required=True, help="output folder (results/<ds>/viewer), replaced when complete")
     parser.add_argument("--samples", nargs="*", default=[], metavar="INDEX_OR_DIR",
                         help="sample index.json files of `infbrush sample`, or folders holding them "
@@ -24,22 +28,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--slides", nargs="*", default=[], metavar="SLIDE_OR_DIR",
                         help="where the slides are, when not at the path recorded in the tiles (default: none)")
     parser.add_argument("--dataset", default=None, help="dataset name shown (default: the parent folder of --out)")
-    parser.add_argument("--max-images", type=int, default=4,
+    parser.add_argument("--max-images", type=int, default=d["max_images"],
                         help="generated images shown per sample index (default: %(default)s)")
-    parser.add_argument("--context", type=float, default=2.0,
+    parser.add_argument("--context", type=float, default=d["context"],
                         help="side of the real slide region shown, in condition-patch sides (default: %(default)s)")
-    parser.add_argument("--tile-size", type=int, default=254, help="Deep Zoom tile side (default: %(default)s)")
-    parser.add_argument("--overlap", type=int, default=1, help="Deep Zoom tile overlap (default: %(default)s)")
-    parser.add_argument("--format", choices=("jpeg", "png"), default="jpeg",
+    parser.add_argument("--tile-size", type=int, default=d["tile_size"], help="Deep Zoom tile side (default: %(default)s)")
+    parser.add_argument("--overlap", type=int, default=d["overlap"], help="Deep Zoom tile overlap (default: %(default)s)")
+    parser.add_argument("--format", choices=("jpeg", "png"), default=d["fmt"],
                         help="tile format (default: %(default)s)")
-    parser.add_argument("--quality", type=int, default=90, help="JPEG quality of the tiles (default: %(default)s)")
+    parser.add_argument("--quality", type=int, default=d["quality"], help="JPEG quality of the tiles (default: %(default)s)")
     parser.add_argument("--openseadragon", default=None, metavar="DIR",
                         help="OpenSeadragon's build folder (default: node_modules/openseadragon/build/openseadragon "
                              "of the working directory or the repository, installed by `npm ci`)")
     parser.add_argument("--no-install", action="store_true",
                         help="never run `npm ci` (by default it runs, where package.json is, when OpenSeadragon "
                              "is not installed and --openseadragon is not given) (default: off)")
-    parser.add_argument("--workers", type=int, default=1, help="threads writing tiles (default: %(default)s)")
+    parser.add_argument("--workers", type=int, default=d["workers"], help="threads writing tiles (default: %(default)s)")
     parser.add_argument("--preview", choices=PREVIEW, default="auto",
                         help="screenshot the page in headless Chromium after zooming in (preview.png, "
                              "preview.json): auto = when Chromium is installed (default: %(default)s)")
