@@ -5,8 +5,9 @@
 # `torchrun --standalone --nproc_per_node <gpus>` (one node; DDP over NCCL). Rerunning resumes from the
 # newest checkpoint in the run folder; on SIGTERM/SIGUSR1 the command checkpoints, runs
 # `scontrol requeue $SLURM_JOB_ID` under SLURM and exits 75 (see infbrush/runtime/preemption.py).
-# One rule trains every model of a dataset: the main one (results/<ds>/) and each variant
-# (results/<ds>/<variant>/: label = conditioned on class labels, ablation_cano = without CANO, Table 2).
+# One rule body trains every model of a dataset: `train` the main one (results/<ds>/), `train_variant` (the same
+# rule with other paths) each variant, results/<ds>/<variant>/: label = conditioned on class labels,
+# ablation_cano = without CANO (Table 2); the {variant} wildcard picks the condition (P.train_cond).
 
 
 rule train:
