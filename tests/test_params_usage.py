@@ -16,7 +16,7 @@ from infbrush.config import load_params
 
 # Top-level blocks whose rules do not yet read them through P (their own rule file; see the README's layout):
 # the check skips them rather than fail on another stage's reads.
-NOT_THROUGH_P = {"brush"}
+NOT_THROUGH_P: set[str] = set()
 LITERAL = re.compile(r"""["']([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*)["']""")
 
 
@@ -108,10 +108,9 @@ def test_defaults_are_merged_into_every_dataset(repo_root):
 
 
 def test_snakemake_lint_is_clean(repo_root):
-    """`snakemake --lint` names no rule file of the pipeline (brush.smk: issue 16, pending)."""
+    """`snakemake --lint` names no rule file of the pipeline."""
     res = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=repo_root, capture_output=True,
                          text=True, timeout=300)
     out = res.stdout + res.stderr
     linted = set(re.findall(r"Lints for (?:snakefile|rule \w+ \(line \d+,) (\S+?)\)?:", out))
-    linted = {p for p in linted if not p.endswith("brush.smk")}
     assert not linted, f"snakemake --lint complains about: {', '.join(sorted(linted))}\n{out[-3000:]}"

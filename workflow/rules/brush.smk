@@ -1,44 +1,25 @@
 # The brush (issue 16): paint each demo dataset's example condition map (workflow/brush/) with its model and
 # measure the layout control: results/<ds>/brush.json (+ PNGs in results/<ds>/brush/ for the report).
-# Settings: the top-level `brush:` block of params.yaml; guidance scale and blend width come from each legend.
-
-BRUSH = config.get("brush") or {}
-BRUSH_MAPS = BRUSH.get("maps") or {}
-
-
-def _brush_inputs(wc):
-    entry = BRUSH_MAPS[wc.ds]
-    variant = entry.get("variant")
-    root = f"results/{wc.ds}"
-    return {"map": entry["map"], "legend": entry["legend"], "store": f"{root}/images.h5",
-            "weights": f"{root}/{variant}/ema.pt" if variant else f"{root}/ema.pt"}
-
-
-def _brush_flags(wc):
-    flags = {"--size": BRUSH.get("size"), "--steps": BRUSH.get("steps"), "--chunk-points": BRUSH.get("chunk_points"),
-             "--crop-fraction": BRUSH.get("crop_fraction"), "--margin-fraction": BRUSH.get("margin_fraction"),
-             "--crops-per-region": BRUSH.get("crops_per_region")}
-    out = [f"{k} {v}" for k, v in flags.items() if v is not None]
-    if BRUSH.get("seeds"):
-        out.append("--seeds " + ",".join(str(s) for s in BRUSH["seeds"]))
-    return " ".join(out)
-
+# Settings: the top-level `brush:` block of params.yaml (read through P, rule_params.py); guidance scale and
+# blend width come from each legend.
 
 rule brush:
     input:
-        unpack(_brush_inputs),
+        unpack(lambda wc: P.brush_inputs(wc.ds)),
     output:
-        json="results/{ds}/brush.json",
-        image="results/{ds}/brush/brush.png",
+        json=f"{RESULTS}/{{ds}}/brush.json",
+        image=f"{RESULTS}/{{ds}}/brush/brush.png",
+    conda:
+        CONDA_ENV
     log:
         "logs/{ds}/brush.log",
     benchmark:
         "logs/benchmarks/{ds}/brush.tsv"
     wildcard_constraints:
-        ds="|".join(BRUSH_MAPS) or "no-brush-map",
+        ds="|".join(P.brush_maps()) or "no-brush-map",
     params:
-        images="results/{ds}/brush",
-        flags=_brush_flags,
+        images=lambda wc: f"{RESULTS}/{wc.ds}/brush",
+        flags=P.brush_flags(),
     resources:
         mem_mb=4000,
         runtime=60,

@@ -157,6 +157,23 @@ class Params:
         n = self.gpus(ds)
         return f"torchrun --standalone --nproc_per_node {n} -m infbrush" if n > 1 else "infbrush"
 
+    # ------------------------------------------------------------------ the brush (issue 16)
+    def brush_maps(self) -> dict:
+        """brush.maps: dataset → {map, legend, variant} (the example condition maps the demo renders)."""
+        return self.top("brush.maps") or {}
+
+    def brush_inputs(self, ds: str) -> dict:
+        entry = self.brush_maps()[ds]
+        return {"map": entry["map"], "legend": entry["legend"], "store": f"{RESULTS}/{ds}/images.h5",
+                "weights": f"{self.model_dir(ds, entry.get('variant') or '')}/ema.pt"}
+
+    def brush_flags(self) -> str:
+        flags = self.top_flags({"brush.size": "--size", "brush.steps": "--steps", "brush.chunk_points": "--chunk-points",
+                                "brush.crop_fraction": "--crop-fraction", "brush.margin_fraction": "--margin-fraction",
+                                "brush.crops_per_region": "--crops-per-region"})
+        seeds = self.top("brush.seeds")
+        return flags + (" --seeds " + ",".join(str(s) for s in seeds) if seeds else "")
+
     def sample_processes(self, ds: str) -> int:
         return int(self.get(ds, "sample.processes") or 1)
 
