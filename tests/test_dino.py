@@ -93,7 +93,7 @@ def test_knn_report_shows_untrained_baseline_beside_trained(store):
 
 
 def test_accuracy_intervals():
-    from infbrush.ssl.knn import accuracy_interval, paired_difference_interval
+    from infbrush.stats import accuracy_interval, paired_difference_interval
 
     low, high = accuracy_interval(np.array([1] * 11 + [0] * 4))  # 15 images at 0.733
     assert (round(low, 3), round(high, 3)) == (0.480, 0.891)  # Wilson: ±0.2 around 0.73 on 15 images

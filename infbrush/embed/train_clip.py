@@ -59,7 +59,7 @@ def train_clip_on_store(store_path: str | os.PathLike, prompts: Mapping[str, str
     from infbrush.embed.text import zero_shot_classify
     from infbrush.io import write_json
     from infbrush.runtime.device import resolve_device
-    from infbrush.ssl.knn import accuracy_interval, labelled_split, majority_baseline
+    from infbrush.stats import accuracy_interval, labelled_split, majority_baseline
 
     store = ImageStore(store_path)
     if not store.label_names:
