@@ -108,6 +108,14 @@ class RegionContext(Context):
     cond_mask: torch.Tensor | None = None
 
 
+def _wrap(wrapper, model, region: "RegionCondition", guidance_scale: float) -> None:
+    """What both wrappers take over from the model they wrap (its stage count, output kind, merge, checks)."""
+    wrapper.model, wrapper.region, wrapper.guidance_scale = model, region, float(guidance_scale)
+    wrapper.n_stages, wrapper.in_channels = model.n_stages, model.in_channels
+    wrapper.prediction = getattr(model, "prediction", "eps")
+    wrapper.stage_merge, wrapper.check_inputs = model.stage_merge, model.check_inputs
+
+
 class RegionDenoiser(StagedStreaming, nn.Module):
     """The denoiser with a condition per region (see the module docstring); staged like the model itself."""
 
@@ -120,12 +128,7 @@ class RegionDenoiser(StagedStreaming, nn.Module):
                                 "condition per image)")
         if region.has_cond.any() and not model.cond_dim:
             raise InfbrushError("the model is unconditional (cond_dim 0); only unconditional regions are possible")
-        self.model, self.region, self.guidance_scale = model, region, float(guidance_scale)
-        self.n_stages = model.n_stages
-        self.prediction = getattr(model, "prediction", "eps")
-        self.in_channels = model.in_channels
-        self.stage_merge = model.stage_merge
-        self.check_inputs = model.check_inputs
+        _wrap(self, model, region, guidance_scale)
         self._grid_weights = None
 
     def grid_weights(self, device) -> torch.Tensor:
@@ -232,12 +235,7 @@ class MultiDiffusionDenoiser(StagedStreaming, nn.Module):
 
     def __init__(self, model, region: RegionCondition, guidance_scale: float = 1.0):
         super().__init__()
-        self.model, self.region, self.guidance_scale = model, region, float(guidance_scale)
-        self.n_stages = model.n_stages
-        self.prediction = getattr(model, "prediction", "eps")
-        self.in_channels = model.in_channels
-        self.stage_merge = model.stage_merge
-        self.check_inputs = model.check_inputs
+        _wrap(self, model, region, guidance_scale)
 
     def _rep(self, a: torch.Tensor) -> torch.Tensor:  # (B, ...) → (R·B, ...), region-major
         return a.repeat(self.region.n_regions, *([1] * (a.dim() - 1)))

@@ -58,6 +58,13 @@ def quadratic_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> to
     return torch.einsum("bhnm,bmhv->bnhv", weights, v.double())
 
 
+def _check_heads(dim: int, heads: int) -> int:
+    """``dim`` when it splits into ``heads`` equal heads, else ValueError."""
+    if dim % heads:
+        raise ValueError(f"dim {dim} is not divisible by heads {heads}")
+    return dim
+
+
 class CrossAttentionNeuralOperator(nn.Module):
     """CANO: h (B, N, dim) ← h + W_o Σ_s LinearCrossAttn(q(h), k_s(tokens_s), v_s(tokens_s)).
 
@@ -66,11 +73,7 @@ class CrossAttentionNeuralOperator(nn.Module):
 
     def __init__(self, dim: int, sources: dict[str, int], heads: int):
         super().__init__()
-        if dim % heads:
-            raise ValueError(f"dim {dim} is not divisible by heads {heads}")
-        self.heads = heads
-        self.norm = nn.LayerNorm(dim)
-        self.q = nn.Linear(dim, dim)
+        self.heads, self.norm, self.q = heads, nn.LayerNorm(dim), nn.Linear(dim, _check_heads(dim, heads))
         self.k = nn.ModuleDict({s: nn.Linear(w, dim) for s, w in sources.items()})
         self.v = nn.ModuleDict({s: nn.Linear(w, dim) for s, w in sources.items()})
         self.out = nn.Linear(dim, dim)
@@ -97,11 +100,7 @@ class LinearSelfAttention(nn.Module):
 
     def __init__(self, dim: int, heads: int):
         super().__init__()
-        if dim % heads:
-            raise ValueError(f"dim {dim} is not divisible by heads {heads}")
-        self.heads = heads
-        self.norm = nn.LayerNorm(dim)
-        self.q = nn.Linear(dim, dim)
+        self.heads, self.norm, self.q = heads, nn.LayerNorm(dim), nn.Linear(dim, _check_heads(dim, heads))
         self.kv = nn.Linear(dim, 2 * dim)
         self.out = nn.Linear(dim, dim)
 
