@@ -4,15 +4,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from infbrush.cli.options import int_list
+
 HELP = ("measure a painted map: per-region accuracy of the real-data judge on crops inside each region, seam "
         "energy against real boundaries, cost against a single-condition sample and the per-region baseline")
-
-
-def _seeds(text: str) -> list[int]:
-    try:
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--seeds must be comma-separated integers, got {text!r}") from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="brush.json")
     parser.add_argument("--images", help="folder for the demo PNGs (brush, baseline, map, seeds, single-condition, "
                                          "real mosaic)")
-    parser.add_argument("--seeds", type=_seeds, default=[0, 1, 2, 3], help="comma-separated seeds")
+    parser.add_argument("--seeds", type=int_list("--seeds"), default=[0, 1, 2, 3], help="comma-separated seeds")
     parser.add_argument("--blend", help="soft-edge width override ('8px' or a fraction of the side)")
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--guidance-scale", type=float, help="default: the legend's, else 1")

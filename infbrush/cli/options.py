@@ -56,3 +56,15 @@ def signature_defaults(func: Callable) -> dict[str, Any]:
     """The keyword defaults of a library function, for commands whose library takes keywords, not a config."""
     return {name: p.default for name, p in inspect.signature(func).parameters.items()
             if p.default is not inspect.Parameter.empty}
+
+
+def int_list(flag: str) -> Callable[[str], list[int]]:
+    """An argparse ``type``: comma-separated integers → list[int]; a bad value is an error naming ``flag``."""
+
+    def parse(text: str) -> list[int]:
+        try:
+            return [int(x) for x in text.split(",") if x.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} must be comma-separated integers, got {text!r}") from None
+
+    return parse

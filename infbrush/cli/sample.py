@@ -5,16 +5,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from infbrush.cli.options import int_list
 from infbrush.errors import InfbrushError
 
 HELP = "sample images at any resolution from exported EMA weights (PNG, or pyramidal TIFF for large ones)"
-
-
-def _labels(text: str) -> list[int]:
-    try:
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--labels must be comma-separated integers, got {text!r}") from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src = parser.add_mutually_exclusive_group()
     src.add_argument("--cond-embeddings", help="embeddings.h5 of the store's images (condition on held-out images)")
     src.add_argument("--cond-text", help="text_embeddings.h5 (condition on class prompts, --per-class each)")
-    src.add_argument("--labels", type=_labels, help="comma-separated class labels (a label-conditioned model)")
+    src.add_argument("--labels", type=int_list("--labels"), help="comma-separated class labels (a label-conditioned model)")
     parser.add_argument("--store", help="images.h5 whose rows --cond-embeddings describes (with --cond-embeddings)")
     parser.add_argument("--split", choices=("held-out", "train"), default="held-out",
                         help="which store rows give conditions (default: held-out, split == 1)")
