@@ -170,9 +170,9 @@ def ddim_sample(
 
     ``model`` is a denoiser (or any callable with its signature); one with a ``stream`` method (the denoiser, or
     a wrapper such as ``RankSplitDenoiser``) is evaluated over chunks of ``chunk_points`` points, so peak memory
-    is set by the chunk (plus the ``cache_bytes`` of activations kept between its passes), not by H·W. x_T is the mollified noise function
-    of seeds[i] (std ``mollify_sigma`` × image side) read on the lattice, so image i depends only on seeds[i]
-    and cond[i], never on the batch size or the chunking, and the output size is free.
+    is set by the chunk (plus the ``cache_bytes`` of activations kept between its passes), not by H·W. x_T is
+    the mollified noise function of seeds[i] (std ``mollify_sigma`` × image side) read on the lattice, so image i
+    depends only on seeds[i] and cond[i], never on the batch size or the chunking, and the output size is free.
     ``clip_x0`` clips x̂_0 to [-1, 1] at each step (ε is made consistent with the clipped x̂_0).
     ``state_dir``: keep x_t in an anonymous scratch file there instead of RAM (for outputs beyond RAM; CPU
     only); the result is then a read-write memory map of that file (B, C, H, W), freed with the tensor.
