@@ -212,3 +212,40 @@ def test_rerun_is_a_noop_force_rewrites_and_bad_input_is_refused(tmp_path):
     with pytest.raises(InfbrushError, match="slide_size"):
         generate_demo_world(tmp_path / "x", DemoWorldConfig(slide_size=(100, 3000)), progress=False)
     assert not (tmp_path / "x").exists()
+
+
+def test_same_bytes_whichever_simd_kernels_numpy_picks(tmp_path):
+    """The demo world is byte-identical across CPUs: numpy's AVX2/AVX-512 kernels for sin, cos, exp, arctan2
+    differ in the last bits, which flipped tissue thresholds and so re-drew whole slides on other machines.
+    Emulated here by turning numpy's SIMD levels off (a no-op on a CPU without them)."""
+    import os
+    import subprocess
+    import sys
+
+    args = ["--seed", "0", "--n-slides", "3", "--slide-size", "2048", "1536", "--naip-size", "512",
+            "--bach-per-class", "2", "--bach-size", "64", "--no-progress"]
+    hashes = []
+    for k, disabled in enumerate(("", "X86_V4 AVX512_ICL", "X86_V3 X86_V4 AVX512_ICL")):
+        env = {**os.environ, "NPY_DISABLE_CPU_FEATURES": disabled}
+        subprocess.run([sys.executable, "-m", "infbrush", "demo-world", "--out", str(tmp_path / str(k)), *args],
+                       env=env, check=True, capture_output=True)
+        manifest = json.loads((tmp_path / str(k) / "manifest.json").read_text())
+        hashes.append({f["path"]: f["sha256"] for f in manifest["files"]})
+    assert hashes[1] == hashes[0]
+    assert hashes[2] == hashes[0]
+
+
+def test_portable_functions_match_numpy_and_keep_float32():
+    from infbrush.demo import portable
+
+    x = np.linspace(-7, 7, 1001, dtype=np.float32)
+    for ours, ref in ((portable.sin, np.sin), (portable.cos, np.cos), (portable.exp, np.exp)):
+        got = ours(x)
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(got, ref(x.astype(np.float64)), rtol=1e-6, atol=2.0 ** -20)
+    theta = portable.arctan2(x, x[::-1])
+    assert theta.dtype == np.float32
+    np.testing.assert_allclose(theta, np.arctan2(x, x[::-1]), atol=2.0 ** -20)
+    assert portable.hypot(3.0, 4.0) == 5.0
+    assert float(portable.power10(2.0)) == 100.0
+    assert portable.cos(0.5).dtype == np.float64

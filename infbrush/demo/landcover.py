@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from infbrush.demo import portable
 from infbrush.demo.tissue import fractal_noise, resize, smooth_noise
 
 LANDCOVER_NAMES: tuple[str, ...] = ("water", "forest", "field", "developed")
@@ -61,7 +62,7 @@ def render_naip(rng: np.random.Generator, height: int, width: int) -> tuple[np.n
     land-cover labels (H, W) uint8 (indices into LANDCOVER_NAMES, 255 = nodata)."""
     # the parcel pattern lives on a canvas rotated by a small angle about the tile centre
     angle = rng.uniform(-0.25, 0.25)
-    side = int(np.ceil(np.hypot(height, width))) + 2
+    side = int(np.ceil(portable.hypot(height, width))) + 2
     parcels: list[tuple[int, int, int, int, int]] = []
     _split_parcels(rng, 0, 0, side, side, 0, parcels)
     n_parcels = len(parcels)
@@ -70,8 +71,8 @@ def render_naip(rng: np.random.Generator, height: int, width: int) -> tuple[np.n
         pid_canvas[y0:y1, x0:x1] = k
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     cy, cx = height / 2.0, width / 2.0
-    v = (yy - cy) * np.cos(angle) - (xx - cx) * np.sin(angle) + side / 2.0  # canvas row
-    u = (yy - cy) * np.sin(angle) + (xx - cx) * np.cos(angle) + side / 2.0  # canvas column
+    v = (yy - cy) * portable.cos(angle) - (xx - cx) * portable.sin(angle) + side / 2.0  # canvas row
+    u = (yy - cy) * portable.sin(angle) + (xx - cx) * portable.cos(angle) + side / 2.0  # canvas column
     vi = np.clip(v.astype(np.int32), 0, side - 1)
     ui = np.clip(u.astype(np.int32), 0, side - 1)
     pid = pid_canvas[vi, ui]  # (H, W)
@@ -124,7 +125,7 @@ def render_naip(rng: np.random.Generator, height: int, width: int) -> tuple[np.n
     crop = rng.integers(0, len(_CROPS), n_parcels)[pid]  # (H, W)
     row_period = rng.uniform(3.0, 6.0, n_parcels)[pid]
     row_along_u = (rng.random(n_parcels) < 0.5)[pid]
-    rows = np.sin(2 * np.pi * np.where(row_along_u, u, v) / row_period)  # crop rows
+    rows = portable.sin(2 * np.pi * np.where(row_along_u, u, v) / row_period)  # crop rows
     crowns = smooth_noise(rng, height, width, 3.0) + 0.6 * smooth_noise(rng, height, width, 9.0)  # tree crowns
     patchy = smooth_noise(rng, height, width, 40.0)
     for band in range(4):

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from infbrush.demo import portable
+
 CLASS_NAMES: tuple[str, ...] = ("normal", "benign", "in_situ", "invasive")
 BACKGROUND = 255  # class index of glass / no tissue
 NORMAL, BENIGN, IN_SITU, INVASIVE = range(4)
@@ -161,8 +163,8 @@ def tissue_layout(rng: np.random.Generator, grid_h: int, grid_w: int) -> tuple[n
         cx = x0 + cell_w * rng.uniform(0.42, 0.58)
         ry = 0.5 * cell_h * rng.uniform(0.6, 0.85)
         rx = 0.5 * cell_w * rng.uniform(0.6, 0.85)
-        theta = np.arctan2(yy - cy, xx - cx)
-        wobble = 1.0 + sum(rng.uniform(0.03, 0.12) * np.cos(m * theta + rng.uniform(0, 2 * np.pi))
+        theta = portable.arctan2(yy - cy, xx - cx)
+        wobble = 1.0 + sum(rng.uniform(0.03, 0.12) * portable.cos(m * theta + rng.uniform(0, 2 * np.pi))
                            for m in (2, 3, 5))
         rho = np.sqrt(((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2) / wobble
         blob = 1.0 - rho + 0.15 * fractal_noise(rng, grid_h, grid_w, max(2.0, 0.25 * min(cell_h, cell_w)))
@@ -188,8 +190,8 @@ def _nucleus_kernels(kind: str) -> tuple[tuple[np.ndarray, ...], ...]:
         per_orientation = []
         for k in range(_N_ORIENTATIONS):
             angle = np.pi * k / _N_ORIENTATIONS
-            u = dx * np.cos(angle) + dy * np.sin(angle)
-            v = -dx * np.sin(angle) + dy * np.cos(angle)
+            u = dx * portable.cos(angle) + dy * portable.sin(angle)
+            v = -dx * portable.sin(angle) + dy * portable.cos(angle)
             inside = (u / a) ** 2 + (v / b) ** 2 <= 1.0
             per_orientation.append(np.stack([dy[inside], dx[inside]], axis=1))
         bank.append(tuple(per_orientation))
@@ -203,7 +205,7 @@ def _place_discs(rng: np.random.Generator, candidates: np.ndarray, radii: np.nda
     centres = np.zeros((0, 3), np.float64)
     for (y, x), r in zip(candidates, radii):
         if len(centres):
-            dist = np.hypot(centres[:, 0] - y, centres[:, 1] - x)
+            dist = portable.hypot(centres[:, 0] - y, centres[:, 1] - x)
             if np.any(dist < centres[:, 2] + r + gap):
                 continue
         kept.append((float(y), float(x), float(r)))
@@ -221,9 +223,9 @@ def _stamp_duct(zone: np.ndarray, classes: np.ndarray, rng: np.random.Generator,
     if y0 >= y1 or x0 >= x1:
         return
     yy, xx = np.ogrid[y0:y1, x0:x1]
-    theta = np.arctan2(yy - y, xx - x)
-    wobble = 1.0 + 0.07 * np.cos(2 * theta + rng.uniform(0, 6.3)) + 0.04 * np.cos(3 * theta + rng.uniform(0, 6.3))
-    rho = np.hypot(yy - y, xx - x) / (radius * wobble)  # 1 at the basement membrane
+    theta = portable.arctan2(yy - y, xx - x)
+    wobble = 1.0 + 0.07 * portable.cos(2 * theta + rng.uniform(0, 6.3)) + 0.04 * portable.cos(3 * theta + rng.uniform(0, 6.3))
+    rho = portable.hypot(yy - y, xx - x) / (radius * wobble)  # 1 at the basement membrane
     z = zone[y0:y1, x0:x1]
     own = (classes[y0:y1, x0:x1] == cls) & (z != GLASS)
     myo_width = min(0.25, 4.0 / radius)  # myoepithelial layer: about one cell thick
@@ -266,12 +268,12 @@ def _draw_zones(rng: np.random.Generator, tissue: np.ndarray, classes: np.ndarra
         yy, xx = np.ogrid[0:h, 0:w]
         for ly, lx, lr in lobules:
             ys, xs = slice(max(0, int(ly - lr)), int(ly + lr) + 1), slice(max(0, int(lx - lr)), int(lx + lr) + 1)
-            disc = np.hypot(yy[ys] - ly, xx[:, xs] - lx) < lr
+            disc = portable.hypot(yy[ys] - ly, xx[:, xs] - lx) < lr
             sub = zone[ys, xs]
             sub[disc & (sub == STROMA) & (classes[ys, xs] == NORMAL)] = LOOSE_STROMA
             n = int(rng.integers(30, 60))
             angle, dist = rng.uniform(0, 2 * np.pi, n), lr * np.sqrt(rng.uniform(0, 0.8, n))
-            cand = np.stack([ly + dist * np.sin(angle), lx + dist * np.cos(angle)], axis=1)
+            cand = np.stack([ly + dist * portable.sin(angle), lx + dist * portable.cos(angle)], axis=1)
             for ay, ax, ar in _place_discs(rng, cand, rng.uniform(16, 30, n), 5.0):
                 _stamp_duct(zone, classes, rng, NORMAL, ay, ax, ar)
     for cls, per_duct, r_lo, r_hi in ((BENIGN, 90_000, 45, 150), (IN_SITU, 70_000, 50, 120)):
@@ -300,7 +302,7 @@ def _texture(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, np.n
     gh, gw = -(-h // 2), -(-w // 2)
     along_x = gaussian_filter(rng.standard_normal((gh, gw), dtype=np.float32), (0.6, 4.0))
     along_y = gaussian_filter(rng.standard_normal((gh, gw), dtype=np.float32), (4.0, 0.6))
-    mix = 1.0 / (1.0 + np.exp(-2.0 * smooth_noise(rng, gh, gw, 60.0)))
+    mix = 1.0 / (1.0 + portable.exp(-2.0 * smooth_noise(rng, gh, gw, 60.0)))
     fibres = mix * along_x + (1 - mix) * along_y
     fibres *= np.float32(1.0 / (fibres.std() + 1e-6))
     thickness = 1.0 + 0.12 * smooth_noise(rng, gh, gw, 150.0)  # uneven section thickness
@@ -370,7 +372,7 @@ def tissue_optical_density(rng: np.random.Generator, tissue: np.ndarray, classes
 def od_to_rgb(od: np.ndarray) -> np.ndarray:
     """Beer-Lambert (base 10) optical density (H, W, 3) -> uint8 RGB (H, W, 3), via a 1/1024-OD table."""
     steps = 1024
-    table = np.clip(255.0 * 10.0 ** (-(np.arange(6 * steps) + 0.5) / steps) + 0.5, 0, 255).astype(np.uint8)
+    table = np.clip(255.0 * portable.power10(-(np.arange(6 * steps) + 0.5) / steps) + 0.5, 0, 255).astype(np.uint8)
     index = od * np.float32(steps)
     np.clip(index, 0, 6 * steps - 1, out=index)
     return table[index.astype(np.int32)]
@@ -382,9 +384,9 @@ def pen_mark_od(rng: np.random.Generator, h: int, w: int, centre: tuple[float, f
     ds = 4
     gh, gw = -(-h // ds), -(-w // ds)
     yy, xx = np.mgrid[0:gh, 0:gw].astype(np.float32) * ds
-    theta = np.arctan2(yy - centre[0], xx - centre[1])
+    theta = portable.arctan2(yy - centre[0], xx - centre[1])
     rho = np.sqrt(((yy - centre[0]) / radius[0]) ** 2 + ((xx - centre[1]) / radius[1]) ** 2)
-    wobble = 1.0 + 0.05 * np.cos(3 * theta + rng.uniform(0, 6.3))
+    wobble = 1.0 + 0.05 * portable.cos(3 * theta + rng.uniform(0, 6.3))
     half_width = 14.0 / float(np.mean(radius))
     in_gap = np.mod(theta - rng.uniform(-np.pi, np.pi), 2 * np.pi) < 0.8
     stroke = np.clip(1.0 - np.abs(rho - wobble) / half_width, 0.0, 1.0) * ~in_gap
