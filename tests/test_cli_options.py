@@ -15,7 +15,7 @@ def _parse(command, *argv):
 def test_train_dino_without_options_is_the_library_default():
     from infbrush.ssl.train import DinoConfig
 
-    args = _parse("train-dino", "--store", "s.h5", "--out", "d.pt")
+    args = _parse("train-dino", "--store", "s.h5", "--out", "d_ckpt", "--export", "d.pt")
     assert config_from_args(DinoConfig, args) == DinoConfig()
 
 
@@ -51,9 +51,14 @@ def test_options_parse_types_tuples_and_optional_ints():
         parser.parse_args(["--size", "eight"])
 
 
-def test_both_trainers_share_the_restart_vocabulary():
-    for command, argv in (("train", ["--store", "s", "--out", "o", "--uncond"]),
-                          ("train-dino", ["--store", "s", "--out", "d.pt"])):
-        assert _parse(command, *argv).on_data_change == "error"
-        assert _parse(command, *argv, "--on-data-change", "restart").on_data_change == "restart"
-    assert _parse("train-dino", "--store", "s", "--out", "d.pt", "--restart-stale").on_data_change == "restart"
+def test_both_trainers_share_one_vocabulary():
+    """`--out` is the run folder (checkpoints, metrics) and `--export` the weights file of both trainers; both
+    resume from `--out` and take `--on-data-change error|restart` (issue 14)."""
+    for command, argv in (("train", ["--store", "s", "--uncond"]), ("train-dino", ["--store", "s"])):
+        args = _parse(command, *argv, "--out", "run", "--export", "w.pt")
+        assert (args.out, args.export, args.on_data_change) == ("run", "w.pt", "error")
+        assert _parse(command, *argv, "--out", "run", "--export", "w.pt", "--on-data-change",
+                      "restart").on_data_change == "restart"
+    for old in (["--restart-stale"], ["--ckpt-dir", "c"]):  # train-dino's former spellings are gone
+        with pytest.raises(SystemExit):
+            _parse("train-dino", "--store", "s", "--out", "run", "--export", "w.pt", *old)

@@ -166,7 +166,7 @@ def test_cli_rejects_bad_augmentation_values():
                           (["--local-crop-scale", "0.5", "0.2"], "--local-crop-scale must be 0 < MIN <= MAX <= 1"),
                           (["--blur-prob", "1", "0.1", "-1"], "--blur-prob must be a probability")]:
         with pytest.raises(InfbrushError, match=message):
-            train_dino.check_args(parser.parse_args(["--store", "s.h5", "--out", "d.pt", *argv]))
+            train_dino.check_args(parser.parse_args(["--store", "s.h5", "--out", "d_ckpt", "--export", "d.pt", *argv]))
 
 
 @pytest.mark.slow

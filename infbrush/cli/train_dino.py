@@ -26,23 +26,29 @@ OPTIONS = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from infbrush.cli.options import signature_defaults
+    from infbrush.ssl.evaluate import train_and_evaluate
     from infbrush.ssl.train import DinoConfig
 
-    d = DinoConfig()  # one owner of every default: the library's config
+    d = DinoConfig()  # one owner of every default: the library's config (and train_and_evaluate's keywords)
+    run = signature_defaults(train_and_evaluate)
+    # the vocabulary of `infbrush train`: --out run folder, --export weights, --on-data-change
     parser.add_argument("--store", required=True, help="image store (results/<ds>/images.h5)")
-    parser.add_argument("--out", required=True, help="exported teacher backbone (results/<ds>/dino.pt); k-NN to .json")
-    parser.add_argument("--ckpt-dir", default=None, help="training checkpoints (default: <out without .pt>_ckpt/)")
+    parser.add_argument("--out", required=True,
+                        help="run folder: ckpt_*.pt, metrics.jsonl (results/<ds>/dino_ckpt); rerunning resumes from it")
+    parser.add_argument("--export", required=True,
+                        help="write the teacher backbone here (results/<ds>/dino.pt); the k-NN report beside it "
+                             "(.json)")
     add_config_options(parser, d, OPTIONS)
     parser.add_argument("--global-pool", choices=["token", "avg"], default=d.global_pool,
                         help="feature = class token (DINO) or mean patch token (default: the timm model's own)")
-    parser.add_argument("--stop-after", type=int, default=None, help="stop (with a checkpoint) after N steps")
-    parser.add_argument("--on-data-change", default="error", choices=["error", "restart"],
+    parser.add_argument("--stop-after", type=int, default=run["stop_after"],
+                        help="stop (with a checkpoint) after N steps")
+    parser.add_argument("--on-data-change", default=run["on_data_change"], choices=["error", "restart"],
                         help="existing checkpoints made with other data or settings: stop (default) or delete them "
-                             "and start over (the same flag as `infbrush train`)")
-    parser.add_argument("--restart-stale", dest="on_data_change", action="store_const", const="restart",
-                        help="deprecated: --on-data-change restart")
-    parser.add_argument("--knn-k", type=int, default=20)
-    parser.add_argument("--device", default="auto")
+                             "and start over")
+    parser.add_argument("--knn-k", type=int, default=run["knn_k"])
+    parser.add_argument("--device", default=run["device"], help="auto | cpu | cuda")
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -74,7 +80,7 @@ def main(args: argparse.Namespace) -> int:
 
     check_args(args)
     config = config_from_args(DinoConfig, args)
-    report = train_and_evaluate(args.store, args.out, args.ckpt_dir, config, device=args.device,
+    report = train_and_evaluate(args.store, args.out, args.export, config, device=args.device,
                                 stop_after=args.stop_after, progress=not args.no_progress,
                                 on_data_change=args.on_data_change, knn_k=args.knn_k)
     if report is None:

@@ -7,29 +7,30 @@ from pathlib import Path
 from infbrush.ssl.train import DinoConfig
 
 
-def train_and_evaluate(store: str, out: str, ckpt_dir: str | None, config: DinoConfig, *, device: str = "auto",
+def train_and_evaluate(store: str, out: str, export: str, config: DinoConfig, *, device: str = "auto",
                        stop_after: int | None = None, progress: bool = True, on_data_change: str = "error",
                        knn_k: int = 20) -> dict | None:
-    """Train DINO on ``store`` into ``out`` (checkpoints in ``ckpt_dir``, default ``<out stem>_ckpt/``); on the main
-    process write and return the k-NN report; None when training stopped for a requeue (preemption)."""
+    """Train DINO on ``store`` in the run folder ``out`` (checkpoints, metrics.jsonl) and export the teacher's
+    backbone to ``export`` (the vocabulary of ``infbrush train``: ``--out`` run folder, ``--export`` weights); on
+    the main process write the k-NN report beside it (``export`` with ``.json``) and return it; None when
+    training stopped for a requeue (preemption)."""
     from infbrush.io import write_json
     from infbrush.ssl.train import train_dino
 
-    out = Path(out)
-    ckpt = Path(ckpt_dir) if ckpt_dir else out.with_name(out.stem + "_ckpt")
-    summary = train_dino(store, out, ckpt, config, device=device, stop_after=stop_after, progress=progress,
+    export = Path(export)
+    summary = train_dino(store, export, Path(out), config, device=device, stop_after=stop_after, progress=progress,
                          restart_stale=on_data_change == "restart")
     if summary is None:
         return None
     if not summary["is_main"]:
         return {}
-    report = evaluate_dino(store, out, config.model, knn_k, config.seed, device)
+    report = evaluate_dino(store, export, config.model, knn_k, config.seed, device)
     report.update(steps=summary["steps"], epochs=summary["epochs"], last_loss=summary["last_loss"],
                   steps_this_call=summary["steps_this_call"],
                   train_seconds_this_call=summary["train_seconds_this_call"],
                   train_cpu_seconds_this_call=summary["train_cpu_seconds_this_call"],
                   torch_threads=torch_threads())
-    write_json(out.with_suffix(".json"), report)
+    write_json(export.with_suffix(".json"), report)
     return report
 
 

@@ -34,7 +34,7 @@ rule tile:
     output:
         failures=f"{RESULTS}/{{ds}}/tiles/failures.tsv",
     wildcard_constraints:
-        ds=P.names(lambda ds: P.source(ds) == "wsi"),
+        ds=P.with_source("wsi"),
     conda:
         CONDA_ENV
     log:
@@ -55,8 +55,7 @@ rule tile:
         }),
     threads: lambda wc: P.get(wc.ds, "tiling.workers")
     resources:
-        mem_mb=lambda wc, threads: 2000 + 1500 * threads,
-        runtime=lambda wc: 12 * 60 if P.on_cluster(wc.ds) else 30,
+        **P.resources(mem_mb=2000, mem_mb_per_thread=1500, runtime=(30, 12 * 60)),
     shell:
         "infbrush tile {params.slides} --out {params.out} {params.resolution} {params.flags}"
         " --workers {threads} --no-progress > {log} 2>&1"
@@ -69,7 +68,7 @@ rule extract_patches:
     output:
         f"{RESULTS}/{{ds}}/images.h5",
     wildcard_constraints:
-        ds=P.names(lambda ds: P.source(ds) == "wsi"),
+        ds=P.with_source("wsi"),
     conda:
         CONDA_ENV
     log:
@@ -85,8 +84,7 @@ rule extract_patches:
         }),
     threads: lambda wc: P.get(wc.ds, "tiling.workers")
     resources:
-        mem_mb=lambda wc, threads: 4000 + 2000 * threads,
-        runtime=lambda wc: 24 * 60 if P.on_cluster(wc.ds) else 30,
+        **P.resources(mem_mb=4000, mem_mb_per_thread=2000, runtime=(30, 24 * 60)),
     shell:
         "infbrush extract-patches {params.tiles} --slides {params.slides} --out {output}"
         " {params.flags} --workers {threads} --no-progress > {log} 2>&1"
@@ -99,7 +97,7 @@ rule patch_geotiff:
     output:
         f"{RESULTS}/{{ds}}/images.h5",
     wildcard_constraints:
-        ds=P.names(lambda ds: P.source(ds) == "geotiff"),
+        ds=P.with_source("geotiff"),
     conda:
         CONDA_ENV
     log:
@@ -115,8 +113,7 @@ rule patch_geotiff:
             "patching.landcover_names": "--landcover-names", "patching.held_out_fraction": "--held-out-fraction",
         }),
     resources:
-        mem_mb=8000,
-        runtime=lambda wc: 12 * 60 if P.on_cluster(wc.ds) else 30,
+        **P.resources(mem_mb=8000, runtime=(30, 12 * 60)),
     shell:
         "infbrush patch-geotiff {params.tifs} --out {output} --bands {params.bands} {params.flags}"
         " --no-progress > {log} 2>&1"
@@ -152,7 +149,7 @@ rule adapt_celebahq:
     output:
         f"{RESULTS}/{{ds}}/images.h5",
     wildcard_constraints:
-        ds=P.names(lambda ds: P.source(ds) == "celebahq"),
+        ds=P.with_source("celebahq"),
     conda:
         CONDA_ENV
     log:

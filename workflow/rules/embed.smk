@@ -1,5 +1,7 @@
 # Stage rules: embed — demo CLIP training, DINO training, image embeddings, prompt embeddings.
 # results/<ds>/democlip.pt (demo only), results/<ds>/dino.pt, results/<ds>/embeddings.h5, results/<ds>/text_embeddings.h5
+# Both trainers (train-dino here, train in train.smk) take --out RUN_FOLDER (checkpoints, metrics; rerunning
+# resumes) and --export WEIGHTS: results/<ds>/dino_ckpt/ and results/<ds>/dino.pt.
 
 
 rule train_clip:
@@ -48,6 +50,7 @@ rule train_dino:
     benchmark:
         "logs/benchmarks/{ds}/train_dino.tsv"
     params:
+        out=P.run_folder("dino_ckpt"),
         launcher=lambda wc: P.launcher(wc.ds),
         device=lambda wc: P.device(wc.ds),
         flags=P.flags_of({
@@ -68,18 +71,15 @@ rule train_dino:
         }),
     threads: 2
     resources:
-        gpu=lambda wc: P.gpus(wc.ds),
-        mem_mb=lambda wc: 64000 if P.gpus(wc.ds) else 4000,
-        runtime=lambda wc: 48 * 60 if P.gpus(wc.ds) else 60,
+        **P.resources(mem_mb=(4000, 64000), runtime=(60, 48 * 60), gpu="all"),
     shell:
-        "{params.launcher} train-dino --store {input.store} --out {output.ckpt} {params.flags}"
+        "{params.launcher} train-dino --store {input.store} --out {params.out} --export {output.ckpt} {params.flags}"
         " --device {params.device} --no-progress > {log} 2>&1"
 
 
 rule embed:
     input:
-        store=f"{RESULTS}/{{ds}}/images.h5",
-        checkpoint=lambda wc: P.encoder_checkpoint(wc.ds),
+        unpack(P.embed_inputs("images")),
     output:
         f"{RESULTS}/{{ds}}/embeddings.h5",
     wildcard_constraints:
@@ -98,9 +98,7 @@ rule embed:
         }),
     threads: 2
     resources:
-        gpu=lambda wc: min(1, P.gpus(wc.ds)),
-        mem_mb=lambda wc: 32000 if P.gpus(wc.ds) else 4000,
-        runtime=lambda wc: 12 * 60 if P.gpus(wc.ds) else 30,
+        **P.resources(mem_mb=(4000, 32000), runtime=(30, 12 * 60), gpu="one"),
     shell:
         "infbrush embed --store {input.store} {params.flags} --device {params.device} --out {output} --no-progress"
         " > {log} 2>&1"

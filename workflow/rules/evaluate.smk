@@ -35,7 +35,7 @@ rule sample:
         flags=lambda wc: P.sample_flags(wc.ds, SAMPLE_FLAGS),
         launcher=lambda wc: P.sample_launcher(wc.ds),
     resources:
-        **P.resources(8000, 64000, 120, 1440),
+        **P.resources(mem_mb=(8000, 64000), runtime=(120, 1440), gpu="one"),
     threads: lambda wc: max(2, P.sample_processes(wc.ds))
     shell:
         "{params.launcher} sample --weights {input.weights} --out {params.out} --resolution {wildcards.res}"
@@ -83,8 +83,7 @@ use rule sample as sample_bach with:
 
 use rule embed as embed_bach with:
     input:
-        store=f"{RESULTS}/{{ds}}/bach.h5",
-        checkpoint=lambda wc: P.encoder_checkpoint(wc.ds),
+        unpack(P.embed_inputs("bach")),
     output:
         f"{RESULTS}/{{ds}}/bach_embeddings.h5",
     log:
@@ -116,7 +115,7 @@ rule fid_ref:
             "evaluate.inception_weights": "--inception-weights",
         }),
     resources:
-        **P.resources(8000, 64000, 120, 720),
+        **P.resources(mem_mb=(8000, 64000), runtime=(120, 720), gpu="one"),
     threads: 2
     shell:
         "infbrush fid-ref --store {input.store} --out {output} {params.flags} {params.clip} > {log} 2>&1"
@@ -143,7 +142,7 @@ rule fid:
         sanity=lambda wc, input: flag("--store", input.sanity or None),
         tag="",
     resources:
-        **P.resources(8000, 64000, 60, 240),
+        **P.resources(mem_mb=(8000, 64000), runtime=(60, 240), gpu="one"),
     threads: 2
     shell:
         "infbrush fid --ref {input.ref} --samples {input.samples} --out {output} {params.flags} {params.sanity}"
@@ -182,7 +181,7 @@ rule zeroshot:
     params:
         flags=P.flags_of({**ENCODER_FLAGS, "embedding.prompts": "--prompts"}),
     resources:
-        **P.resources(4000, 32000, 30, 60),
+        **P.resources(mem_mb=(4000, 32000), runtime=(30, 60), gpu="one"),
     threads: 2
     shell:
         "infbrush zeroshot --samples {input.samples} {params.flags} --out {output.json} --png {output.png}"
@@ -205,7 +204,7 @@ rule bach_eval:
     params:
         flags=P.flags_of({**ENCODER_FLAGS, "evaluate.bach_seeds": "--seeds"}),
     resources:
-        **P.resources(4000, 32000, 30, 60),
+        **P.resources(mem_mb=(4000, 32000), runtime=(30, 60), gpu="one"),
     threads: 2
     shell:
         "infbrush bach-eval --bach {input.bach} --synthetic {input.synthetic} {params.flags} --out {output}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import glob
 import json
+import os
 import re
 import shlex
 
@@ -79,6 +80,11 @@ class Params:
 
     def source(self, ds: str):
         return self.get(ds, "source")
+
+    def with_source(self, source: str) -> str:
+        """Regex of the datasets whose store comes from ``source`` (wsi, geotiff, celebahq): the wildcard
+        constraint of that source's rules."""
+        return self.names(lambda ds: self.source(ds) == source)
 
     def gpus(self, ds: str) -> int:
         return int(self.get(ds, "train.gpus") or 0)
@@ -151,7 +157,28 @@ class Params:
             return flag("--level", self.get(ds, "tiling.level"))
         return flag("--target-mpp", self.get(ds, "tiling.target_mpp"))
 
+    # ------------------------------------------------------------------ resources
+    def resources(self, mem_mb, runtime, *, gpu: str | None = None, mem_mb_per_thread: int = 0) -> dict:
+        """Snakemake resources of a rule whose needs depend on the dataset (one helper for every such rule).
+
+        ``mem_mb`` and ``runtime`` (minutes): one value, or a pair (on CPUs, on a GPU cluster) whose second value
+        applies where the dataset trains on GPUs (train.gpus > 0). ``mem_mb_per_thread``: added per job thread.
+        ``gpu``: "one" (one GPU where the dataset has them, else 0), "all" (train.gpus GPUs of one node), or None
+        (no gpu resource)."""
+        pick = lambda value, wc: value[1 if self.on_cluster(wc.ds) else 0] if isinstance(value, tuple) else value
+        res = {"mem_mb": lambda wc, threads: pick(mem_mb, wc) + mem_mb_per_thread * threads,
+               "runtime": lambda wc: pick(runtime, wc)}
+        if gpu is not None:
+            res["gpu"] = {"one": lambda wc: min(1, self.gpus(wc.ds)), "all": lambda wc: self.gpus(wc.ds)}[gpu]
+        return res
+
     # ------------------------------------------------------------------ train
+    @staticmethod
+    def run_folder(name: str):
+        """A Snakemake params function: a trainer's run folder (``--out``: checkpoints, metrics.jsonl), ``name``
+        beside the weights the rule exports (``--export``, its first output); rerunning the rule resumes from it."""
+        return lambda wc, output: os.path.join(os.path.dirname(output[0]), name)
+
     def launcher(self, ds: str) -> str:
         """`infbrush`, or torchrun over train.gpus processes on one node."""
         n = self.gpus(ds)
@@ -222,11 +249,13 @@ class Params:
         """train.batch_size is per GPU/process; the command takes the global batch."""
         return self.get(ds, "train.batch_size") * max(1, self.gpus(ds))
 
-    def train_resources(self, ds: str) -> dict:
-        gpus = self.gpus(ds)
-        return {"gpu": gpus, "cpus_per_gpu": 8 if gpus else 0, "mem_mb": 64000 * gpus if gpus else 6000,
-                # minutes; a longer run continues after requeue / rerun from its checkpoint
-                "runtime": 2880 if gpus else 60}
+    def train_resources(self) -> dict:
+        """Resources of a training job: train.gpus GPUs with 8 CPUs and 64 GB each for two days (a longer run
+        continues after requeue / rerun from its checkpoint), else one CPU hour in 6 GB."""
+        gpus = lambda wc: self.gpus(wc.ds)
+        return {"gpu": gpus, "cpus_per_gpu": lambda wc: 8 if gpus(wc) else 0,
+                "mem_mb": lambda wc: 64000 * gpus(wc) if gpus(wc) else 6000,
+                "runtime": lambda wc: 2880 if gpus(wc) else 60}
 
     # ------------------------------------------------------------------ sample
     def sample_flags(self, ds: str, table: dict[str, str]) -> str:
@@ -274,11 +303,10 @@ class Params:
         ckpt = self.get(ds, "embedding.checkpoint")
         return [ckpt] if ckpt else []
 
-    def resources(self, mem_mb_cpu: int, mem_mb_gpu: int, runtime_cpu: int, runtime_gpu: int) -> dict:
-        """Snakemake resources of a one-GPU evaluation rule: a GPU where the dataset trains on GPUs."""
-        on_gpu = lambda wc: 1 if self.gpus(wc.ds) else 0
-        return {"gpu": on_gpu, "mem_mb": lambda wc: mem_mb_gpu if on_gpu(wc) else mem_mb_cpu,
-                "runtime": lambda wc: runtime_gpu if on_gpu(wc) else runtime_cpu}
+    def embed_inputs(self, store: str):
+        """Snakemake input function of an embedding rule: the image store results/<ds>/<store>.h5 and the encoder's
+        checkpoint (embed: the images, embed_bach: the BACH set)."""
+        return lambda wc: {"store": f"{RESULTS}/{wc.ds}/{store}.h5", "checkpoint": self.encoder_checkpoint(wc.ds)}
 
     def control_goal_flags(self, ds: str, variant: str = "") -> str:
         """--goal: evaluate.control_label_goal for a label-conditioned model, evaluate.control_goal otherwise;

@@ -22,7 +22,7 @@ rule train:
     benchmark:
         "logs/benchmarks/{ds}/train.tsv"
     params:
-        out=lambda wc, output: os.path.join(os.path.dirname(output.ema), "train"),
+        out=P.run_folder("train"),
         launcher=lambda wc: P.launcher(wc.ds),
         cond=lambda wc: P.train_cond(wc.ds, P.variant(wc)),
         batch_size=lambda wc: P.global_batch(wc.ds),
@@ -41,10 +41,7 @@ rule train:
             "diffusion.timesteps": "--timesteps",
         }),
     resources:
-        gpu=lambda wc: P.train_resources(wc.ds)["gpu"],
-        cpus_per_gpu=lambda wc: P.train_resources(wc.ds)["cpus_per_gpu"],
-        mem_mb=lambda wc: P.train_resources(wc.ds)["mem_mb"],
-        runtime=lambda wc: P.train_resources(wc.ds)["runtime"],
+        **P.train_resources(),
     threads: 2
     shell:
         "{params.launcher} train --store {input.store} {params.cond} --out {params.out}"

@@ -29,8 +29,7 @@ rule viewer:
     priority: 10  # before the report, which links it and embeds its preview, when both can run
     threads: 2
     resources:
-        mem_mb=4000,
-        runtime=lambda wc: 120 if P.on_cluster(wc.ds) else 15,
+        **P.resources(mem_mb=4000, runtime=(15, 120)),
     shell:
         "infbrush viewer --out {params.out} --samples {input.samples} --store {input.store} {params.tiles}"
         " --dataset {wildcards.ds} {params.flags} --workers {threads} > {log} 2>&1"
