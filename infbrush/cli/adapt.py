@@ -9,18 +9,27 @@ KINDS = ("bach", "celebahq")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from infbrush.cli.options import signature_defaults
+    from infbrush.data.adapters import CELEBA_ATTRIBUTE, adapt_bach, adapt_celebahq
+
+    bach, celeba = signature_defaults(adapt_bach), signature_defaults(adapt_celebahq)  # the library owns the defaults
     parser.add_argument("--kind", required=True, choices=KINDS, help="dataset kind")
     parser.add_argument("--root", required=True, help="BACH folder (Photos/ or train|test/) or CelebA-HQ images")
     parser.add_argument("--out", required=True, help="image store to write")
     parser.add_argument("--image-size", type=int, required=True, help="side of the stored (square) images")
-    parser.add_argument("--thumb-size", type=int, default=224, help="side of the stored thumbnails")
-    parser.add_argument("--test-fraction", type=float, default=0.25,
-                        help="BACH official layout: test share per class (stratified)")
-    parser.add_argument("--seed", type=int, default=0, help="BACH official layout: split seed")
+    parser.add_argument("--thumb-size", type=int, default=bach["thumb_size"],
+                        help="side of the stored thumbnails (default: %(default)s)")
+    parser.add_argument("--test-fraction", type=float, default=bach["test_fraction"],
+                        help="BACH official layout: test share per class (stratified) (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=bach["seed"],
+                        help="BACH official layout: split seed (default: %(default)s)")
     parser.add_argument("--attributes", help="CelebA: list_attr_celeba.txt-style attribute file")
-    parser.add_argument("--attribute", default="Blond_Hair", help="CelebA: the binary attribute used as label")
-    parser.add_argument("--mapping", help="CelebA-HQ-to-CelebA-mapping.txt, when images are named by HQ index")
-    parser.add_argument("--held-out-fraction", type=float, default=0.0, help="CelebA: held-out share")
+    parser.add_argument("--attribute", default=CELEBA_ATTRIBUTE,
+                        help="CelebA: the binary attribute used as label (default: %(default)s)")
+    parser.add_argument("--mapping", default=celeba["mapping"],
+                        help="CelebA-HQ-to-CelebA-mapping.txt, when images are named by HQ index")
+    parser.add_argument("--held-out-fraction", type=float, default=celeba["held_out_fraction"],
+                        help="CelebA: held-out share (default: %(default)s)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

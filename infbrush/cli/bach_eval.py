@@ -8,18 +8,22 @@ HELP = "BACH downstream: linear probe on frozen embeddings, real vs real + synth
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from infbrush.cli.options import add_device_option, add_encoder_options, signature_defaults
+    from infbrush.evaluate.bach import bach_downstream
+
+    d = signature_defaults(bach_downstream)  # the library owns the defaults
     parser.add_argument("--bach", required=True, help="BACH image store (results/<ds>/bach.h5, split 0 train / 1 test)")
     parser.add_argument("--synthetic", required=True,
                         help="index.json of images sampled from the BACH training images' embeddings")
-    parser.add_argument("--kind", default="open_clip", help="encoder kind: open_clip | timm | dino")
-    parser.add_argument("--model", required=True, help="encoder model (democlip, hf-hub:wisdomik/QuiltNet-B-32, ...)")
-    parser.add_argument("--checkpoint", default=None, help="local weights of the encoder")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="validation-split seeds")
-    parser.add_argument("--val-fraction", type=float, default=0.2,
-                        help="share of the real training images used to choose the regularisation C")
+    add_encoder_options(parser)
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(d["seeds"]),
+                        help="validation-split seeds (default: %(default)s)")
+    parser.add_argument("--val-fraction", type=float, default=d["val_fraction"],
+                        help="share of the real training images used to choose the regularisation C "
+                             "(default: %(default)s)")
     parser.add_argument("--out", required=True, help="bach.json")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--batch-size", type=int, default=d["batch_size"], help="default: %(default)s")
+    add_device_option(parser)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -7,17 +7,18 @@ HELP = "embed an image store into embeddings.h5 (resumable; open_clip, timm or D
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from infbrush.cli.options import add_device_option, add_encoder_options, signature_defaults
+    from infbrush.embed.images import embed_store
+
+    d = signature_defaults(embed_store)  # the library owns the defaults
     parser.add_argument("--store", required=True, help="image store (results/<ds>/images.h5)")
-    parser.add_argument("--kind", required=True, choices=["open_clip", "timm", "dino"], help="encoder family")
-    parser.add_argument("--model", required=True,
-                        help="open_clip name (hf-hub:ORG/REPO, local-dir:DIR, democlip, ViT-B-32...), timm name")
-    parser.add_argument("--checkpoint", default=None, help="local weights file/folder (or open_clip pretrained tag)")
+    add_encoder_options(parser, kind_required=True)
     parser.add_argument("--out", required=True, help="output HDF5 (results/<ds>/embeddings.h5)")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--batch-size", type=int, default=d["batch_size"], help="default: %(default)s")
+    add_device_option(parser)
     parser.add_argument("--input-size", type=int, default=None,
                         help="expected encoder input size (checked against the encoder; params embedding.input_size)")
-    parser.add_argument("--limit", type=int, default=None,
+    parser.add_argument("--limit", type=int, default=d["limit"],
                         help="embed at most this many images in this call (rerun to continue)")
     parser.add_argument("--no-progress", action="store_true")
 

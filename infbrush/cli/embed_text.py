@@ -7,13 +7,14 @@ HELP = "embed class prompts with an open_clip model into text_embeddings.h5"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--kind", default="open_clip", choices=["open_clip"], help="only open_clip has a text tower")
-    parser.add_argument("--model", required=True, help="open_clip model (hf-hub:..., local-dir:..., democlip, ...)")
-    parser.add_argument("--checkpoint", default=None, help="local weights file/folder")
+    from infbrush.cli.options import add_device_option, add_encoder_options
+    from infbrush.embed.encoders import TEXT_ENCODER_KINDS
+
+    add_encoder_options(parser, kinds=TEXT_ENCODER_KINDS)
     parser.add_argument("--prompts", required=True, nargs="+",
                         help="NAME=PROMPT items, or one JSON/YAML file mapping class name -> prompt")
     parser.add_argument("--out", required=True, help="output HDF5 (results/<ds>/text_embeddings.h5)")
-    parser.add_argument("--device", default="auto")
+    add_device_option(parser)
 
 
 def main(args: argparse.Namespace) -> int:

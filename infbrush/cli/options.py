@@ -68,3 +68,27 @@ def int_list(flag: str) -> Callable[[str], list[int]]:
             raise argparse.ArgumentTypeError(f"{flag} must be comma-separated integers, got {text!r}") from None
 
     return parse
+
+
+def add_device_option(parser: argparse.ArgumentParser) -> None:
+    """``--device``: the default and its meaning are those of :func:`infbrush.runtime.device.resolve_device`."""
+    from infbrush.runtime.device import resolve_device
+
+    parser.add_argument("--device", default=signature_defaults(resolve_device)["device"],
+                        help="auto (cuda when a GPU is visible, else cpu) | cpu | cuda | cuda:N (default: %(default)s)")
+
+
+def add_encoder_options(parser: argparse.ArgumentParser, *, kinds: tuple[str, ...] | None = None,
+                        kind_required: bool = False) -> None:
+    """``--kind``, ``--model``, ``--checkpoint`` of :func:`infbrush.embed.encoders.load_encoder`: the kinds and the
+    checkpoint default are the library's; ``kinds`` narrows them (a text tower: open_clip only); ``--kind``
+    defaults to the first of them unless ``kind_required``."""
+    from infbrush.embed.encoders import ENCODER_KINDS, load_encoder
+
+    kinds = kinds or ENCODER_KINDS
+    parser.add_argument("--kind", choices=kinds, required=kind_required, default=None if kind_required else kinds[0],
+                        help="encoder family" + ("" if kind_required else " (default: %(default)s)"))
+    parser.add_argument("--model", required=True,
+                        help="open_clip model (democlip, hf-hub:ORG/REPO, local-dir:DIR, ViT-B-32, ...) or timm name")
+    parser.add_argument("--checkpoint", default=signature_defaults(load_encoder)["checkpoint"],
+                        help="local weights file/folder of the model (or an open_clip pretrained tag)")

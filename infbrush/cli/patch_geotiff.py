@@ -18,17 +18,25 @@ def _bands(text: str) -> tuple[int, ...]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from infbrush.cli.options import signature_defaults
+    from infbrush.data.geotiff import PatchParams, patch_geotiffs
+
+    p, d = PatchParams(), signature_defaults(patch_geotiffs)  # the library owns the defaults
     parser.add_argument("tifs", nargs="+", metavar="TIF", help="GeoTIFF files, directories or globs")
     parser.add_argument("--out", required=True, help="image store to write (results/<ds>/images.h5)")
     parser.add_argument("--patch-size", type=int, required=True, help="patch side in pixels")
-    parser.add_argument("--bands", type=_bands, default=(1, 2, 3), help="1-based bands, e.g. 1,2,3 or 1,2,3,4")
-    parser.add_argument("--max-nodata-fraction", type=float, default=0.05, help="drop patches with more nodata")
-    parser.add_argument("--thumb-size", type=int, default=224, help="side of the stored thumbnails")
-    parser.add_argument("--landcover", nargs="*", default=[], help="land-cover rasters: label = majority class")
-    parser.add_argument("--landcover-names", nargs="*", default=[],
+    parser.add_argument("--bands", type=_bands, default=p.bands,
+                        help="1-based bands, e.g. 1,2,3 or 1,2,3,4 (default: %(default)s)")
+    parser.add_argument("--max-nodata-fraction", type=float, default=p.max_nodata_fraction,
+                        help="drop patches with more nodata (default: %(default)s)")
+    parser.add_argument("--thumb-size", type=int, default=d["thumb_size"],
+                        help="side of the stored thumbnails (default: %(default)s)")
+    parser.add_argument("--landcover", nargs="*", default=list(d["landcover"]),
+                        help="land-cover rasters: label = majority class")
+    parser.add_argument("--landcover-names", nargs="*", default=list(d["landcover_names"]),
                         help="name of each land-cover class value 0, 1, … (else the raster's class_names tag)")
-    parser.add_argument("--held-out-fraction", type=float, default=0.0,
-                        help="hold out the last rows of patches of each file (fraction of rows)")
+    parser.add_argument("--held-out-fraction", type=float, default=d["held_out_fraction"],
+                        help="hold out the last rows of patches of each file (fraction of rows) (default: %(default)s)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

@@ -11,52 +11,66 @@ from infbrush.errors import InfbrushError
 HELP = "sample images at any resolution from exported EMA weights (PNG, or pyramidal TIFF for large ones)"
 
 
+SPLITS = {"held-out": 1, "train": 0}  # --split name → the store's split value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from infbrush.cli.options import add_device_option, signature_defaults
+    from infbrush.sample import run
+    from infbrush.sample.conditions import from_held_out
+
+    d = signature_defaults(run.sample_resolution)  # the library owns the defaults (and run.DEFAULT_*)
+    split = {value: name for name, value in SPLITS.items()}[signature_defaults(from_held_out)["split"]]
     parser.add_argument("--weights", required=True, help="exported EMA weights (results/<ds>/ema.pt)")
     parser.add_argument("--out", required=True, help="output folder; images go to OUT/<R>/ with an index.json")
     parser.add_argument("--resolution", type=int, nargs="+", required=True, metavar="R",
                         help="output side(s) in pixels (square images), e.g. 256 512 4096")
-    parser.add_argument("--steps", type=int, default=50, help="DDIM steps (paper: 50)")
-    parser.add_argument("--guidance-scale", type=float, default=1.0, help="classifier-free guidance (1 = none)")
-    parser.add_argument("--guidance-t-min", type=int, default=0,
-                        help="guide only the steps with t >= this (a guidance interval; default 0: every step)")
-    parser.add_argument("--chunk-points", type=int, default=65536,
-                        help="points per denoiser chunk (bounds activation memory; 0 = whole image at once)")
-    parser.add_argument("--seed", type=int, default=0, help="image i uses seed SEED + i")
+    parser.add_argument("--steps", type=int, default=run.DEFAULT_STEPS, help="DDIM steps (default: %(default)s)")
+    parser.add_argument("--guidance-scale", type=float, default=d["guidance_scale"],
+                        help="classifier-free guidance (1 = none; default: %(default)s)")
+    parser.add_argument("--guidance-t-min", type=int, default=d["guidance_t_min"],
+                        help="guide only the steps with t >= this (a guidance interval; default %(default)s: every "
+                             "step)")
+    parser.add_argument("--chunk-points", type=int, default=run.DEFAULT_CHUNK_POINTS,
+                        help="points per denoiser chunk (bounds activation memory; 0 = whole image at once; "
+                             "default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=run.DEFAULT_SEED,
+                        help="image i uses seed SEED + i (default: %(default)s)")
     src = parser.add_mutually_exclusive_group()
     src.add_argument("--cond-embeddings", help="embeddings.h5 of the store's images (condition on held-out images)")
     src.add_argument("--cond-text", help="text_embeddings.h5 (condition on class prompts, --per-class each)")
     src.add_argument("--labels", type=int_list("--labels"), help="comma-separated class labels (a label-conditioned model)")
     parser.add_argument("--store", help="images.h5 whose rows --cond-embeddings describes (with --cond-embeddings)")
-    parser.add_argument("--split", choices=("held-out", "train"), default="held-out",
-                        help="which store rows give conditions (default: held-out, split == 1)")
-    parser.add_argument("--per-class", type=int, default=4,
+    parser.add_argument("--split", choices=tuple(SPLITS), default=split,
+                        help="which store rows give conditions (default: %(default)s)")
+    parser.add_argument("--per-class", type=int, default=run.DEFAULT_PER_CLASS,
                         help="images per prompt / label; with --cond-embeddings only when --balanced: images per "
-                             "class label of the held-out rows")
+                             "class label of the held-out rows (default: %(default)s)")
     parser.add_argument("--balanced", action="store_true",
                         help="--cond-embeddings: take --per-class held-out images of every class instead of the "
                              "first --n-images rows")
     parser.add_argument("--n-images", type=int, help="at most this many images (held-out: the first N rows; "
                                                      "unconditional: required)")
-    parser.add_argument("--format", choices=("auto", "png", "tiff"), default="auto",
-                        help="auto: PNG up to --png-max-side, pyramidal TIFF above")
-    parser.add_argument("--png-max-side", type=int, default=2048)
-    parser.add_argument("--compression", choices=("jpeg", "deflate"), default="jpeg", help="TIFF tile compression")
+    parser.add_argument("--format", choices=("auto", "png", "tiff"), default=d["fmt"],
+                        help="auto: PNG up to --png-max-side, pyramidal TIFF above (default: %(default)s)")
+    parser.add_argument("--png-max-side", type=int, default=d["png_max_side"], help="default: %(default)s")
+    parser.add_argument("--compression", choices=("jpeg", "deflate"), default=d["compression"],
+                        help="TIFF tile compression (default: %(default)s)")
     parser.add_argument("--mpp", type=float, help="microns per pixel of the training images (tiling.target_mpp)")
     parser.add_argument("--mpp-size", type=int,
                         help="image side at which --mpp holds (tiling.patch_size); output mpp = mpp·size/R. "
                              "Default: R (every output gets --mpp)")
     parser.add_argument("--mollify-sigma", type=float, help="default: the value the model was trained with")
     parser.add_argument("--timesteps", type=int, help="diffusion T; default: the value the model was trained with")
-    parser.add_argument("--batch-pixels", type=int, default=None,
-                        help="images per batch = max(1, this // R²) (default: the sampler's DEFAULT_BATCH_PIXELS); "
-                             "outputs do not depend on it")
+    parser.add_argument("--batch-pixels", type=int, default=d["batch_pixels"],
+                        help="images per batch = max(1, this // R²) (default: %(default)s); outputs do not depend "
+                             "on it")
     parser.add_argument("--state-dir", help="keep the DDIM state in a scratch file in this folder instead of RAM "
                                             "(CPU; for outputs larger than memory, e.g. 16384²)")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    parser.add_argument("--amp", default="off", choices=["off", "bf16", "bf16-grid"],
+    add_device_option(parser)
+    parser.add_argument("--amp", default=d["precision"], choices=["off", "bf16", "bf16-grid"],
                         help="precision: float32, bf16 autocast of the denoiser, or of its grid UNet only "
-                             "(benchmarks/RESULTS.md: speed and accuracy of each)")
+                             "(benchmarks/RESULTS.md: speed and accuracy of each; default: %(default)s)")
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -92,6 +106,8 @@ def main(args: argparse.Namespace) -> int:
         raise InfbrushError(f"--resolution must be positive, got {args.resolution}")
     if args.per_class < 1:
         raise InfbrushError(f"--per-class must be >= 1, got {args.per_class}")
+    if args.batch_pixels < 1:
+        raise InfbrushError(f"--batch-pixels must be >= 1, got {args.batch_pixels}")
     if args.guidance_t_min < 0:
         raise InfbrushError(f"--guidance-t-min must be >= 0, got {args.guidance_t_min}")
     if not args.guidance_scale >= 0:
@@ -113,7 +129,7 @@ def main(args: argparse.Namespace) -> int:
 
     if args.cond_embeddings:
         specs = C.from_held_out(args.store, args.cond_embeddings, seed=args.seed, n_images=args.n_images,
-                                split=1 if args.split == "held-out" else 0,
+                                split=SPLITS[args.split],
                                 per_class=args.per_class if args.balanced else None)
         cond_files = [args.cond_embeddings]
     elif args.cond_text:
@@ -148,8 +164,7 @@ def main(args: argparse.Namespace) -> int:
                                     fmt=args.format, png_max_side=args.png_max_side,
                                     compression=args.compression, mpp=mpp, device=device,
                                     progress=not args.no_progress, state_dir=args.state_dir,
-                                    precision=args.amp, rank=rank,
-                                    **({"batch_pixels": args.batch_pixels} if args.batch_pixels else {}))
+                                    precision=args.amp, rank=rank, batch_pixels=args.batch_pixels)
         if rank == 0:
             print(f"{len(entries)} images at {r}x{r} in {Path(args.out) / str(r)}", file=sys.stderr)
     if rank_layout()[1] > 1:

@@ -8,24 +8,28 @@ HELP = "spectral check: power spectra of samples (each resolution) vs real image
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from infbrush.evaluate.spectrum import DEFAULT_MAX_SIDE, DEFAULT_PEAK_FACTOR
+    from infbrush.cli.options import signature_defaults
+    from infbrush.evaluate.spectrum import spectrum_check
 
+    d = signature_defaults(spectrum_check)  # the library owns the defaults
     parser.add_argument("--store", required=True, help="images.h5: the real images (resized to each sample size)")
     parser.add_argument("--samples", required=True, action="append",
                         help="index.json written by `infbrush sample` (OUT/<R>/index.json); repeat per resolution")
     parser.add_argument("--out", required=True, help="spectrum.json")
     parser.add_argument("--plot", default=None, help="spectrum.png (radial spectra and their ratio)")
-    parser.add_argument("--lattice-freqs", type=float, nargs="*", default=[],
+    parser.add_argument("--lattice-freqs", type=float, nargs="*", default=list(d["lattice_freqs"]),
                         help="frequencies to check, in cycles per image side (e.g. the model's sparse lattice and "
                              "grid cells per side: 64 32 for the demo preset)")
-    parser.add_argument("--real-split", choices=("all", "train", "held_out"), default="all",
-                        help="which store rows are the real images")
-    parser.add_argument("--max-real", type=int, default=256, help="at most this many real images, drawn with --seed")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--peak-factor", type=float, default=DEFAULT_PEAK_FACTOR,
-                        help="a lattice peak counts when its prominence exceeds this many times the real images'")
-    parser.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE,
-                        help="larger samples are analysed on their central window of this side")
+    parser.add_argument("--real-split", choices=("all", "train", "held_out"), default=d["real_split"],
+                        help="which store rows are the real images (default: %(default)s)")
+    parser.add_argument("--max-real", type=int, default=d["max_real"],
+                        help="at most this many real images, drawn with --seed (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=d["seed"], help="default: %(default)s")
+    parser.add_argument("--peak-factor", type=float, default=d["peak_factor"],
+                        help="a lattice peak counts when its prominence exceeds this many times the real images' "
+                             "(default: %(default)s)")
+    parser.add_argument("--max-side", type=int, default=d["max_side"],
+                        help="larger samples are analysed on their central window of this side (default: %(default)s)")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -9,29 +9,29 @@ HELP = "classify text-conditioned generations with the CLIP model's zero-shot he
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from infbrush.cli.options import add_device_option, add_encoder_options, signature_defaults
+    from infbrush.embed.encoders import TEXT_ENCODER_KINDS
+    from infbrush.evaluate.zeroshot import zero_shot_evaluate
+
+    d = signature_defaults(zero_shot_evaluate)  # the library owns the defaults
     parser.add_argument("--samples", required=True, help="index.json of images sampled with --cond-text")
-    parser.add_argument("--kind", default="open_clip", help="encoder kind (open_clip: needs a text tower)")
-    parser.add_argument("--model", required=True, help="open_clip model: democlip, hf-hub:ORG/REPO, ...")
-    parser.add_argument("--checkpoint", default=None, help="local weights of the model")
+    add_encoder_options(parser, kinds=TEXT_ENCODER_KINDS)
     parser.add_argument("--prompts", nargs="+", required=True,
                         help="NAME=PROMPT items in class order, or one JSON/YAML file mapping name -> prompt")
     parser.add_argument("--out", required=True, help="zeroshot.json")
     parser.add_argument("--png", default=None, help="confusion-matrix PNG (default: OUT with .png)")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--batch-size", type=int, default=d["batch_size"], help="default: %(default)s")
+    add_device_option(parser)
 
 
 def main(args: argparse.Namespace) -> int:
     from infbrush.embed.encoders import load_encoder
     from infbrush.embed.text import parse_prompts
-    from infbrush.errors import InfbrushError
     from infbrush.runtime.device import resolve_device
     from infbrush.evaluate.images import read_sample_index
     from infbrush.evaluate.zeroshot import plot_confusion, zero_shot_evaluate
     from infbrush.io import write_json
 
-    if args.kind != "open_clip":
-        raise InfbrushError(f"--kind {args.kind!r}: zero-shot needs an open_clip model (a text tower)")
     prompts = parse_prompts(args.prompts)
     records = read_sample_index(args.samples)
     encoder = load_encoder(args.kind, args.model, args.checkpoint, device=resolve_device(args.device))

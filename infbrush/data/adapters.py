@@ -18,12 +18,13 @@ from typing import Any, Sequence
 import numpy as np
 
 from infbrush.data.patches import CLASS_NAMES
-from infbrush.data.store import resize_image
+from infbrush.data.store import THUMB_SIZE, resize_image
 from infbrush.runtime.jobs import failures_path, write_failures
 from infbrush.errors import InfbrushError
 
 IMAGE_EXTENSIONS = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
 BACH_FOLDERS = {"normal": 0, "benign": 1, "insitu": 2, "invasive": 3}  # folder name, lower-case, no _/-/space
+CELEBA_ATTRIBUTE = "Blond_Hair"  # the label of CelebA-HQ (Sec. 5.3: blonde vs non-blonde)
 
 
 def _norm(name: str) -> str:
@@ -107,7 +108,7 @@ def write_images(items: Sequence[tuple[Path, int, int, str]], out: str | os.Path
     return {"n_images": n, "failures": failures}
 
 
-def adapt_bach(root: str | os.PathLike, out: str | os.PathLike, *, image_size: int, thumb_size: int = 224,
+def adapt_bach(root: str | os.PathLike, out: str | os.PathLike, *, image_size: int, thumb_size: int = THUMB_SIZE,
                test_fraction: float = 0.25, seed: int = 0, progress: bool = True, log=None) -> dict[str, Any]:
     """BACH → image store with labels 0..3 (normal, benign, in_situ, invasive) and split 0 train / 1 test."""
     items = [(path, label, split, f"{path.parent.name}/{path.name}")
@@ -146,7 +147,7 @@ def read_hq_mapping(path: str | os.PathLike) -> dict[str, str]:
 
 
 def adapt_celebahq(images: str | os.PathLike, attributes: str | os.PathLike, attribute: str,
-                   out: str | os.PathLike, *, image_size: int, thumb_size: int = 224, mapping: str | None = None,
+                   out: str | os.PathLike, *, image_size: int, thumb_size: int = THUMB_SIZE, mapping: str | None = None,
                    held_out_fraction: float = 0.0, progress: bool = True, log=None) -> dict[str, Any]:
     """CelebA-HQ → image store with label 1 where ``attribute`` is +1, else 0.
 

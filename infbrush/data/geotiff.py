@@ -23,6 +23,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from infbrush.data.store import THUMB_SIZE
 from infbrush.runtime.jobs import failures_path, write_failures
 from infbrush.errors import InfbrushError
 from infbrush.io import atomic_path
@@ -141,7 +142,7 @@ class LandCover:
 
 
 def patch_geotiffs(paths: Sequence[str | os.PathLike], out: str | os.PathLike, params: PatchParams, *,
-                   thumb_size: int = 224, landcover: Sequence[str | os.PathLike] = (),
+                   thumb_size: int = THUMB_SIZE, landcover: Sequence[str | os.PathLike] = (),
                    landcover_names: Sequence[str] = (), held_out_fraction: float = 0.0, progress: bool = True,
                    log=None) -> dict[str, Any]:
     """Patch every GeoTIFF into the image store ``out``; files that cannot be used go to failures.tsv.

@@ -20,6 +20,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from infbrush.data.store import THUMB_SIZE
 from infbrush.data.tiling import find_slides, read_coords, slide_id_of
 from infbrush.runtime.jobs import failures_path, process_context, write_failures
 from infbrush.errors import InfbrushError
@@ -184,7 +185,7 @@ def _tasks(matched) -> Iterator[tuple[str, np.ndarray, dict[str, Any]]]:
 
 
 def extract_patches(tiles_dir: str | os.PathLike, slides: Sequence[str | os.PathLike], out: str | os.PathLike, *,
-                    thumb_size: int = 224, class_maps: bool = True, held_out_slides: int = 0, workers: int = 1,
+                    thumb_size: int = THUMB_SIZE, class_maps: bool = False, held_out_slides: int = 0, workers: int = 1,
                     progress: bool = True, log=None) -> dict[str, Any]:
     """Write the image store ``out`` with every tiled patch; the last ``held_out_slides`` slides are held out.
 

@@ -24,6 +24,7 @@ from infbrush.errors import InfbrushError
 from infbrush.io import atomic_path
 
 TILE = 512  # chunk side: a 4096² image is read as 64 compressed tiles, a 256² image as one chunk
+THUMB_SIZE = 224  # side of the stored thumbnails: the embedding model's input size (the paper's encoders)
 
 
 def resize_image(image: np.ndarray, size: int) -> np.ndarray:
@@ -44,7 +45,7 @@ class ImageStoreWriter:
     Use as a context manager; an exception inside the block leaves nothing behind.
     """
 
-    def __init__(self, path: str | os.PathLike, *, image_size: int, channels: int = 3, thumb_size: int = 224,
+    def __init__(self, path: str | os.PathLike, *, image_size: int, channels: int = 3, thumb_size: int = THUMB_SIZE,
                  label_names: Sequence[str] = (), attrs: dict[str, Any] | None = None, batch: int = 16) -> None:
         self.path = Path(path)
         self.image_size, self.channels, self.thumb_size = image_size, channels, thumb_size
@@ -158,7 +159,7 @@ class ImageStore:
         """The (S, S, C) uint8 thumbnail at ``index`` (resized from the image if the store has none)."""
         if self.has_thumbs and (size is None or size == self._file()["thumbs"].shape[1]):
             return self._file()["thumbs"][index]
-        return resize_image(self.image(index), size or 224)
+        return resize_image(self.image(index), size or THUMB_SIZE)
 
     def close(self) -> None:
         if self._h5 is not None:

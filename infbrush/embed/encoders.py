@@ -28,6 +28,7 @@ from infbrush.runtime.device import resolve_device
 from infbrush.runtime.weights import load_timm_weights, sha256_state_dict
 
 ENCODER_KINDS = ("open_clip", "timm", "dino")
+TEXT_ENCODER_KINDS = ("open_clip",)  # the kinds with a text tower (prompt embeddings, zero-shot)
 
 
 @dataclass

@@ -89,7 +89,7 @@ def _summary(values: list[float]) -> dict:
 
 
 def bach_downstream(store_path: str | os.PathLike, records: Sequence[SampleRecord], encoder,
-                    seeds: Sequence[int], *, val_fraction: float = 0.2, c_grid: Sequence[float] = C_GRID,
+                    seeds: Sequence[int] = (0, 1, 2), *, val_fraction: float = 0.2, c_grid: Sequence[float] = C_GRID,
                     batch_size: int = 32, source: str = "synthetic") -> dict:
     """Run the protocol of the module docstring; returns accuracies of both arms and the counts."""
     from sklearn.model_selection import train_test_split

@@ -18,6 +18,11 @@ from infbrush.sample.conditions import SampleSpec
 from infbrush.sample.outputs import SampleIndex, choose_format, write_image
 
 DEFAULT_BATCH_PIXELS = 1 << 20  # images per batch = max(1, this // (H·W)): 16 at 256², 1 from 1024²
+# What `infbrush sample` does unless told otherwise (the rest of its defaults are sample_resolution's keywords):
+DEFAULT_STEPS = 50              # DDIM steps (the paper's 50, ../shared/paper/NUMBERS.md)
+DEFAULT_CHUNK_POINTS = 1 << 16  # points per denoiser chunk: bounds activation memory (0 / None: whole image at once)
+DEFAULT_SEED = 0                # image i uses seed DEFAULT_SEED + i
+DEFAULT_PER_CLASS = 4           # images per prompt / class label
 
 
 def load_weights(path: str | os.PathLike, device: str = "cpu"):
