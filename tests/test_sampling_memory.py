@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from infbrush.models import chunked_forward
-from infbrush.models.chunked import chunk_spans, streamed_forward
+from infbrush.models.chunked import streamed_forward
+from infbrush.runtime.chunks import chunk_spans
 from test_sampling_core import TINY, _model, _sample  # the same tiny model and sampler
 
 

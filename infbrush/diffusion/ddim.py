@@ -18,6 +18,7 @@ import torch
 from infbrush.diffusion.mollifier import mollified_noise_grid, noise_bands
 from infbrush.diffusion.points import index_to_coords
 from infbrush.diffusion.schedule import PREDICTIONS, ddim_step, ddim_timesteps, eps_from_v, eps_from_x0, predict_x0
+from infbrush.runtime.chunks import check_chunk_points
 
 DEFAULT_CACHE_BYTES = 256 << 20  # activations kept between the passes of a chunked forward (bounded, not per pixel)
 NOISE_BAND_POINTS = 1 << 22  # x_T is made in bands of at most this many points (48 MiB for RGB)
@@ -195,8 +196,7 @@ def ddim_sample(
     if prediction not in PREDICTIONS:
         raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
     n_points = height * width
-    if chunk_points is not None and chunk_points < 1:
-        raise ValueError(f"chunk_points must be >= 1, got {chunk_points}")
+    check_chunk_points(chunk_points)  # before any work (the chunks themselves are the model's)
     device = torch.device(device) if device is not None else _device_of(model, cond)
     cond = cond.to(device) if cond is not None else None
     streams = hasattr(model, "stream")  # evaluates chunks itself (the denoiser, or a wrapper of it)

@@ -17,16 +17,10 @@ from collections.abc import Callable
 
 import torch
 
+from infbrush.runtime.chunks import check_chunk_points, chunk_spans
+
 ReadChunk = Callable[[int, int], tuple[torch.Tensor, torch.Tensor]]  # (start, stop) → x (B, n, C), coords (B, n, 2)
 WriteChunk = Callable[[int, int, torch.Tensor], None]  # (start, stop, ε̂ (B, n, C))
-
-
-def chunk_spans(n_points: int, chunk_points: int | None) -> list[tuple[int, int]]:
-    """[(start, stop), ...] covering range(n_points) in chunks of ``chunk_points`` (None: one chunk)."""
-    if chunk_points is not None and chunk_points < 1:
-        raise ValueError(f"chunk_points must be >= 1, got {chunk_points}")
-    step = n_points if chunk_points is None else min(chunk_points, n_points)
-    return [(s, min(s + step, n_points)) for s in range(0, n_points, max(step, 1))]
 
 
 Combine = Callable[[int, object], object]  # (stage k, this process's accumulator) → the accumulator over all
@@ -106,8 +100,7 @@ def chunked_forward(model, x: torch.Tensor, coords: torch.Tensor, t: torch.Tenso
                     cond_mask: torch.Tensor | None = None, cache_bytes: int = 0) -> torch.Tensor:
     """ε̂ (B, N, C) of ``model`` computed over chunks of ``chunk_points`` points per image (None: one pass)."""
     n = x.shape[1]
-    if chunk_points is not None and chunk_points < 1:
-        raise ValueError(f"chunk_points must be >= 1, got {chunk_points}")
+    check_chunk_points(chunk_points)
     if chunk_points is None or chunk_points >= n:
         return model(x, coords, t, cond, image_size, cond_mask=cond_mask)
     model.check_inputs(x, coords, t)

@@ -17,7 +17,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from infbrush.models.chunked import ReadChunk, WriteChunk, chunk_spans, streamed_forward
+from infbrush.models.chunked import ReadChunk, WriteChunk, streamed_forward
+from infbrush.runtime.chunks import chunk_spans
 
 
 def rank_spans(n_points: int, chunk_points: int | None, rank: int, world: int) -> list[tuple[int, int]]:
