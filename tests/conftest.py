@@ -31,5 +31,25 @@ def repo_root() -> Path:
     return REPO
 
 
+@pytest.fixture(scope="session")
+def tiny_democlip(tmp_path_factory):
+    """Factory: a tiny demo CLIP with random weights (seed 0) saved in the demo CLIP's checkpoint format (16-d
+    features) for the given class prompts; returns the checkpoint path."""
+
+    def make(prompts: dict[str, str]) -> str:
+        import torch
+
+        from infbrush.embed.democlip import build_democlip, democlip_config, save_democlip
+
+        cfg = democlip_config(image_size=32, patch_size=8, width=64, layers=2, embed_dim=16)
+        torch.manual_seed(0)
+        model, _, _ = build_democlip(cfg)
+        path = tmp_path_factory.mktemp("clip") / "democlip.pt"
+        save_democlip(path, model, cfg, list(prompts), prompts, steps=0)
+        return str(path)
+
+    return make
+
+
 def have(cmd: str) -> bool:
     return shutil.which(cmd) is not None

@@ -32,16 +32,9 @@ def add_noise(image: np.ndarray, sigma: float, rng: np.random.Generator) -> np.n
 
 
 @pytest.fixture(scope="module")
-def democlip_ckpt(tmp_path_factory):
+def democlip_ckpt(tiny_democlip):
     """A tiny demo CLIP with random weights, saved in the demo CLIP's checkpoint format (16-d features)."""
-    from infbrush.embed.democlip import build_democlip, democlip_config, save_democlip
-
-    cfg = democlip_config(image_size=32, patch_size=8, width=64, layers=2, embed_dim=16)
-    torch.manual_seed(0)
-    model, _, _ = build_democlip(cfg)
-    path = tmp_path_factory.mktemp("clip") / "democlip.pt"
-    save_democlip(path, model, cfg, ["a", "b"], {"a": "a photo of a", "b": "a photo of b"}, steps=0)
-    return str(path)
+    return tiny_democlip({"a": "a photo of a", "b": "a photo of b"})
 
 
 def test_frechet_distance_matches_clean_fid():

@@ -19,16 +19,9 @@ PROMPTS = {"red": "a red image", "green": "a green image", "blue": "a blue image
 
 
 @pytest.fixture(scope="module")
-def democlip_ckpt(tmp_path_factory):
+def democlip_ckpt(tiny_democlip):
     """A tiny demo CLIP with random weights in the demo CLIP checkpoint format."""
-    from infbrush.embed.democlip import build_democlip, democlip_config, save_democlip
-
-    cfg = democlip_config(image_size=32, patch_size=8, width=64, layers=2, embed_dim=16)
-    torch.manual_seed(0)
-    model, _, _ = build_democlip(cfg)
-    path = tmp_path_factory.mktemp("clip") / "democlip.pt"
-    save_democlip(path, model, cfg, list(PROMPTS), PROMPTS, steps=0)
-    return str(path)
+    return tiny_democlip(PROMPTS)
 
 
 def _text_samples(folder, per_class):
