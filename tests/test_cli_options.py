@@ -62,3 +62,48 @@ def test_both_trainers_share_one_vocabulary():
     for old in (["--restart-stale"], ["--ckpt-dir", "c"]):  # train-dino's former spellings are gone
         with pytest.raises(SystemExit):
             _parse("train-dino", "--store", "s", "--out", "run", "--export", "w.pt", *old)
+
+
+def test_command_defaults_are_the_library_defaults():
+    """Each default of these commands is written once, in the library (issue 14)."""
+    from infbrush.cli.options import signature_defaults
+    from infbrush.data.adapters import CELEBA_ATTRIBUTE, adapt_bach
+    from infbrush.data.geotiff import PatchParams, patch_geotiffs
+    from infbrush.data.patches import extract_patches
+    from infbrush.embed.images import embed_store
+    from infbrush.evaluate.bach import bach_downstream
+    from infbrush.evaluate.spectrum import spectrum_check
+    from infbrush.evaluate.zeroshot import zero_shot_evaluate
+    from infbrush.runtime.device import resolve_device
+    from infbrush.sample import run
+
+    def same(args, func, *names):
+        d = signature_defaults(func)
+        for name in names:
+            want = d[name]
+            assert getattr(args, name) == (list(want) if isinstance(want, tuple) else want), name
+
+    same(_parse("extract-patches", "t", "--slides", "s", "--out", "o"), extract_patches,
+         "thumb_size", "class_maps", "held_out_slides", "workers")
+    geo = _parse("patch-geotiff", "a.tif", "--out", "o", "--patch-size", "8")
+    same(geo, patch_geotiffs, "thumb_size", "landcover", "landcover_names", "held_out_fraction")
+    assert (geo.bands, geo.max_nodata_fraction) == (PatchParams().bands, PatchParams().max_nodata_fraction)
+    adapt = _parse("adapt", "--kind", "bach", "--root", "r", "--out", "o", "--image-size", "8")
+    same(adapt, adapt_bach, "thumb_size", "test_fraction", "seed")
+    assert adapt.attribute == CELEBA_ATTRIBUTE
+    same(_parse("embed", "--store", "s", "--kind", "timm", "--model", "m", "--out", "o"), embed_store,
+         "batch_size", "limit")
+    same(_parse("spectrum", "--store", "s", "--samples", "i", "--out", "o"), spectrum_check,
+         "lattice_freqs", "real_split", "max_real", "seed", "peak_factor", "max_side")
+    same(_parse("zeroshot", "--samples", "s", "--model", "m", "--prompts", "a=b", "--out", "o"), zero_shot_evaluate,
+         "batch_size")
+    same(_parse("bach-eval", "--bach", "b", "--synthetic", "s", "--model", "m", "--out", "o"), bach_downstream,
+         "seeds", "val_fraction", "batch_size")
+    sample = _parse("sample", "--weights", "w", "--out", "o", "--resolution", "64")
+    same(sample, run.sample_resolution, "guidance_scale", "guidance_t_min", "png_max_side", "compression",
+         "batch_pixels")
+    assert (sample.steps, sample.chunk_points, sample.seed, sample.per_class, sample.amp, sample.format) == \
+        (run.DEFAULT_STEPS, run.DEFAULT_CHUNK_POINTS, run.DEFAULT_SEED, run.DEFAULT_PER_CLASS, "off", "auto")
+    for command in (["embed-text", "--model", "m", "--prompts", "a=b", "--out", "o"], ["sample", "--weights", "w",
+                    "--out", "o", "--resolution", "64"]):
+        assert _parse(*command).device == signature_defaults(resolve_device)["device"]

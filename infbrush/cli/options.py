@@ -85,9 +85,11 @@ def add_encoder_options(parser: argparse.ArgumentParser, *, kinds: tuple[str, ..
     defaults to the first of them unless ``kind_required``."""
     from infbrush.embed.encoders import ENCODER_KINDS, load_encoder
 
+    narrowed = kinds is not None and tuple(kinds) != tuple(ENCODER_KINDS)
     kinds = kinds or ENCODER_KINDS
+    text = "encoder family" + (" (only these have a text tower)" if narrowed else "")
     parser.add_argument("--kind", choices=kinds, required=kind_required, default=None if kind_required else kinds[0],
-                        help="encoder family" + ("" if kind_required else " (default: %(default)s)"))
+                        help=text + ("" if kind_required else " (default: %(default)s)"))
     parser.add_argument("--model", required=True,
                         help="open_clip model (democlip, hf-hub:ORG/REPO, local-dir:DIR, ViT-B-32, ...) or timm name")
     parser.add_argument("--checkpoint", default=signature_defaults(load_encoder)["checkpoint"],
