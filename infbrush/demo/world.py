@@ -41,18 +41,18 @@ _STREAM_SLIDES, _STREAM_NAIP, _STREAM_BACH = 1, 2, 3
 class DemoWorldConfig:
     """What to generate. Sizes are (width, height) for slides, side length for NAIP and BACH."""
 
-    seed: int = 0
-    n_slides: int = 5
-    slide_size: tuple[int, int] = (4096, 3072)
-    naip_size: int = 2048
-    bach_per_class: int = 24
-    bach_size: int = 256
-    bach_train_fraction: float = 0.75
-    mpp: float = 0.5
-    app_mag: int = 20
-    class_map_downsample: int = 16
-    tile_size: int = 256
-    jpeg_quality: int = 85
+    seed: int = 0  # every pixel is a deterministic function of it (and byte-identical across CPUs)
+    n_slides: int = 5  # Aperio .svs slides, plus one generic .tiff and two broken files
+    slide_size: tuple[int, int] = (4096, 3072)  # level-0 (width, height) in pixels
+    naip_size: int = 2048  # side of the NAIP-like GeoTIFF, 1 m pixels
+    bach_per_class: int = 24  # BACH-like images per class (train and test together)
+    bach_size: int = 256  # their side in pixels
+    bach_train_fraction: float = 0.75  # of each class, the rest is the test split
+    mpp: float = 0.5  # slides' level-0 µm per pixel (20× objective)
+    app_mag: int = 20  # the objective written into the Aperio header
+    class_map_downsample: int = 16  # slide pixels per class-map pixel
+    tile_size: int = 256  # TIFF tile side
+    jpeg_quality: int = 85  # of the slides' JPEG tiles, as scanners write them
 
     def validate(self) -> None:
         """Raise InfbrushError naming the first bad field."""

@@ -32,14 +32,14 @@ class TrainConfig:
     balance_labels: bool = False                # draw training images class-balanced (needs store labels)
     stratify_t: bool = False                    # timesteps stratified over the global batch
     grad_clip: float = 1.0                      # <= 0: no clipping (the norm is still logged)
-    n_points: int = 4096
-    mollify_sigma: float = 0.0039
-    cond_drop_prob: float = 0.1
-    timesteps: int = 1000
-    seed: int = 0
-    log_every: int = 10
-    ckpt_every: int = 100
-    keep: int = 3
+    n_points: int = 4096                        # pixels drawn per training image and step (the sparse function)
+    mollify_sigma: float = 0.0039               # noise mollifier width in [0, 1] image coordinates (1/256 here)
+    cond_drop_prob: float = 0.1                 # condition dropped to the null one (classifier-free guidance)
+    timesteps: int = 1000                       # diffusion steps T of the training schedule
+    seed: int = 0                               # initial weights; points and timesteps per (seed, step, batch slot)
+    log_every: int = 10                         # steps between metrics.jsonl lines
+    ckpt_every: int = 100                       # steps between checkpoints (and on SIGTERM)
+    keep: int = 3                               # newest checkpoints kept in the run folder
     sample_every: int = 0                       # 0: no sample grids
     sample_steps: int = 10
     sample_images: int = 4
