@@ -107,3 +107,18 @@ def test_command_defaults_are_the_library_defaults():
     for command in (["embed-text", "--model", "m", "--prompts", "a=b", "--out", "o"], ["sample", "--weights", "w",
                     "--out", "o", "--resolution", "64"]):
         assert _parse(*command).device == signature_defaults(resolve_device)["device"]
+
+
+def test_brush_eval_defaults_are_evaluate_brush_defaults():
+    """brush-eval's defaults are evaluate_brush's (one owner: infbrush.brush.settings and the sampler's)."""
+    from infbrush.brush import settings
+    from infbrush.brush.evaluate import evaluate_brush
+    from infbrush.cli.options import signature_defaults
+
+    args = _parse("brush-eval", "--map", "m.png", "--legend", "l.yaml", "--store", "s.h5", "--size", "64",
+                  "--out", "b.json")
+    library = signature_defaults(evaluate_brush)
+    for name in ("guidance_t_min", "chunk_points", "crop_fraction", "margin_fraction", "crops_per_region",
+                 "judge_seed", "feature_size"):
+        assert getattr(args, name) == library[name], name
+    assert args.seeds == list(settings.EVAL_SEEDS)

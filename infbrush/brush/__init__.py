@@ -1,10 +1,22 @@
 """The brush (issue 16): paint conditions into regions of one image — condition maps, legends, region-aware
-denoising (``RegionDenoiser``) and the MultiDiffusion-style baseline (``MultiDiffusionDenoiser``)."""
-from infbrush.brush.legend import Legend, RegionSpec, load_legend, parse_legend
-from infbrush.brush.maps import ConditionMap, RegionWeights, parse_blend, read_map, region_index
-from infbrush.brush.model import MultiDiffusionDenoiser, RegionCondition, RegionDenoiser
-from infbrush.brush.run import Painting, paint, prepare
+denoising (``RegionDenoiser``) and the MultiDiffusion-style baseline (``MultiDiffusionDenoiser``).
 
-__all__ = ["Legend", "RegionSpec", "load_legend", "parse_legend", "ConditionMap", "RegionWeights", "parse_blend",
-           "read_map", "region_index", "MultiDiffusionDenoiser", "RegionCondition", "RegionDenoiser", "Painting",
-           "paint", "prepare"]
+Names are imported on first use (PEP 562), so that ``infbrush.brush.settings`` stays torch-free for the commands'
+argument parsers."""
+from __future__ import annotations
+
+import importlib
+
+_HOME = {
+    "Legend": "legend", "RegionSpec": "legend", "load_legend": "legend", "parse_legend": "legend",
+    "ConditionMap": "maps", "RegionWeights": "maps", "parse_blend": "maps", "read_map": "maps", "region_index": "maps",
+    "MultiDiffusionDenoiser": "model", "RegionCondition": "model", "RegionDenoiser": "model",
+    "Painting": "run", "paint": "run", "prepare": "run",
+}
+__all__ = list(_HOME)
+
+
+def __getattr__(name: str):
+    if name not in _HOME:
+        raise AttributeError(f"module 'infbrush.brush' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"infbrush.brush.{_HOME[name]}"), name)

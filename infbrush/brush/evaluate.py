@@ -36,6 +36,9 @@ import numpy as np
 import torch
 
 from infbrush.errors import InfbrushError
+from infbrush.brush.settings import CROP_FRACTION, CROPS_PER_REGION, JUDGE_SEED, MARGIN_FRACTION
+from infbrush.evaluate.control import DEFAULT_FEATURE_SIZE
+from infbrush.sample.run import DEFAULT_CHUNK_POINTS
 
 SEAM_GOAL = 1.5  # issue 16: boundary gradient energy within 1.5× of the interiors
 ACCURACY_GOAL = 0.8  # issue 16: per-region accuracy
@@ -173,9 +176,10 @@ def guided_call_flops(denoiser, n_points: int, size: tuple[int, int], chunk_poin
 # --------------------------------------------------------------------------------------------- main
 def evaluate_brush(model, painting, *, store: str | os.PathLike, size: int, seeds: Sequence[int], steps: int,
                    alpha_bar, mollify_sigma: float, guidance_scale: float, guidance_t_min: int = 0,
-                   chunk_points: int | None = 65536, crop_fraction: float = 0.25, margin_fraction: float = 0.05,
-                   crops_per_region: int = 4, band_px: float | None = None, judge_seed: int = 0,
-                   feature_size: int = 64, out_dir: str | os.PathLike | None = None, device="cpu",
+                   chunk_points: int | None = DEFAULT_CHUNK_POINTS, crop_fraction: float = CROP_FRACTION,
+                   margin_fraction: float = MARGIN_FRACTION, crops_per_region: int = CROPS_PER_REGION,
+                   band_px: float | None = None, judge_seed: int = JUDGE_SEED,
+                   feature_size: int = DEFAULT_FEATURE_SIZE, out_dir: str | os.PathLike | None = None, device="cpu",
                    progress: bool = False) -> dict:
     """Render ours / baseline / single-condition for ``seeds`` at size², judge region crops, seams, cost → dict."""
     from infbrush.brush.run import paint

@@ -6,7 +6,9 @@ import sys
 import time
 from pathlib import Path
 
+from infbrush.cli.options import add_device_option
 from infbrush.errors import InfbrushError
+from infbrush.sample.run import DEFAULT_CHUNK_POINTS, DEFAULT_SEED, DEFAULT_STEPS
 
 HELP = ("paint conditions into regions of one image: a condition map (PNG/TIFF) + a legend (YAML) → PNG, or "
         "pyramidal TIFF for large outputs")
@@ -25,17 +27,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", choices=("model", "baseline"), default="model",
                         help="model: each point's region condition inside the denoiser (default); baseline: the "
                              "denoiser once per region, predictions blended (MultiDiffusion-style reference)")
-    parser.add_argument("--steps", type=int, default=50, help="DDIM steps")
+    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="DDIM steps (default: %(default)s)")
     parser.add_argument("--guidance-scale", type=float, help="classifier-free guidance (default: the legend's, else 1)")
     parser.add_argument("--guidance-t-min", type=int, default=0, help="guide only steps with t >= this")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--chunk-points", type=int, default=65536,
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument("--chunk-points", type=int, default=DEFAULT_CHUNK_POINTS,
                         help="points per denoiser chunk (bounds activation memory; 0 = whole image at once)")
     parser.add_argument("--compression", choices=("jpeg", "deflate"), default="jpeg", help="TIFF tile compression")
     parser.add_argument("--mollify-sigma", type=float, help="default: the value the model was trained with")
     parser.add_argument("--timesteps", type=int, help="diffusion T; default: the value the model was trained with")
     parser.add_argument("--state-dir", help="keep the DDIM state in a scratch file here instead of RAM (CPU)")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    add_device_option(parser)
     parser.add_argument("--no-progress", action="store_true")
 
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from infbrush.cli.options import int_list
+from infbrush.brush import settings
+from infbrush.cli.options import add_device_option, int_list
+from infbrush.evaluate.control import DEFAULT_FEATURE_SIZE
+from infbrush.sample.run import DEFAULT_CHUNK_POINTS, DEFAULT_STEPS
 
 HELP = ("measure a painted map: per-region accuracy of the real-data judge on crops inside each region, seam "
         "energy against real boundaries, cost against a single-condition sample and the per-region baseline")
@@ -19,19 +22,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="brush.json")
     parser.add_argument("--images", help="folder for the demo PNGs (brush, baseline, map, seeds, single-condition, "
                                          "real mosaic)")
-    parser.add_argument("--seeds", type=int_list("--seeds"), default=[0, 1, 2, 3], help="comma-separated seeds")
+    parser.add_argument("--seeds", type=int_list("--seeds"), default=list(settings.EVAL_SEEDS),
+                        help="comma-separated seeds (default: %(default)s)")
     parser.add_argument("--blend", help="soft-edge width override ('8px' or a fraction of the side)")
-    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     parser.add_argument("--guidance-scale", type=float, help="default: the legend's, else 1")
     parser.add_argument("--guidance-t-min", type=int, default=0)
-    parser.add_argument("--chunk-points", type=int, default=65536)
-    parser.add_argument("--crop-fraction", type=float, default=0.25, help="judge crop side / image side")
-    parser.add_argument("--margin-fraction", type=float, default=0.05,
+    parser.add_argument("--chunk-points", type=int, default=DEFAULT_CHUNK_POINTS)
+    parser.add_argument("--crop-fraction", type=float, default=settings.CROP_FRACTION, help="judge crop side / image side")
+    parser.add_argument("--margin-fraction", type=float, default=settings.MARGIN_FRACTION,
                         help="crops stay this fraction of the side away from other regions")
-    parser.add_argument("--crops-per-region", type=int, default=4)
-    parser.add_argument("--judge-seed", type=int, default=0)
-    parser.add_argument("--feature-size", type=int, default=64)
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--crops-per-region", type=int, default=settings.CROPS_PER_REGION)
+    parser.add_argument("--judge-seed", type=int, default=settings.JUDGE_SEED)
+    parser.add_argument("--feature-size", type=int, default=DEFAULT_FEATURE_SIZE)
+    add_device_option(parser)
     parser.add_argument("--no-progress", action="store_true")
 
 
