@@ -37,7 +37,7 @@ import torch
 
 from infbrush.errors import InfbrushError
 from infbrush.brush.settings import CROP_FRACTION, CROPS_PER_REGION, JUDGE_SEED, MARGIN_FRACTION
-from infbrush.evaluate.control import DEFAULT_FEATURE_SIZE
+from infbrush.evaluate.control import DEFAULT_FEATURE_SIZE, accuracy_summary, image_features, make_judge
 from infbrush.sample.run import DEFAULT_CHUNK_POINTS
 
 SEAM_GOAL = 1.5  # issue 16: boundary gradient energy within 1.5× of the interiors
@@ -112,7 +112,6 @@ def real_crops(store_path, split: int, fraction: float, per_image: int, seed: in
     """Features (n, F) and labels (n,) of ``per_image`` random square crops (``fraction`` of the side) of the
     store's labelled rows with ``split``; label names."""
     from infbrush.data.store import ImageStore
-    from infbrush.evaluate.control import image_features
 
     store = ImageStore(store_path)
     rng = np.random.default_rng(seed + 1000 * split)
@@ -133,10 +132,9 @@ def real_crops(store_path, split: int, fraction: float, per_image: int, seed: in
     return np.stack(feats), np.asarray(labels), names
 
 
-def fit_crop_judge(store_path, fraction: float, *, per_image: int = 2, seed: int = 0, feature_size: int = 64):
+def fit_crop_judge(store_path, fraction: float, *, per_image: int = 2, seed: int = JUDGE_SEED,
+                   feature_size: int = DEFAULT_FEATURE_SIZE):
     """(judge, names, summary): the demo judge fit on real training crops, scored on real held-out crops."""
-    from infbrush.evaluate.control import accuracy_summary, make_judge
-
     train_x, train_y, names = real_crops(store_path, 0, fraction, per_image, seed, feature_size)
     held_x, held_y, _ = real_crops(store_path, 1, fraction, per_image, seed, feature_size)
     judge = make_judge(seed).fit(train_x, train_y)
@@ -185,7 +183,6 @@ def evaluate_brush(model, painting, *, store: str | os.PathLike, size: int, seed
     from infbrush.brush.run import paint
     from infbrush.diffusion import ddim_sample
     from infbrush.brush.model import MultiDiffusionDenoiser, RegionDenoiser
-    from infbrush.evaluate.control import accuracy_summary, image_features
     from infbrush.sample.outputs import write_image
 
     legend, region = painting.legend, painting.region

@@ -26,7 +26,7 @@ OPTIONS = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from infbrush.cli.options import signature_defaults
+    from infbrush.cli.options import add_device_option, signature_defaults
     from infbrush.ssl.evaluate import train_and_evaluate
     from infbrush.ssl.train import DinoConfig
 
@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="existing checkpoints made with other data or settings: stop (default) or delete them "
                              "and start over")
     parser.add_argument("--knn-k", type=int, default=run["knn_k"])
-    parser.add_argument("--device", default=run["device"], help="auto | cpu | cuda")
+    add_device_option(parser)
     parser.add_argument("--no-progress", action="store_true")
 
 
