@@ -8,14 +8,19 @@ HELP = "Download the files of a GDC-style manifest (id, filename, md5, size): re
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from infbrush.cli.options import signature_defaults
+    from infbrush.data.download import download_all
+
+    d = signature_defaults(download_all)  # the library owns the defaults
     parser.add_argument("--manifest", required=True, help="tab-separated manifest with a 'filename' column")
     parser.add_argument("--url-template", required=True,
                         help="URL with manifest columns in braces, e.g. https://api.gdc.cancer.gov/data/{id}")
     parser.add_argument("--out", required=True, help="directory to download into")
-    parser.add_argument("--workers", type=int, default=4, help="parallel transfers")
-    parser.add_argument("--retries", type=int, default=3, help="retries per file after the first attempt")
-    parser.add_argument("--retry-wait", type=float, default=2.0, help="seconds before the first retry (doubles)")
-    parser.add_argument("--timeout", type=float, default=60.0, help="socket timeout in seconds")
+    parser.add_argument("--workers", type=int, default=d["workers"], help="parallel transfers (default: %(default)s)")
+    parser.add_argument("--retries", type=int, default=d["retries"], help="retries per file after the first attempt (default: %(default)s)")
+    parser.add_argument("--retry-wait", type=float, default=d["retry_wait"],
+                        help="seconds before the first retry (doubles) (default: %(default)s)")
+    parser.add_argument("--timeout", type=float, default=d["timeout"], help="socket timeout in seconds (default: %(default)s)")
     parser.add_argument("--token-file", help="file holding a GDC token (sent as X-Auth-Token; controlled data)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 

@@ -23,8 +23,8 @@ def _threshold(text: str) -> float | None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("slides", nargs="*", metavar="SLIDE_OR_DIR",
                         help="slide files, directories or globs (optional with --slides-csv)")
-    from infbrush.cli.options import add_config_options
-    from infbrush.data.tiling import TilingParams
+    from infbrush.cli.options import add_config_options, signature_defaults
+    from infbrush.data.tiling import TilingParams, tile_slides
     from infbrush.data.tissue import TissueParams
 
     parser.add_argument("--out", required=True, help="output directory (results/<ds>/tiles)")
@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "µm/px, overriding metadata and --mpp) (default: none)")
     parser.add_argument("--saturation-threshold", type=_threshold, default=None,
                         help="fixed saturation threshold 0..255, or 'otsu' (default: otsu)")
-    parser.add_argument("--workers", type=int, default=1, help="slides processed in parallel (default: %(default)s)")
+    parser.add_argument("--workers", type=int, default=signature_defaults(tile_slides)["workers"], help="slides processed in parallel (default: %(default)s)")
     parser.add_argument("--strict", action="store_true",
                         help="exit non-zero if any slide failed (default: off)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (default: off)")

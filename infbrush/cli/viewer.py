@@ -11,6 +11,7 @@ PREVIEW = ("auto", "always", "never")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from infbrush.cli.options import signature_defaults
+    from infbrush.viewer.browser import capture_viewer
     from infbrush.viewer.build import build_viewer
 
     d = signature_defaults(build_viewer)  # the library owns the defaults
@@ -49,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "preview.json): auto = when Chromium is installed (default: %(default)s)")
     parser.add_argument("--chromium", default=None,
                         help="Chromium executable (default: $INFBRUSH_CHROMIUM, else chromium on PATH)")
-    parser.add_argument("--zoom-steps", type=int, default=10,
+    parser.add_argument("--zoom-steps", type=int, default=signature_defaults(capture_viewer)["zoom_steps"],
                         help="mouse-wheel steps of the preview's zoom-in (default: %(default)s)")
 
 
