@@ -12,6 +12,7 @@ from infbrush.diffusion import cosine_alpha_bar, ddim_sample
 from infbrush.diffusion.points import index_to_coords
 from infbrush.errors import InfbrushError
 from infbrush.models import build_model
+from infbrush.models.uno import region_group_norm
 
 TINY = {"name": "infbrush", "in_channels": 3, "cond_dim": 4, "cano": True, "sparse_channels": 16, "sparse_grid": 16,
         "sparse_kernel": 3, "fourier_freqs": 3, "emb_dim": 32, "cond_tokens": 2, "num_heads": 2, "grid_size": 16,
@@ -300,15 +301,52 @@ def test_brush_eval_writes_brush_json(tmp_path):
     assert "Per-region accuracy" in html and "water" in html and "data:image/png" in html
 
 
-def test_local_context_options_reduce_to_the_plain_model_for_one_region():
-    model = tiny_model()
-    region = RegionCondition(EYE[[1]], [True], RegionWeights(np.zeros((1, 1), np.int64), 1, 0.0))
-    x = torch.randn(2, 100, 3)
-    coords = index_to_coords(torch.arange(100), (10, 10)).unsqueeze(0).expand(2, -1, -1)
-    t, mask = torch.tensor([500, 500]), torch.tensor([True, False])
-    ref = model(x, coords, t, torch.tensor(EYE[[1, 1]]), cond_mask=mask)
-    out = RegionDenoiser(model, region, local_context=True, local_grid=True)(x, coords, t, None, cond_mask=mask)
-    assert (out - ref).abs().max() < 1e-4
+def test_region_group_norm_is_group_norm_of_each_region_alone():
+    norm = torch.nn.GroupNorm(4, 8)
+    with torch.no_grad():
+        norm.weight.normal_()
+        norm.bias.normal_()
+    x = torch.randn(2, 8, 6, 10) * 3 + 5
+    one = torch.ones(2, 1, 6, 10)
+    assert (region_group_norm(norm, x, one) - norm(x)).abs().max() < 1e-4  # one region: GroupNorm itself
+    halves_w = torch.zeros(2, 2, 6, 10)
+    halves_w[:, 0, :, :4], halves_w[:, 1, :, 4:] = 1, 1
+    out = region_group_norm(norm, x, halves_w)
+    # each side is normalised by its own statistics, as if it were the whole grid
+    assert (out[..., :4] - norm(x[..., :4])).abs().max() < 1e-4
+    assert (out[..., 4:] - norm(x[..., 4:])).abs().max() < 1e-4
+
+
+def test_local_region_operations_keep_a_region_independent_of_the_others():
+    """With the local kernels and the grid read-back switched off, what still joins two regions is global:
+    self-attention over all points and the UNO's statistics. In the local mode (default) a region's ε̂ does not
+    move when another region's condition changes; with local=False it does."""
+    model = tiny_model(2)
+    with torch.no_grad():
+        for mod in (model.sparse_in.mix, model.sparse_out.mix, model.from_grid):
+            mod.weight.zero_()
+            mod.bias.zero_()
+    weights = RegionWeights(halves(), 2, 0.0)
+    x = torch.randn(2, 12 * 12, 3)
+    coords = index_to_coords(torch.arange(144), (12, 12)).unsqueeze(0).expand(2, -1, -1)
+    t, mask = torch.tensor([400, 400]), torch.tensor([True, False])
+    left = weights.hard_index(coords[0]) == 0
+    outs = {}
+    for local in (True, False):
+        a, b = (RegionDenoiser(model, RegionCondition(EYE[[0, right]], [True, True], weights), local=local)
+                (x, coords, t, None, cond_mask=mask) for right in (1, 3))
+        outs[local] = (a[:, left] - b[:, left]).abs().max(), (a[:, ~left] - b[:, ~left]).abs().max()
+    assert outs[True][0] < 1e-6 < 1e-3 < outs[True][1]  # the right side changes, the left does not
+    assert outs[False][0] > 1e-4  # the global operations carry the right's condition to the left
+
+
+def test_regions_holding_one_condition_take_the_plain_operations():
+    same = RegionCondition(EYE[[2, 2]], [True, True], RegionWeights(halves(), 2, 0.0))
+    assert same.condition_groups() is None
+    absent = RegionCondition(EYE[[2, 3]], [True, True], RegionWeights(np.zeros((2, 2), np.int64), 2, 0.0))
+    assert absent.condition_groups() is None  # region 1 is in the legend but not on the map
+    mixed = RegionCondition(EYE[[2, 0, 2]], [True, False, True], RegionWeights(np.array([[0, 1], [2, 2]]), 3, 0.0))
+    assert mixed.condition_groups().tolist() == [[1, 0], [0, 1], [1, 0]]
 
 
 def test_wrappers_stream_in_chunks_like_the_denoiser():

@@ -23,7 +23,7 @@ rule brush:
     resources:
         mem_mb=4000,
         runtime=60,
-    threads: 1
+    threads: 2
     shell:
         "infbrush brush-eval --map {input.map} --legend {input.legend} --weights {input.weights}"
         " --store {input.store} --out {output.json} --images {params.images} --no-progress {params.flags} > {log} 2>&1"
