@@ -134,6 +134,33 @@ def test_viewer_tiles_page_and_failures(built, world):
     assert not list(out.parent.glob(".viewer.*"))  # no temporary folders left behind
 
 
+def test_brush_paintings_are_shown_beside_their_condition_maps(tmp_path, osd):
+    """`--brush brush.json`: the painted image on the left, its condition map on the right (same field, zoom
+    synchronised over the whole image); a brush.json without its images is one failure line, the rest shown."""
+    from infbrush.viewer.build import build_viewer
+
+    ds = tmp_path / "results" / "demo_x"
+    (ds / "brush").mkdir(parents=True)
+    Image.fromarray(stripes(128)).save(ds / "brush" / "brush.png")
+    Image.fromarray(np.full((128, 128, 3), (200, 30, 90), np.uint8)).save(ds / "brush" / "map.png")
+    (ds / "brush.json").write_text(json.dumps({
+        "map": "workflow/brush/demo_x_map.png", "legend": "workflow/brush/demo_x_legend.yaml",
+        "regions": [{"name": "water", "area_fraction": 0.5}, {"name": "forest", "area_fraction": 0.5}],
+        "mean_region_accuracy": {"ours": 0.75},
+        "files": {"brush": "results/demo_x/brush/brush.png", "map": "results/demo_x/brush/map.png"}}))
+    (tmp_path / "broken.json").write_text('{"files": {}}')
+    summary = build_viewer(tmp_path / "viewer", brush=[ds / "brush.json", tmp_path / "broken.json"], install=False)
+    assert summary.pairs == 1
+    html = (tmp_path / "viewer" / "index.html").read_text()
+    data = json.loads(html.split('type="application/json">', 1)[1].split("</script>", 1)[0].replace("<\\/", "</"))
+    (pair,) = data["pairs"]
+    assert pair["name"] == "brush/brush" and pair["condition"] == "painted regions: water (50%), forest (50%)"
+    assert pair["real"]["title"] == "condition map" and pair["box"] == {"x": 0, "y": 0, "w": 1}
+    assert any("mean region accuracy 0.75" in line for line in pair["real"]["lines"])
+    assert (tmp_path / "viewer" / "tiles" / "map_000.dzi").is_file()
+    assert "not a brush.json with its images" in (tmp_path / "viewer" / "failures.tsv").read_text()
+
+
 def stripe_contrast(png: bytes, rect) -> float:
     """Mean |difference| of horizontally neighbouring pixels in the middle of a viewer on a screenshot."""
     import io

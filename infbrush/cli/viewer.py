@@ -21,6 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: none)")
     parser.add_argument("--images", nargs="*", default=[], metavar="IMAGE",
                         help="more generated images (pyramidal TIFF, PNG) without an index (default: none)")
+    parser.add_argument("--brush", nargs="*", default=[], metavar="BRUSH_JSON",
+                        help="brush.json files of `infbrush brush-eval`: the painted image beside its condition map "
+                             "(default: none)")
     parser.add_argument("--store", default=None,
                         help="image store of the real images (results/<ds>/images.h5) (default: none)")
     parser.add_argument("--tiles", default=None,
@@ -89,8 +92,8 @@ def main(args: argparse.Namespace) -> int:
     def log(line: str) -> None:
         print(f"infbrush viewer: {line}", file=sys.stderr)
 
-    summary = build_viewer(args.out, samples=args.samples, images=args.images, store=args.store, tiles=args.tiles,
-                           slides=args.slides, dataset=args.dataset, max_images=args.max_images,
+    summary = build_viewer(args.out, samples=args.samples, images=args.images, brush=args.brush, store=args.store,
+                           tiles=args.tiles, slides=args.slides, dataset=args.dataset, max_images=args.max_images,
                            context=args.context, tile_size=args.tile_size, overlap=args.overlap, fmt=args.format,
                            quality=args.quality, openseadragon=args.openseadragon, install=not args.no_install,
                            workers=args.workers, log=log)

@@ -2,7 +2,8 @@
 
 Pairing: a sample conditioned on a held-out real image (``source == "held-out"``) is shown beside that image;
 other samples (text prompt, class label) beside a held-out real image of the same class (else any real
-image). For WSI datasets the real side is the slide itself (through ``tiles/<slide>.h5``), cropped to the
+image). A painted image of the brush (``brush.json`` of ``infbrush brush-eval``) is shown beside its
+condition map. For WSI datasets the real side is the slide itself (through ``tiles/<slide>.h5``), cropped to the
 condition patch's field of view times ``context``: zoom and pan are synchronised so that the generated image
 and the real patch box show the same physical scale. Otherwise the real side is the stored patch.
 """
@@ -79,6 +80,40 @@ class Generated:
     path: Path
     name: str
     entry: dict[str, Any]
+    beside: Path | None = None  # shown on the right instead of a real image (a painted image's condition map)
+    beside_lines: list[str] = field(default_factory=list)
+    condition: str | None = None  # the condition in words, where the entry does not say it
+
+
+def _brush_file(brush_json: Path, name: str) -> Path:
+    """A file named in brush.json: as written (relative to the working directory), else beside brush.json."""
+    path = Path(name)
+    if path.is_absolute() or path.is_file():
+        return path
+    return brush_json.parent / path.parent.name / path.name
+
+
+def collect_paintings(brush_results: Sequence[str | os.PathLike]) -> tuple[list[Generated], list[tuple[str, str]]]:
+    """The painted image of each ``brush.json`` (``infbrush brush-eval``), with its condition map beside it."""
+    import json
+
+    found: list[Generated] = []
+    failures: list[tuple[str, str]] = []
+    for path in map(Path, brush_results):
+        try:
+            data = json.loads(path.read_text())
+            image, cmap = _brush_file(path, data["files"]["brush"]), _brush_file(path, data["files"]["map"])
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            failures.append((str(path), f"not a brush.json with its images ({type(err).__name__}: {err})"))
+            continue
+        regions = ", ".join(f"{r['name']} ({r['area_fraction']:.0%})" for r in data.get("regions", []))
+        accuracy = (data.get("mean_region_accuracy") or {}).get("ours")
+        lines = _pane_lines(f"condition map {data.get('map')}, legend {data.get('legend')}",
+                            f"mean region accuracy {accuracy:.2f} (judge on crops inside each region, {path.name})"
+                            if accuracy is not None else None)
+        found.append(Generated(image, f"brush/{image.stem}", {}, beside=cmap, beside_lines=lines,
+                               condition=f"painted regions: {regions}" if regions else "painted regions"))
+    return found, failures
 
 
 def collect_generated(samples: Sequence[str | os.PathLike], images: Sequence[str | os.PathLike],
@@ -190,7 +225,8 @@ def _pane_lines(*parts: str | None) -> list[str]:
 
 
 def build_viewer(out: str | os.PathLike, *, samples: Sequence[str | os.PathLike] = (),
-                 images: Sequence[str | os.PathLike] = (), store: str | os.PathLike | None = None,
+                 images: Sequence[str | os.PathLike] = (), brush: Sequence[str | os.PathLike] = (),
+                 store: str | os.PathLike | None = None,
                  tiles: str | os.PathLike | None = None, slides: Sequence[str | os.PathLike] = (),
                  dataset: str | None = None, max_images: int = 4, context: float = 2.0, tile_size: int = 254,
                  overlap: int = 1, fmt: str = "jpeg", quality: int = 90,
@@ -205,8 +241,10 @@ def build_viewer(out: str | os.PathLike, *, samples: Sequence[str | os.PathLike]
     out = Path(out)
     osd = find_openseadragon(openseadragon, install=install, log=log)
     generated, failures = collect_generated(samples, images, max_images)
+    painted, brush_failures = collect_paintings(brush)
+    generated, failures = generated + painted, failures + brush_failures
     if not generated and not failures:
-        raise InfbrushError("no generated images to show (give --samples or --images)")
+        raise InfbrushError("no generated images to show (give --samples, --images or --brush)")
     real = RealImages(store, tiles, slides, context)
     summary = ViewerSummary(out=out, failures=failures)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -235,11 +273,13 @@ def build_viewer(out: str | os.PathLike, *, samples: Sequence[str | os.PathLike]
                 f"{dzi['width']}×{dzi['height']} px {gen.path.suffix.lstrip('.').upper()}"
                 + (f", {mpp:g} µm/px" if mpp else ""),
                 f"seed {entry['seed']}" if "seed" in entry else None, f"file {gen.path}")}
-            row = real.pick(entry, k)
             pair: dict[str, Any] = {"name": gen.name, "generated": generated_pane, "real": None,
                                     "box": {"x": 0, "y": 0, "w": 1},
-                                    "condition": condition_text(entry, real.label_names)}
-            if row is not None:
+                                    "condition": gen.condition or condition_text(entry, real.label_names)}
+            row = None if gen.beside is not None else real.pick(entry, k)
+            if gen.beside is not None:
+                pair["real"] = _beside_pane(gen, work / "tiles", f"map_{k:03d}", tile_args, summary, log)
+            elif row is not None:
                 if row not in real_panes:
                     real_panes[row] = _real_pane(real, row, work / "tiles", f"real_{len(real_panes):03d}",
                                                  tile_args, summary, log)
@@ -268,6 +308,23 @@ def build_viewer(out: str | os.PathLike, *, samples: Sequence[str | os.PathLike]
     summary.pairs = len(pairs)
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _beside_pane(gen: Generated, folder: Path, name: str, tile_args: dict, summary: ViewerSummary, log) -> dict | None:
+    """The pane of what a painted image is shown beside (its condition map), or None when it cannot be read."""
+    try:
+        slide = open_image(gen.beside)
+    except ViewerInputError as err:
+        summary.failures.append((str(gen.beside), str(err)))
+        log(f"{gen.beside}: condition map not shown: {err}")
+        return None
+    try:
+        dzi = write_dzi(slide, folder, name, **tile_args)
+    finally:
+        slide.close()
+    summary.tiles += dzi["tiles"]
+    return {"title": "condition map", "dzi": dzi, "lines": [f"{dzi['width']}×{dzi['height']} px, {gen.beside}",
+                                                           *gen.beside_lines]}
 
 
 def _real_pane(real: RealImages, row: int, folder: Path, name: str, tile_args: dict, summary: ViewerSummary,

@@ -1,7 +1,8 @@
 # Stage rules: the zoomable viewer — Deep Zoom tiles of the generated images beside the real slides / patches of
-# their conditions, in OpenSeadragon, linked from the report. results/<ds>/viewer/index.html opens from disk;
-# preview.png (headless Chromium, where installed) is embedded in the report. OpenSeadragon comes from npm, pinned
-# by package-lock.json: `infbrush viewer` runs `npm ci` when node_modules/ lacks it.
+# their conditions, and the brush's painted image beside its condition map, in OpenSeadragon, linked from the
+# report. results/<ds>/viewer/index.html opens from disk; preview.png (headless Chromium, where installed) is
+# embedded in the report. OpenSeadragon comes from npm, pinned by package-lock.json: `infbrush viewer` runs
+# `npm ci` when node_modules/ lacks it.
 
 
 rule viewer:
@@ -10,6 +11,7 @@ rule viewer:
         store=f"{RESULTS}/{{ds}}/images.h5",
         samples=lambda wc: [f"{RESULTS}/{wc.ds}/samples/{r}/index.json" for r in P.get(wc.ds, "sample.resolutions")],
         tiles=lambda wc: f"{RESULTS}/{wc.ds}/tiles/failures.tsv" if P.source(wc.ds) == "wsi" else [],
+        brush=lambda wc: f"{RESULTS}/{wc.ds}/brush.json" if wc.ds in P.brush_maps() else [],
     output:
         f"{RESULTS}/{{ds}}/viewer/index.html",
     conda:
@@ -32,4 +34,4 @@ rule viewer:
         **P.resources(mem_mb=4000, runtime=(15, 120)),
     shell:
         "infbrush viewer --out {params.out} --samples {input.samples} --store {input.store} {params.tiles}"
-        " --dataset {wildcards.ds} {params.flags} --workers {threads} > {log} 2>&1"
+        " --brush {input.brush} --dataset {wildcards.ds} {params.flags} --workers {threads} > {log} 2>&1"
