@@ -67,15 +67,19 @@ def test_snakemake_has_nothing_left_to_do_after_the_run(demo_run):
 
 
 def test_dvc_commit_adopts_the_snakemake_run(demo_run):
-    """After `snakemake`, `dvc commit -f` records what Snakemake made in dvc.lock (README, "Sharing results with
-    DVC"): `dvc status` is clean and `dvc repro` reruns no stage."""
+    """After `snakemake`, `dvc commit -f && snakemake --touch` records what Snakemake made in dvc.lock (README,
+    "One state for both engines"): `dvc status` is clean, `dvc repro` reruns no stage, and Snakemake (whose file
+    times `dvc commit` disturbs) has nothing to do."""
     repo, _ = demo_run
     run(["git", "init", "-q"], repo)  # DVC needs its SCM; the copy has no .git
     run([*DVC, "commit", "-f"], repo, timeout=900)
+    run([*SNAKEMAKE, "--touch", "--cores", "1"], repo, timeout=600)
     status = run([*DVC, "status"], repo)
     assert "Data and pipelines are up to date" in status.stdout, status.stdout
     dry = run([*DVC, "repro", "--dry"], repo, timeout=600)
     assert "Running stage" not in dry.stdout + dry.stderr, dry.stdout
+    proc = run([*SNAKEMAKE, "-n", "--cores", "2"], repo)
+    assert "Nothing to be done" in proc.stdout + proc.stderr, proc.stdout[-2000:]
 
 
 def test_dvc_repro_push_then_pull_in_a_fresh_clone(tmp_path):

@@ -160,3 +160,19 @@ def test_report_shows_control_gallery_flagged_metrics_and_spectrum(tmp_path):
     part = _section(text, "<h2>Spectral check")
     assert len(_srcs(part)) == 1 and "prominence" in part
     assert "above Nyquist" in part  # 64 cycles per side cannot exist in a 64² image
+
+
+def test_brush_shortfalls_say_by_how_much_and_against_what():
+    from infbrush.evaluate.report import brush_shortfalls
+
+    result = {"goals": {"region_accuracy": 0.8, "seam_ratio": 1.5},
+              "regions": [{"name": "in_situ", "ours": {"accuracy": 0.25}, "single_condition": {"accuracy": 0.5},
+                           "judge_real_crops_accuracy": 0.7},
+                          {"name": "benign", "ours": {"accuracy": 1.0}, "single_condition": {"accuracy": 1.0}}],
+              "seams": {"ours": {"mean": 1.2}, "real_mosaic": {"mean": 2.2}}}
+    (line,) = brush_shortfalls(result)  # benign and the seams meet their goals
+    assert line.startswith("region in_situ: 0.25, 0.55 below the 0.80 goal") and "score 0.50" in line
+    assert "whole-image control bounds" in line
+    result["seams"]["ours"]["mean"] = 3.0
+    assert brush_shortfalls(result)[1] == ("seams: ratio 3.00, 2.00× the 1.50 goal; real patches cut along the same "
+                                           "map measure 2.20 (the goal is stricter than real boundaries)")

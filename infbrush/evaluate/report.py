@@ -410,6 +410,34 @@ def _scaled_png(path: Path, side: int = 256) -> str:
         return f'<img src="{png_data_uri(np.asarray(im.resize((width, side), Image.NEAREST)))}" height="{side}">'
 
 
+def brush_shortfalls(result: dict) -> list[str]:
+    """Each missed brush goal in words: by how much, and the ceiling beside it (single-condition samples on the
+    same crops, the judge on real crops of that class, real boundaries for seams)."""
+    goals = result.get("goals") or {}
+    lines = []
+    goal = goals.get("region_accuracy")
+    for r in result.get("regions") or []:
+        ours = (r.get("ours") or {}).get("accuracy")
+        if goal is None or ours is None or ours >= goal:
+            continue
+        single = (r.get("single_condition") or {}).get("accuracy")
+        judge = r.get("judge_real_crops_accuracy")
+        lines.append(f"region {r.get('name')}: {ours:.2f}, {goal - ours:.2f} below the {goal:.2f} goal; on the same "
+                     f"crops the single-condition samples of {r.get('name')} score "
+                     f"{'–' if single is None else f'{single:.2f}'} and the judge scores "
+                     f"{'–' if judge is None else f'{judge:.2f}'} on real crops of the class"
+                     + (" (the model's own whole-image control bounds this region)"
+                        if single is not None and single < goal else ""))
+    seams = ((result.get("seams") or {}).get("ours") or {}).get("mean")
+    real = ((result.get("seams") or {}).get("real_mosaic") or {}).get("mean")
+    seam_goal = goals.get("seam_ratio")
+    if seams is not None and seam_goal is not None and seams > seam_goal:
+        lines.append(f"seams: ratio {seams:.2f}, {seams / seam_goal:.2f}× the {seam_goal:.2f} goal; real patches "
+                     f"cut along the same map measure {'–' if real is None else f'{real:.2f}'}"
+                     + (" (the goal is stricter than real boundaries)" if real is not None and real > seam_goal else ""))
+    return lines
+
+
 def section_brush(results: Path) -> str:
     """The brush (issue 16): the example map beside the painted image, per-region accuracy, seams and cost."""
     result = read_json(results / "brush.json")
@@ -462,6 +490,8 @@ def section_brush(results: Path) -> str:
             f"{esc(proto.get('intervals', ''))}. Goal ≥ {fmt(goals.get('region_accuracy'), 2)} per region: met "
             f"{esc(goals.get('region_accuracy_met'))}; ours matches or beats the baseline: "
             f"{esc(goals.get('ours_matches_or_beats_baseline'))}.{whole_line}</p>"
+            + (f"<p class='note'><b>Goals missed</b>: {'; '.join(esc(line) for line in brush_shortfalls(result))}.</p>"
+               if brush_shortfalls(result) else "") +
             "<h4>Seams: gradient energy in a band along the boundaries / region interiors</h4>"
             f"<table><tr><th class='l'>images</th><th>mean ratio</th><th>range</th></tr>{seam_rows}</table>"
             f"<p class='note'>band ±{fmt(proto.get('seam_band_px'), 1)} px, interiors beyond "
