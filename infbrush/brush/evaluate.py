@@ -23,7 +23,8 @@ For one painted map, over several seeds, three ways to make the same image side 
 * **Cost.** FLOPs of one guided denoiser evaluation at the output size (``torch.utils.flop_counter``; counts
   matmuls / convolutions / attention, not gathers or scatters) and wall time of the whole sampling, ours and
   the baseline relative to a single-condition sample of the same size, measured in the same process one after
-  the other (the machine's load average is recorded: wall times on a shared machine are noisy).
+  the other after a one-step warm-up (the machine's load average is recorded: wall times on a shared machine
+  are noisy).
 """
 from __future__ import annotations
 
@@ -205,6 +206,9 @@ def evaluate_brush(model, painting, *, store: str | os.PathLike, size: int, seed
         out = fn()
         return out, time.perf_counter() - start
 
+    # warm-up (thread pools, first-call allocations) so that the first timed method does not pay for it
+    ddim_sample(model, None if region.conds is None else region.conds[:1].repeat(len(seeds), 1), lattice,
+                in_channels=model.in_channels, **(common | {"steps": 1, "progress": False}))
     ours, t_ours = timed(lambda: paint(model, painting, lattice, method="model", **common))
     base, t_base = timed(lambda: paint(model, painting, lattice, method="baseline", **common))
     singles, t_single = {}, {}

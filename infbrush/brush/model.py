@@ -240,7 +240,8 @@ class RegionDenoiser(StagedStreaming, nn.Module):
             key = feature_softmax(key, sa.heads)  # (B, n, h, dk)
             value = value.float().unflatten(-1, (sa.heads, -1))
             w = self.group_weights(coords, ctx).to(key.dtype)  # (B, n, K)
-            return (torch.einsum("bnr,bnhk,bnhv->brhkv", w, key, value), torch.einsum("bnr,bnhk->brhk", w, key))
+            weighted = w[:, :, :, None, None] * key[:, :, None]  # (B, n, K, h, dk): one bmm per (b, h) below
+            return torch.einsum("bnrhk,bnhv->brhkv", weighted, value), weighted.sum(1)
         return self.model.stage_partial(k, h, coords, ctx, index_offset)
 
     def stage_finalize(self, k: int, acc, ctx: RegionContext):
