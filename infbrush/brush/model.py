@@ -215,9 +215,12 @@ class RegionDenoiser(StagedStreaming, nn.Module):
             q = feature_softmax(sa.q(sa.norm(h)), sa.heads)
             kv, ksum = summ[1]
             w = self.group_weights(coords, ctx).to(q.dtype)  # (B, n, K)
-            att = 0
-            for g in torch.nonzero((w > 0).flatten(0, 1).any(0)).flatten().tolist():
-                att = att + w[..., g, None, None] * linear_apply(q, (kv[:, g], ksum[:, g]))
+            att = torch.zeros(*q.shape[:-1], kv.shape[-1], dtype=q.dtype, device=q.device)  # (B, n, h, dv)
+            for g in range(w.shape[-1]):  # each condition's summary applied only to the points it touches
+                touched = torch.nonzero((w[..., g] > 0).any(0)).flatten()  # (p,)
+                if touched.numel():
+                    part = linear_apply(q[:, touched], (kv[:, g], ksum[:, g]))  # (B, p, h, dv)
+                    att.index_add_(1, touched, w[:, touched, g, None, None] * part)
             return m.mlp2(h + sa.out(att.flatten(-2).to(h.dtype)), ctx.temb)
         out = m.segment(k, h, x, coords, ctx, summ)
         if k == self.n_stages and self.region.guidance is not None and _guided_halves(ctx.cond_mask):
@@ -240,8 +243,16 @@ class RegionDenoiser(StagedStreaming, nn.Module):
             key = feature_softmax(key, sa.heads)  # (B, n, h, dk)
             value = value.float().unflatten(-1, (sa.heads, -1))
             w = self.group_weights(coords, ctx).to(key.dtype)  # (B, n, K)
-            weighted = w[:, :, :, None, None] * key[:, :, None]  # (B, n, K, h, dk): one bmm per (b, h) below
-            return torch.einsum("bnrhk,bnhv->brhkv", weighted, value), weighted.sum(1)
+            n_groups = w.shape[-1]
+            kv = key.new_zeros(key.shape[0], n_groups, key.shape[2], key.shape[3], value.shape[3])  # (B, K, h, dk, dv)
+            ksum = key.new_zeros(key.shape[0], n_groups, key.shape[2], key.shape[3])
+            for g in range(n_groups):  # each condition's sums over the points it touches
+                touched = torch.nonzero((w[..., g] > 0).any(0)).flatten()
+                if touched.numel():
+                    weighted = w[:, touched, g, None, None] * key[:, touched]  # (B, p, h, dk)
+                    kv[:, g] = torch.einsum("bnhk,bnhv->bhkv", weighted, value[:, touched])
+                    ksum[:, g] = weighted.sum(1)
+            return kv, ksum
         return self.model.stage_partial(k, h, coords, ctx, index_offset)
 
     def stage_finalize(self, k: int, acc, ctx: RegionContext):

@@ -19,18 +19,22 @@ def region_group_norm(norm: nn.GroupNorm, x: torch.Tensor, weights: torch.Tensor
     and variance of each channel group over the grid. With one region (weights all 1) this is ``norm(x)``.
     """
     batch, channels, height, width = x.shape
-    xg = x.float().reshape(batch, norm.num_groups, -1, height * width)  # (B, g, C/g, HW)
-    xg = xg - xg.mean(dim=(2, 3), keepdim=True)  # per-region moments of centred values (no cancellation)
+    groups = norm.num_groups
+    xf = x.float().reshape(batch, channels, height * width)
+    xg = xf.view(batch, groups, -1, height * width)  # (B, g, C/g, HW)
     w = weights.float().flatten(2)  # (B, K, HW)
     mass = (w.sum(-1) * xg.shape[2]).clamp_min(1e-12).unsqueeze(-1)  # (B, K, 1)
     mean = torch.einsum("bgcn,bkn->bkg", xg, w) / mass  # (B, K, g)
     var = (torch.einsum("bgcn,bkn->bkg", xg * xg, w) / mass - mean * mean).clamp_min(0)
     inv = torch.rsqrt(var + norm.eps)
-    scale = torch.einsum("bkn,bkg->bgn", w, inv).unsqueeze(2)  # (B, g, 1, HW)
-    shift = torch.einsum("bkn,bkg->bgn", w, mean * inv).unsqueeze(2)
-    y = (xg * scale - shift).reshape(batch, channels, height, width)
-    if norm.affine:
-        y = y * norm.weight[:, None, None] + norm.bias[:, None, None]
+    scale = torch.einsum("bkn,bkg->bgn", w, inv).repeat_interleave(channels // groups, dim=1)  # (B, C, HW)
+    shift = torch.einsum("bkn,bkg->bgn", w, mean * inv).repeat_interleave(channels // groups, dim=1)
+    if norm.affine:  # the affine folded into the per-cell scale and shift: y = x·scale' + shift'
+        scale = scale * norm.weight[:, None]
+        shift = norm.bias[:, None] - shift * norm.weight[:, None]
+    else:
+        shift = -shift
+    y = torch.addcmul(shift, xf, scale).reshape(batch, channels, height, width)
     return y.to(x.dtype)
 
 
