@@ -32,13 +32,12 @@ ROWS = ("global", "local", "baseline")
 
 
 def main(argv=None) -> dict:
-    from infbrush.brush.evaluate import crop_positions, fit_crop_judge, to_uint8
-    from infbrush.brush.model import RegionDenoiser
+    from infbrush.brush.evaluate import crop_positions, fit_crop_judge, judge_region, to_uint8
     from infbrush.brush.run import paint
     from infbrush.brush.settings import CROP_FRACTION, CROPS_PER_REGION, EVAL_SEEDS, MARGIN_FRACTION
     from infbrush.cli.brush import load_painting
     from infbrush.diffusion import cosine_alpha_bar
-    from infbrush.evaluate.control import DEFAULT_FEATURE_SIZE, accuracy_summary, image_features
+    from infbrush.evaluate.control import DEFAULT_FEATURE_SIZE
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--weights", required=True)
@@ -70,14 +69,8 @@ def main(argv=None) -> dict:
         if row == "baseline":
             images = paint(model, painting, (a.size, a.size), method="baseline", **common)
         else:
-            from infbrush.brush import model as brush_model
-
-            default = brush_model.METHODS["model"]
-            brush_model.METHODS["model"] = lambda m, r, g: RegionDenoiser(m, r, g, local=row == "local")
-            try:
-                images = paint(model, painting, (a.size, a.size), method="model", **common)
-            finally:
-                brush_model.METHODS["model"] = default
+            images = paint(model, painting, (a.size, a.size), method="model",
+                           method_options={"local": row == "local"}, **common)
         seconds = time.perf_counter() - start
         images8 = [to_uint8(im) for im in images]
         regions = {}
@@ -85,13 +78,8 @@ def main(argv=None) -> dict:
             spec = painting.legend.regions[r]
             if spec.name not in names:
                 continue
-            target = names.index(spec.name)
-            crops = [im[y:y + crop, x:x + crop] for im in images8
-                     for (y, x) in crop_positions(index, r, crop, margin, CROPS_PER_REGION)]
-            predicted = judge.predict(np.stack([image_features(c, DEFAULT_FEATURE_SIZE) for c in crops]))
-            summary = accuracy_summary(predicted == target)
-            summary["judged_as"] = {names[int(k)]: int((predicted == k).sum()) for k in np.unique(predicted)}
-            regions[spec.name] = summary
+            positions = crop_positions(index, r, crop, margin, CROPS_PER_REGION)
+            regions[spec.name] = judge_region(judge, names, images8, positions, crop, names.index(spec.name))
         mean = float(np.mean([s["accuracy"] for s in regions.values()]))
         rows[row] = {"mean_region_accuracy": mean, "regions": regions, "wall_seconds": seconds}
         print(f"{row:8s} mean region accuracy {mean:.3f}  "

@@ -147,6 +147,21 @@ def fit_crop_judge(store_path, fraction: float, *, per_image: int = 2, seed: int
 
 
 # --------------------------------------------------------------------------------------------- cost
+def judge_region(judge, names: Sequence[str], images: Sequence[np.ndarray], positions: list[tuple[int, int]],
+                 crop: int, target: int, feature_size: int = DEFAULT_FEATURE_SIZE) -> dict:
+    """Accuracy (with interval) of the judge on the ``crop``-px crops at ``positions`` of every image, against
+    class ``target``; with crop and image counts, images judged right on most crops, and what crops were read as."""
+    crops = [im[y:y + crop, x:x + crop] for im in images for (y, x) in positions]
+    pred = judge.predict(np.stack([image_features(c, feature_size) for c in crops]))
+    hits = pred == target
+    summary = accuracy_summary(hits)
+    summary["n_images"] = len(images)
+    summary["n_crops"] = int(hits.size)
+    summary["images_majority_correct"] = int((hits.reshape(len(images), len(positions)).mean(1) > 0.5).sum())
+    summary["judged_as"] = {names[int(k)]: int((pred == k).sum()) for k in np.unique(pred)}
+    return summary
+
+
 def guided_call_flops(denoiser, n_points: int, size: tuple[int, int], chunk_points: int | None, batch: int = 1,
                       guided: bool = True, cond: torch.Tensor | None = None) -> int:
     """FLOPs of one (guided) denoiser evaluation over an H×W lattice, streamed as the sampler does."""
@@ -242,16 +257,7 @@ def evaluate_brush(model, painting, *, store: str | os.PathLike, size: int, seed
             continue
         entry["class"] = names[target]
         for what, images in (("ours", ours8), ("baseline", base8), ("single_condition", single8[r])):
-            crops = [im[y:y + crop, x:x + crop] for im in images for (y, x) in positions]
-            pred = judge.predict(np.stack([image_features(c, feature_size) for c in crops]))
-            hits = pred == target
-            summary = accuracy_summary(hits)
-            per_image = hits.reshape(len(images), len(positions))
-            summary["n_images"] = len(images)
-            summary["n_crops"] = int(hits.size)
-            summary["images_majority_correct"] = int((per_image.mean(1) > 0.5).sum())
-            summary["judged_as"] = {names[int(k)]: int((pred == k).sum()) for k in np.unique(pred)}
-            entry[what] = summary
+            entry[what] = judge_region(judge, names, images, positions, crop, target, feature_size)
         real = judge_summary["real_held_out_crops"].get(names[target])
         entry["judge_real_crops_accuracy"] = real["accuracy"] if real else None
         regions_out.append(entry)

@@ -39,12 +39,12 @@ def prepare(cmap: ConditionMap, legend: Legend, size: int, cond_dim: int, blend=
 
 def paint(model, painting: Painting, size: tuple[int, int], *, steps: int, seeds: list[int], alpha_bar,
           mollify_sigma: float, guidance_scale: float = 1.0, guidance_t_min: int = 0, chunk_points: int | None = None,
-          method: str = "model", device=None, state_dir: str | os.PathLike | None = None,
-          progress: bool = False) -> torch.Tensor:
+          method: str = "model", method_options: dict | None = None, device=None,
+          state_dir: str | os.PathLike | None = None, progress: bool = False) -> torch.Tensor:
     """Sample len(seeds) images of the painted map → (B, C, H, W) in [-1, 1].
 
     ``method``: "model" (region conditions inside the denoiser) or "baseline" (MultiDiffusion-style, one
-    denoiser pass per region, predictions blended). A map holding a single region is a plain conditional
+    denoiser pass per region, predictions blended); ``method_options`` go to its wrapper (e.g. ``local``). A map holding a single region is a plain conditional
     sample (the model without any wrapper), as ``infbrush sample`` would make it.
     """
     from infbrush.diffusion import ddim_sample
@@ -63,7 +63,7 @@ def paint(model, painting: Painting, size: tuple[int, int], *, steps: int, seeds
         scale = spec.guidance_scale if spec.guidance_scale is not None else guidance_scale
         cond = None if spec.cond is None else torch.as_tensor(spec.cond).float().unsqueeze(0).repeat(batch, 1)
         return ddim_sample(model, cond, size, guidance_scale=scale, **common)
-    wrapper = METHODS[method](model, region, guidance_scale)
+    wrapper = METHODS[method](model, region, guidance_scale, **(method_options or {}))
     any_cond = bool(region.has_cond.any())
     dummy = torch.zeros(batch, 1) if any_cond else None  # each region's condition lives in the wrapper
     scale = guidance_scale

@@ -470,6 +470,7 @@ def section_brush(results: Path) -> str:
                      for title, name in (("ours, every seed", "seeds.png"), ("baseline, every seed", "baseline_seeds.png"),
                                          ("single-condition samples, one per region's condition",
                                           "single_condition.png")))
+    shortfalls = brush_shortfalls(result)
     whole = read_json(Path(result.get("weights") or "").parent / "control.json") if result.get("weights") else None
     whole_gen = (whole or {}).get("generated") or {}
     per_class = ", ".join(f"{esc(k)} {fmt(v.get('accuracy'), 2)}" for k, v in (whole_gen.get("per_class") or {}).items())
@@ -490,8 +491,8 @@ def section_brush(results: Path) -> str:
             f"{esc(proto.get('intervals', ''))}. Goal ≥ {fmt(goals.get('region_accuracy'), 2)} per region: met "
             f"{esc(goals.get('region_accuracy_met'))}; ours matches or beats the baseline: "
             f"{esc(goals.get('ours_matches_or_beats_baseline'))}.{whole_line}</p>"
-            + (f"<p class='note'><b>Goals missed</b>: {'; '.join(esc(line) for line in brush_shortfalls(result))}.</p>"
-               if brush_shortfalls(result) else "") +
+            + (f"<p class='note'><b>Goals missed</b>: {'; '.join(esc(line) for line in shortfalls)}.</p>"
+               if shortfalls else "") +
             "<h4>Seams: gradient energy in a band along the boundaries / region interiors</h4>"
             f"<table><tr><th class='l'>images</th><th>mean ratio</th><th>range</th></tr>{seam_rows}</table>"
             f"<p class='note'>band ±{fmt(proto.get('seam_band_px'), 1)} px, interiors beyond "
