@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 FINAL = {"n_points": 1024, "batch_size": 16, "lr": 1e-3, "lr_warmup": 20, "lr_decay": "cosine",
-         "balance_labels": True, "stratify_t": True, "ema_warmup": True, "model_args": {}}
+         "balance_labels": True, "stratify_t": True, "ema_warmup": True, "cond_standardize": True, "model_args": {}}
 ROWS = {  # name → changes from FINAL (each switches one fix of issue 12 off, or is a variant worth comparing)
     "final": {},
     "no_v_prediction": {"model_args": {"prediction": "eps"}},
@@ -39,6 +39,7 @@ ROWS = {  # name → changes from FINAL (each switches one fix of issue 12 off, 
                                    "stratify_t": False},
     "b4_all_points": {"batch_size": 4, "n_points": 4096},
     "cond_film": {"model_args": {"cond_film": True}},
+    "unstandardized": {"cond_standardize": False},
     "grid32": {"model_args": {"grid_size": 32}},
     "batch8": {"batch_size": 8},
     "before_issue_12": {"batch_size": 4, "n_points": 4096, "lr_warmup": 0, "lr_decay": "constant",

@@ -166,3 +166,38 @@ def test_label_condition_on_an_embedding_model_is_refused(tmp_path):
         args._main(args)
     with pytest.raises(SystemExit):  # argparse: "--resolution: invalid int value: '1.5'"
         build_parser().parse_args(["sample", "--weights", "w", "--out", "o", "--resolution", "1.5"])
+
+
+def test_standardized_embedding_conditions_are_fitted_on_the_training_split_and_saved(tmp_path):
+    """cond_standardize: the training images' embedding statistics are set before step 0, travel in the export,
+    centre what the projection sees, and leave a label-conditioned model unchanged."""
+    from infbrush.data.conditions import load_conditions
+    from infbrush.data.store import ImageStore
+    from infbrush.models import build_model
+    from infbrush.train.data import training_rows
+    import h5py
+
+    store = make_store(tmp_path / "images.h5", n=8, held_out=(7,), labels=[0, 1] * 4)
+    features = np.random.default_rng(0).normal(size=(8, 4)) + [3.0, 0.0, 0.0, 0.0]  # a shared direction, as SSL
+    with h5py.File(tmp_path / "emb.h5", "w") as h5:                                # embeddings have
+        h5["features"] = features.astype(np.float32)
+        h5["ids"] = np.array([f"img{i}" for i in range(8)], dtype=object).astype(h5py.string_dtype())
+    assert train(tiny_config(tmp_path, store, cond_embeddings=str(tmp_path / "emb.h5"), steps=2,
+                             cond_standardize=True)) == 0
+    ckpt = torch.load(tmp_path / "ema.pt", weights_only=True)
+    assert ckpt["model_args"]["cond_standardize"] is True
+    model = build_model(ckpt["model_args"])
+    model.load_state_dict(ckpt["model"])
+    s = ImageStore(store)
+    table = load_conditions(s, training_rows(s), embeddings=tmp_path / "emb.h5")  # (7, 4): row 7 is held out
+    unit = torch.nn.functional.normalize(table.double(), dim=-1)
+    assert torch.allclose(model.cond_embed.cond_mean.double(), unit.mean(0), atol=1e-6)
+    assert torch.allclose(model.cond_embed.cond_std.double(), unit.std(0, unbiased=False), atol=1e-6)
+    seen = model.cond_embed.features(table)  # (7, 4) unit vectors, centred: their mean is far from unit length
+    assert torch.allclose(seen.norm(dim=-1), torch.ones(7), atol=1e-5)
+    assert seen.mean(0).norm() < 0.5 < unit.mean(0).norm()
+
+    labels_dir = tmp_path / "labels"
+    labels_dir.mkdir()
+    assert train(tiny_config(labels_dir, store, cond_labels=2, steps=2, cond_standardize=True)) == 0
+    assert "cond_standardize" not in torch.load(labels_dir / "ema.pt", weights_only=True)["model_args"]

@@ -25,6 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     cond.add_argument("--cond-embeddings", metavar="H5", help="condition on embeddings.h5 features (aligned by ids)")
     cond.add_argument("--cond-labels", type=int, metavar="N_CLASSES", help="condition on one-hot store labels")
     cond.add_argument("--uncond", action="store_true", help="train without a condition")
+    cond.add_argument("--cond-standardize", action="store_true",
+                      help="standardise each embedding dimension over the training set (saved with the weights; "
+                           "labels are left as they are)")
     io.add_argument("--out", required=True, help="run folder: ckpt_*.pt, metrics.jsonl, samples/")
     io.add_argument("--export", help="write the final EMA weights here ({model, model_args, config, step})")
 
@@ -118,7 +121,8 @@ def config_from_args(args: argparse.Namespace):
         sample_images=args.sample_images, sample_size=args.sample_size, amp=args.amp, compile=args.compile,
         workers=args.workers, device=args.device, progress=not args.no_progress,
         on_data_change=args.on_data_change, lr_warmup=args.lr_warmup, lr_decay=args.lr_decay,
-        lr_final_fraction=args.lr_final_fraction, balance_labels=args.balance_labels, stratify_t=args.stratify_t)
+        lr_final_fraction=args.lr_final_fraction, balance_labels=args.balance_labels, stratify_t=args.stratify_t,
+        cond_standardize=args.cond_standardize)
 
 
 def main(args: argparse.Namespace) -> int:

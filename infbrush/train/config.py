@@ -17,6 +17,8 @@ class TrainConfig:
     export: str | None = None                   # EMA weights written here at the end
     cond_embeddings: str | None = None          # embeddings.h5 aligned by ids, or
     cond_labels: int | None = None              # number of classes (one-hot of the store's labels), or neither
+    cond_standardize: bool = False              # embeddings: standardise each dimension over the training set
+                                                # (the model's cond_standardize; labels are left as they are)
     model_preset: str = "demo"
     model_args: dict = field(default_factory=dict)  # overrides of the preset's model arguments
     cano: bool = True
