@@ -182,6 +182,12 @@ def test_standardized_embedding_conditions_are_fitted_on_the_training_split_and_
     with h5py.File(tmp_path / "emb.h5", "w") as h5:                                # embeddings have
         h5["features"] = features.astype(np.float32)
         h5["ids"] = np.array([f"img{i}" for i in range(8)], dtype=object).astype(h5py.string_dtype())
+    from infbrush.cli import build_parser
+    from infbrush.cli.train import config_from_args
+
+    args = build_parser().parse_args(["train", "--store", str(store), "--cond-embeddings", str(tmp_path / "emb.h5"),
+                                      "--cond-standardize", "--out", "o"])
+    assert config_from_args(args).cond_standardize is True
     assert train(tiny_config(tmp_path, store, cond_embeddings=str(tmp_path / "emb.h5"), steps=2,
                              cond_standardize=True)) == 0
     ckpt = torch.load(tmp_path / "ema.pt", weights_only=True)

@@ -25,9 +25,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     cond.add_argument("--cond-embeddings", metavar="H5", help="condition on embeddings.h5 features (aligned by ids)")
     cond.add_argument("--cond-labels", type=int, metavar="N_CLASSES", help="condition on one-hot store labels")
     cond.add_argument("--uncond", action="store_true", help="train without a condition")
-    cond.add_argument("--cond-standardize", action="store_true",
-                      help="standardise each embedding dimension over the training set (saved with the weights; "
-                           "labels are left as they are)")
     io.add_argument("--out", required=True, help="run folder: ckpt_*.pt, metrics.jsonl, samples/")
     io.add_argument("--export", help="write the final EMA weights here ({model, model_args, config, step})")
 
@@ -35,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--model-preset", default=d.model_preset, help="model size preset (demo | paper)")
     model.add_argument("--model-args", default="{}", metavar="JSON", help="overrides of the preset's model arguments")
     model.add_argument("--no-cano", action="store_true", help="ablation: drop the cross-attention neural operator")
+    model.add_argument("--cond-standardize", action="store_true",
+                       help="with --cond-embeddings: standardise each embedding dimension over the training set "
+                            "(statistics saved with the weights)")
     model.add_argument("--n-points", type=int, default=d.n_points, help="random pixels per image per step")
     model.add_argument("--mollify-sigma", type=float, default=d.mollify_sigma, help="noise mollifier std (fraction of side)")
     model.add_argument("--cond-drop-prob", type=float, default=d.cond_drop_prob, help="probability of dropping the condition")
