@@ -142,14 +142,20 @@ def test_label_conditions_one_hot_and_bad_labels(tmp_path):
         load_conditions(bad, training_rows(bad), n_classes=2)
 
 
-def test_changed_model_config_against_checkpoint_is_an_error(tmp_path):
+def test_changed_model_config_against_checkpoint_is_an_error_or_a_restart(tmp_path):
     store = make_store(tmp_path / "images.h5")
     assert train(tiny_config(tmp_path, store, steps=3)) == 0
     changed = tiny_config(tmp_path, store, steps=6, model_args={**TINY, "emb_dim": 32})
-    with pytest.raises(InfbrushError, match="model configuration differs.*emb_dim"):
+    with pytest.raises(InfbrushError, match="another model configuration.*emb_dim.*--on-data-change restart"):
         train(changed)
-    with pytest.raises(InfbrushError, match="model configuration differs.*cano"):
+    with pytest.raises(InfbrushError, match="another model configuration.*cano"):
         train(tiny_config(tmp_path, store, steps=6, cano=False))
+    # a Snakemake rerun after a params change (--on-data-change restart) starts over instead
+    with pytest.warns(UserWarning, match="another model configuration.*emb_dim.*starting over"):
+        assert train(tiny_config(tmp_path, store, steps=2, model_args={**TINY, "emb_dim": 32},
+                                 on_data_change="restart")) == 0
+    assert torch.load(tmp_path / "ema.pt", weights_only=True)["model_args"]["emb_dim"] == 32
+    assert sorted(p.name for p in (tmp_path / "run").glob("ckpt_*.pt")) == ["ckpt_00000002.pt"]
     with pytest.raises(InfbrushError, match="--model-args.*bogus"):
         train(tiny_config(tmp_path, store, out=str(tmp_path / "new"), model_args={**TINY, "bogus": 1}))
     with pytest.raises(InfbrushError, match="--model-preset.*huge"):

@@ -51,7 +51,7 @@ class TrainConfig:
     workers: int = 0
     device: str = "auto"
     progress: bool = True
-    on_data_change: str = "error"               # checkpoints trained on other data: "error" or "restart"
+    on_data_change: str = "error"               # checkpoints of other data or model args: "error" or "restart"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

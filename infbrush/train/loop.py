@@ -162,23 +162,25 @@ def train(cfg: TrainConfig) -> int:
     step, consumed = 0, 0
     fingerprint = data_fingerprint(store, rows, cond_table)
     ckpt = load_latest_checkpoint(out, map_location="cpu")
+    stale = None  # why the newest checkpoint cannot be resumed, if it cannot
     if ckpt is not None and ckpt["config"].get("data_fingerprint", fingerprint) != fingerprint:
-        # Stale checkpoints (the images or conditions changed upstream): resuming would mix two datasets.
+        stale = "was trained on other data (images or conditions changed)"  # resuming would mix two datasets
+    elif ckpt is not None and ckpt["model_args"] != model_args:
+        changed = sorted(k for k in set(ckpt["model_args"]) | set(model_args)
+                         if ckpt["model_args"].get(k) != model_args.get(k))
+        stale = f"has another model configuration (keys: {', '.join(changed)})"
+    if stale:
+        # Stale checkpoints: Snakemake reruns a rule when its inputs or params changed (--on-data-change restart)
         if cfg.on_data_change != "restart":
-            raise InfbrushError(f"{out}: the checkpoint at step {ckpt['step']} was trained on other data (images "
-                                f"or conditions changed); delete its checkpoints or pass --on-data-change restart")
+            raise InfbrushError(f"{out}: the checkpoint at step {ckpt['step']} {stale}; use a new --out, delete its "
+                                f"checkpoints or pass --on-data-change restart")
         if dist.is_main:
-            warnings.warn(f"{out}: training data changed since step {ckpt['step']}; starting over", stacklevel=2)
+            warnings.warn(f"{out}: the checkpoint at step {ckpt['step']} {stale}; starting over", stacklevel=2)
             for old in out.glob("ckpt_*.pt"):
                 old.unlink()
         D.barrier()
         ckpt = None
     if ckpt is not None:
-        if ckpt["model_args"] != model_args:
-            changed = sorted(k for k in set(ckpt["model_args"]) | set(model_args)
-                             if ckpt["model_args"].get(k) != model_args.get(k))
-            raise InfbrushError(f"{out}: the model configuration differs from the checkpoint at step {ckpt['step']} "
-                                f"(keys: {', '.join(changed)}); use a new --out or delete the old checkpoints")
         changed = [k for k, v in cfg.to_dict().items() if k not in ("steps", "progress", "workers", "device",
                                                                     "on_data_change")
                    and ckpt["config"].get(k) != v]
