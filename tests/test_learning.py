@@ -171,20 +171,20 @@ def test_label_condition_on_an_embedding_model_is_refused(tmp_path):
 def test_standardized_embedding_conditions_are_fitted_on_the_training_split_and_saved(tmp_path):
     """cond_standardize: the training images' embedding statistics are set before step 0, travel in the export,
     centre what the projection sees, and leave a label-conditioned model unchanged."""
+    import h5py
+
+    from infbrush.cli import build_parser
+    from infbrush.cli.train import config_from_args
     from infbrush.data.conditions import load_conditions
     from infbrush.data.store import ImageStore
     from infbrush.models import build_model
     from infbrush.train.data import training_rows
-    import h5py
 
     store = make_store(tmp_path / "images.h5", n=8, held_out=(7,), labels=[0, 1] * 4)
     features = np.random.default_rng(0).normal(size=(8, 4)) + [3.0, 0.0, 0.0, 0.0]  # a shared direction, as SSL
     with h5py.File(tmp_path / "emb.h5", "w") as h5:                                # embeddings have
         h5["features"] = features.astype(np.float32)
         h5["ids"] = np.array([f"img{i}" for i in range(8)], dtype=object).astype(h5py.string_dtype())
-    from infbrush.cli import build_parser
-    from infbrush.cli.train import config_from_args
-
     args = build_parser().parse_args(["train", "--store", str(store), "--cond-embeddings", str(tmp_path / "emb.h5"),
                                       "--cond-standardize", "--out", "o"])
     assert config_from_args(args).cond_standardize is True

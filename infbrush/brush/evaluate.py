@@ -146,7 +146,6 @@ def fit_crop_judge(store_path, fraction: float, *, per_image: int = 2, seed: int
                           "real_held_out_overall": accuracy_summary(pred == held_y)}
 
 
-# --------------------------------------------------------------------------------------------- cost
 def judge_region(judge, names: Sequence[str], images: Sequence[np.ndarray], positions: list[tuple[int, int]],
                  crop: int, target: int, feature_size: int = DEFAULT_FEATURE_SIZE) -> dict:
     """Accuracy (with interval) of the judge on the ``crop``-px crops at ``positions`` of every image, against
@@ -162,6 +161,7 @@ def judge_region(judge, names: Sequence[str], images: Sequence[np.ndarray], posi
     return summary
 
 
+# --------------------------------------------------------------------------------------------- cost
 def guided_call_flops(denoiser, n_points: int, size: tuple[int, int], chunk_points: int | None, batch: int = 1,
                       guided: bool = True, cond: torch.Tensor | None = None) -> int:
     """FLOPs of one (guided) denoiser evaluation over an H×W lattice, streamed as the sampler does."""

@@ -44,8 +44,9 @@ def paint(model, painting: Painting, size: tuple[int, int], *, steps: int, seeds
     """Sample len(seeds) images of the painted map → (B, C, H, W) in [-1, 1].
 
     ``method``: "model" (region conditions inside the denoiser) or "baseline" (MultiDiffusion-style, one
-    denoiser pass per region, predictions blended); ``method_options`` go to its wrapper (e.g. ``local``). A map holding a single region is a plain conditional
-    sample (the model without any wrapper), as ``infbrush sample`` would make it.
+    denoiser pass per region, predictions blended); ``method_options`` go to its wrapper (e.g. ``local``). A map
+    holding a single region is a plain conditional sample (the model without any wrapper), as ``infbrush sample``
+    would make it.
     """
     from infbrush.diffusion import ddim_sample
 

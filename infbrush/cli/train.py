@@ -64,8 +64,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--ckpt-every", type=int, default=d.ckpt_every)
     run.add_argument("--keep", type=int, default=d.keep, help="checkpoints kept")
     run.add_argument("--on-data-change", default=d.on_data_change, choices=["error", "restart"],
-                     help="existing checkpoints trained on other images/conditions or with another model configuration: "
-                          "stop (default) or start over")
+                     help="existing checkpoints trained on other images/conditions or with another model "
+                          "configuration: stop (default) or start over")
     run.add_argument("--sample-every", type=int, default=d.sample_every, help="preview sample grid every N steps (0: never)")
     run.add_argument("--sample-steps", type=int, default=d.sample_steps, help="DDIM steps of the preview")
     run.add_argument("--sample-images", type=int, default=d.sample_images)
