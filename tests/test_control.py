@@ -56,7 +56,8 @@ def _fake_samples(folder, per_class: int, label_of, seed: int, tiff_every: int =
                 file = name + ".png"
                 Image.fromarray(image).save(folder / file)
             entries.append({"file": file, "name": name, "seed": j, "label": label_of(cls), "label_name": None})
-    write_json(folder / "index.json", {"resolution": [2 * SIZE, 2 * SIZE], "images": entries})
+    settings = {"guidance_scale": 2.5, "steps": 50, "step": 100 + seed, "seed": 0, "weights": "ema.pt"}
+    write_json(folder / "index.json", {"resolution": [2 * SIZE, 2 * SIZE], "settings": settings, "images": entries})
     return folder / "index.json"
 
 
@@ -89,6 +90,8 @@ def test_controllable_samples_score_high_and_mislabelled_low(store, tmp_path):
     assert result["judge"]["real_held_out"]["mean_accuracy"] >= 0.9 and result["judge"]["goal_met"] is True
     assert np.asarray(gen["confusion"]).sum(axis=1).tolist() == [3, 3, 3, 3]  # rows: intended class
     assert gen["relative_to_real"] == pytest.approx(gen["mean_accuracy"] / gen["judge_real_mean_accuracy"])
+    # the sampling settings the figure depends on travel with it (the report prints them)
+    assert result["sampled_with"] == {"guidance_scale": 2.5, "steps": 50, "step": 101, "seed": 0}
 
     bad = tmp_path / "bad"
     bad.mkdir()  # the same kind of images, each listed under the next class: an uncontrollable generator

@@ -128,7 +128,8 @@ def test_report_shows_control_gallery_flagged_metrics_and_spectrum(tmp_path):
             Image.fromarray(image).save(folder / f"{k}_{j}.png")
             entries.append({"file": f"{k}_{j}.png", "name": f"{k}_{j}", "seed": j, "label": k,
                             "label_name": "abcd"[k], "resolution": [64, 64]})
-    (folder / "index.json").write_text(json.dumps({"resolution": [64, 64], "images": entries}))
+    settings = {"guidance_scale": 2.0, "steps": 50, "step": 2000, "seed": 0}
+    (folder / "index.json").write_text(json.dumps({"resolution": [64, 64], "settings": settings, "images": entries}))
     control = controllability(results / "images.h5", folder / "index.json", feature_size=32)
     (results / "control.json").write_text(json.dumps(control))
     spectrum = spectrum_check(results / "images.h5", [folder / "index.json"], lattice_freqs=[16, 32, 64])
@@ -150,6 +151,7 @@ def test_report_shows_control_gallery_flagged_metrics_and_spectrum(tmp_path):
     assert fid_part.count("flagged") >= 2 and "Sanity pairs" in fid_part and "0.0002" in fid_part
     part = _section(text, "<h2>Controllability")  # the main model's control.json
     assert "judge on real held-out" in part and "[" in part  # intervals shown beside the figures
+    assert "step 2000: guidance scale 2.0, DDIM 50 steps" in part  # how the judged samples were made
     for name in "abcd":
         assert f"<h4>{name}</h4>" in part
     # per class: 3 real held-out patches and 2 generated images; one generated image judged another class

@@ -62,3 +62,19 @@ def test_cli_lists_commands_and_each_has_help(repo_root):
 def test_dvc_status_runs(repo_root):
     res = run([sys.executable, "-m", "dvc", "status"], repo_root)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_each_model_samples_at_its_own_guidance_scale(repo_root):
+    """sample.variant_guidance_scale sets the label model's scale; the embedding model keeps sample.guidance_scale."""
+    res = run([sys.executable, "-m", "snakemake", "-n", "-p", "--forceall", "--cores", "2",
+               "results/demo_naip/samples/64/index.json", "results/demo_naip/label/samples/64/index.json"], repo_root)
+    assert res.returncode == 0, res.stdout + res.stderr
+    commands = [line for line in res.stdout.splitlines() if " sample --weights " in line]
+    scales = {("label" if "/label/ema.pt" in c else "main"): re.search(r"--guidance-scale (\S+)", c).group(1)
+              for c in commands}
+    import yaml
+
+    sample = yaml.safe_load((repo_root / "params.yaml").read_text())["datasets"]["demo_naip"]["sample"]
+    assert scales == {"main": str(sample["guidance_scale"]), "label": str(sample["variant_guidance_scale"]["label"])}
+    assert scales["main"] != scales["label"]
+    assert all(c.count("--guidance-scale") == 1 for c in commands)

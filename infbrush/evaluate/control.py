@@ -65,6 +65,9 @@ INTERVALS = {"per_class": "Wilson score interval (scipy.stats.binomtest)",
 
 
 # --------------------------------------------------------------------------------------------- features
+SAMPLING_KEYS = ("guidance_scale", "steps", "step", "seed")  # the index settings a control figure depends on
+
+
 def _histogram(values: np.ndarray, bins: int, upper: float) -> np.ndarray:
     """Normalised ``bins``-bin histogram of ``values`` over [0, upper] (values above ``upper`` in the last bin)."""
     clipped = np.clip(values.ravel(), 0, upper * (1 - 1e-9))
@@ -284,6 +287,7 @@ def controllability(store_path: str | os.PathLike, index_path: str | os.PathLike
     summary.update({"goal": judge_goal, "goal_met": bool(real["mean_accuracy"] >= judge_goal)})
     return {
         "store": str(store_path), "samples": str(index_path), "resolution": index.get("resolution"),
+        "sampled_with": {k: (index.get("settings") or {}).get(k) for k in SAMPLING_KEYS},
         "confidence": confidence, "intervals": INTERVALS, "judge": summary, "generated": scores,
         "goal": goal, "goal_met": bool(scores["mean_accuracy"] >= goal),
         "goal_met_by_lower_bound": bool(scores["mean_ci95"][0] >= goal),

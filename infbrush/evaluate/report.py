@@ -383,6 +383,9 @@ def section_control(results: Path, variant: str = "") -> str:
              f"<th>{fmt(real.get('n_images'))}</th></tr>")
     trained = judge.get("trained_on") or {}
     intervals = result.get("intervals") or {}
+    how = result.get("sampled_with") or {}
+    sampled = (f" Samples of the model at step {fmt(how.get('step'))}: guidance scale {fmt(how.get('guidance_scale'), 1)}, "
+               f"DDIM {fmt(how.get('steps'))} steps, seeds from {fmt(how.get('seed'))}." if how else "")
     return (f"<p>mean accuracy on generated images {interval(gen.get('mean_accuracy'), gen.get('mean_ci95'))} "
             f"(goal {fmt(result.get('goal'), 2)}, met: {esc(result.get('goal_met'))}; "
             f"{fmt(gen.get('relative_to_real'), 2)} of the judge's accuracy on real images). "
@@ -390,7 +393,7 @@ def section_control(results: Path, variant: str = "") -> str:
             f"{interval(real.get('overall_accuracy'), real.get('overall_ci95'))} overall, "
             f"{interval(real.get('mean_accuracy'), real.get('mean_ci95'))} mean of classes "
             f"(goal {fmt(judge.get('goal'), 2)}, met: {esc(judge.get('goal_met'))}); "
-            f"fit on {fmt(trained.get('n_images'))} real training images.</p>"
+            f"fit on {fmt(trained.get('n_images'))} real training images.{sampled}</p>"
             "<table><tr><th class='l'>class</th><th>generated: accuracy [95 % CI]</th><th>images</th>"
             "<th>judge on real held-out [95 % CI]</th><th>images</th></tr>"
             f"{rows}</table><p class='note'>{esc(judge.get('classifier', ''))}. Intervals: per class "

@@ -9,7 +9,7 @@
 #   samples_bach/<R>/         conditioned on the BACH training images' embeddings (BACH downstream)
 # FID and the other metrics use the first resolution of sample.resolutions (the training resolution).
 SAMPLE_FLAGS = {
-    "sample.steps": "--steps", "sample.guidance_scale": "--guidance-scale", "sample.chunk_points": "--chunk-points",
+    "sample.steps": "--steps", "sample.chunk_points": "--chunk-points",  # + the model's --guidance-scale (P.sample_flags)
     "sample.compression": "--compression", "sample.png_max_side": "--png-max-side", "sample.seed": "--seed",
     "sample.amp": "--amp",
 }
@@ -32,7 +32,7 @@ rule sample:
     params:
         out=lambda wc, output: os.path.dirname(os.path.dirname(output[0])),
         cond=lambda wc: P.sample_cond(wc.ds, wc.res, P.variant(wc)),
-        flags=lambda wc: P.sample_flags(wc.ds, SAMPLE_FLAGS),
+        flags=lambda wc: P.sample_flags(wc.ds, SAMPLE_FLAGS, P.variant(wc)),
         launcher=lambda wc: P.sample_launcher(wc.ds),
     resources:
         **P.resources(mem_mb=(8000, 64000), runtime=(120, 1440), gpu="one"),

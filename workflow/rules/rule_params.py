@@ -259,9 +259,16 @@ class Params:
                 "runtime": lambda wc: 2880 if gpus(wc) else 60}
 
     # ------------------------------------------------------------------ sample
-    def sample_flags(self, ds: str, table: dict[str, str]) -> str:
-        """The sampling flags of ``table``; mpp metadata for tiled datasets (tiling.target_mpp at patch_size)."""
-        flags = [self.flags(ds, table)]
+    def guidance_scale(self, ds: str, variant: str = "") -> float:
+        """Guidance scale of a model: sample.variant_guidance_scale[<variant>] where set (issue 12: the label
+        models are most controllable at 3, the embedding models at 2), else sample.guidance_scale."""
+        scale = (self.get(ds, "sample.variant_guidance_scale") or {}).get(variant) if variant else None
+        return scale if scale is not None else self.get(ds, "sample.guidance_scale")
+
+    def sample_flags(self, ds: str, table: dict[str, str], variant: str = "") -> str:
+        """The sampling flags of ``table`` with the model's guidance scale; mpp metadata for tiled datasets
+        (tiling.target_mpp at patch_size)."""
+        flags = [self.flags(ds, table), flag("--guidance-scale", self.guidance_scale(ds, variant))]
         mpp = self.get(ds, "tiling.target_mpp")
         if mpp not in (None, "native"):  # native: the slides' own MPP, unknown here
             flags.append(f"--mpp {mpp} --mpp-size {self.get(ds, 'tiling.patch_size')}")
