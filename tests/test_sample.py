@@ -81,12 +81,23 @@ def test_held_out_conditions_two_resolutions(world, tmp_path):
         index = json.loads((out / str(r) / "index.json").read_text())
         images = index["images"]
         assert [e["source_id"] for e in images] == ["slide2/0_0", "slide3/0_0", "slide4/0_0"]  # held-out rows only
+        assert {e["source"] for e in images} == {"held-out"}
         assert [e["seed"] for e in images] == [10, 11, 12]
         assert [e["label"] for e in images] == [0, 1, 0] and images[1]["label_name"] == "b"
         assert index["resolution"] == [r, r] and index["settings"]["steps"] == 2
         arrays = [np.asarray(Image.open(out / str(r) / e["file"])) for e in images]
         assert all(a.shape == (r, r, 3) and a.dtype == np.uint8 for a in arrays)
         assert arrays[0].std() > 0 and not np.array_equal(arrays[0], arrays[1])  # seeds/conditions differ
+
+
+def test_training_split_conditions_are_recorded_as_such(world):
+    """--split train takes the training rows, and the index says so (not "held-out")."""
+    from infbrush.data.store import ImageStore
+
+    specs = C.from_held_out(world / "images.h5", world / "embeddings.h5", seed=0, split=0)
+    store = ImageStore(world / "images.h5")
+    train_ids = [store.ids[i] for i in np.flatnonzero(store.split == 0)]
+    assert [s.source_id for s in specs] == train_ids and {s.source for s in specs} == {"train"}
 
 
 def test_batching_does_not_change_images_and_resume_skips_done(world, tmp_path):

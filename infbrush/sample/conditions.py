@@ -30,7 +30,7 @@ class SampleSpec:
     name: str
     seed: int
     cond: np.ndarray | None = field(repr=False)
-    source: str  # "held-out" | "text" | "label" | "unconditional"
+    source: str  # "held-out" | "train" (a store row's embedding) | "text" | "label" | "unconditional"
     source_id: str  # store id, prompt name or label index
     label: int = -1
     label_name: str | None = None
@@ -70,10 +70,11 @@ def from_held_out(store_path: str | os.PathLike, embeddings_path: str | os.PathL
         rows = rows[:n_images]
     cond = load_conditions(store, rows, embeddings=embeddings_path).numpy()  # (n, D)
     names = store.label_names
+    source = "held-out" if split == 1 else "train"  # which rows the conditions came from
     specs = []
     for i, (row, vec) in enumerate(zip(rows, cond)):
         label = int(store.labels[row])
-        specs.append(SampleSpec(name=f"img_{i:05d}", seed=seed + i, cond=vec, source="held-out",
+        specs.append(SampleSpec(name=f"img_{i:05d}", seed=seed + i, cond=vec, source=source,
                                 source_id=store.ids[row], label=label,
                                 label_name=names[label] if 0 <= label < len(names) else None))
     return specs

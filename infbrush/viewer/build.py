@@ -1,6 +1,6 @@
 """Build ``results/<ds>/viewer/``: pair each generated image with a real one, tile both, write the page.
 
-Pairing: a sample conditioned on a held-out real image (``source == "held-out"``) is shown beside that image;
+Pairing: a sample conditioned on a real image's embedding (``source`` "held-out" or "train") is shown beside that image;
 other samples (text prompt, class label) beside a held-out real image of the same class (else any real
 image). A painted image of the brush (``brush.json`` of ``infbrush brush-eval``) is shown beside its
 condition map. For WSI datasets the real side is the slide itself (through ``tiles/<slide>.h5``), cropped to the
@@ -154,7 +154,8 @@ def condition_text(entry: dict[str, Any], label_names: Sequence[str]) -> str:
                                        0 <= label < len(label_names) else None)
     if not entry:
         return "unknown (image given without a sample index)"
-    text = {"held-out": f"embedding of the held-out real image {source_id}", "text": f"text prompt {source_id!r}",
+    text = {"held-out": f"embedding of the held-out real image {source_id}",
+            "train": f"embedding of the training image {source_id}", "text": f"text prompt {source_id!r}",
             "label": f"class label {source_id}"}.get(source, "none (unconditional)" if source in (None, "unconditional")
                                                       else f"{source} {source_id}")
     return f"{text} · class {name}" if name else text
@@ -182,7 +183,7 @@ class RealImages:
         """The store row shown beside sample number ``k`` with index ``entry``."""
         if self.store is None or len(self.store) == 0:
             return None
-        if entry.get("source") == "held-out" and entry.get("source_id") in self.row_of:
+        if entry.get("source") in ("held-out", "train") and entry.get("source_id") in self.row_of:
             return self.row_of[entry["source_id"]]
         label = entry.get("label", -1)
         if isinstance(label, int) and label >= 0:
