@@ -266,9 +266,11 @@ class Params:
         return scale if scale is not None else self.get(ds, "sample.guidance_scale")
 
     def sample_flags(self, ds: str, table: dict[str, str], variant: str = "") -> str:
-        """The sampling flags of ``table`` with the model's guidance scale; mpp metadata for tiled datasets
-        (tiling.target_mpp at patch_size)."""
-        flags = [self.flags(ds, table), flag("--guidance-scale", self.guidance_scale(ds, variant))]
+        """The sampling flags of ``table``, sample.guidance_scale read as the model's own scale; mpp metadata for
+        tiled datasets (tiling.target_mpp at patch_size)."""
+        scale = self.guidance_scale(ds, variant)
+        flags = [f for path, name in table.items()
+                 if (f := flag(name, scale if path == "sample.guidance_scale" else self.get(ds, path)))]
         mpp = self.get(ds, "tiling.target_mpp")
         if mpp not in (None, "native"):  # native: the slides' own MPP, unknown here
             flags.append(f"--mpp {mpp} --mpp-size {self.get(ds, 'tiling.patch_size')}")
