@@ -39,6 +39,7 @@ ROWS = {  # name → changes from FINAL (each switches one fix of issue 12 off, 
                                    "stratify_t": False},
     "b4_all_points": {"batch_size": 4, "n_points": 4096},
     "cond_film": {"model_args": {"cond_film": True}},
+    "cond_noise": {"model_args": {"cond_noise": 0.5}},  # condition augmentation (standardised units)
     "unstandardized": {"cond_standardize": False},
     "grid32": {"model_args": {"grid_size": 32}},
     "batch8": {"batch_size": 8},

@@ -207,3 +207,21 @@ def test_standardized_embedding_conditions_are_fitted_on_the_training_split_and_
     labels_dir.mkdir()
     assert train(tiny_config(labels_dir, store, cond_labels=2, steps=2, cond_standardize=True)) == 0
     assert "cond_standardize" not in torch.load(labels_dir / "ema.pt", weights_only=True)["model_args"]
+
+
+def test_condition_noise_perturbs_training_only():
+    """cond_noise (condition augmentation, bench_learning's cond_noise row): noise on the standardised condition in
+    training mode only; sampling (eval mode) sees the exact condition, and 0 leaves training unchanged too."""
+    from infbrush.models import build_model, model_args_from_preset
+
+    cond = torch.randn(4, 8)
+    args = model_args_from_preset("demo", in_channels=3, cond_dim=8) | {"cond_standardize": True}
+    noisy, plain = build_model(args | {"cond_noise": 0.5}), build_model(args)
+    plain.load_state_dict(noisy.state_dict())
+    noisy.train()
+    plain.train()
+    assert torch.equal(plain.cond_embed.features(cond), plain.cond_embed.features(cond))
+    moved = (noisy.cond_embed.features(cond) - plain.cond_embed.features(cond)).norm(dim=-1)
+    assert (moved > 0.05).all()  # every training condition is perturbed
+    noisy.eval()
+    assert torch.equal(noisy.cond_embed.features(cond), plain.cond_embed.features(cond))

@@ -57,12 +57,15 @@ class CondEmbedding(nn.Module):
     dimension of that unit vector is then shifted and scaled by the training set's mean and standard deviation
     (buffers set by ``set_standardization``, saved with the weights) and L2-normalised again: SSL embeddings share
     a large common direction (mean cosine 0.47 between demo DINO embeddings), which standardising removes so that
-    what tells images apart is what the network sees (issue 12; paper silent).
+    what tells images apart is what the network sees (issue 12; paper silent). ``noise`` > 0 adds Gaussian noise
+    of that standard deviation (in standardised units) to the standardised condition in training mode only
+    (condition augmentation; paper silent; an A/B row of benchmarks/bench_learning.py, not a demo default).
     """
 
-    def __init__(self, cond_dim: int, dim: int, normalize: bool = True, standardize: bool = False):
+    def __init__(self, cond_dim: int, dim: int, normalize: bool = True, standardize: bool = False,
+                 noise: float = 0.0):
         super().__init__()
-        self.cond_dim, self.normalize, self.standardize = cond_dim, normalize, standardize
+        self.cond_dim, self.normalize, self.standardize, self.noise = cond_dim, normalize, standardize, noise
         self.proj = nn.Sequential(nn.Linear(cond_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
         self.null = nn.Parameter(torch.zeros(dim))
         if standardize:  # identity until set_standardization
@@ -87,6 +90,8 @@ class CondEmbedding(nn.Module):
             c = F.normalize(c, dim=-1)
         if self.standardize:
             c = (c - self.cond_mean) / self.cond_std
+            if self.training and self.noise > 0:  # condition augmentation: Gaussian noise in standardised units
+                c = c + self.noise * torch.randn_like(c)
             c = F.normalize(c, dim=-1) if self.normalize else c
         return c
 
