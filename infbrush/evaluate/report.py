@@ -384,8 +384,9 @@ def section_control(results: Path, variant: str = "") -> str:
     trained = judge.get("trained_on") or {}
     intervals = result.get("intervals") or {}
     how = result.get("sampled_with") or {}
-    sampled = (f" Samples of the model at step {fmt(how.get('step'))}: guidance scale {fmt(how.get('guidance_scale'), 1)}, "
-               f"DDIM {fmt(how.get('steps'))} steps, seeds from {fmt(how.get('seed'))}." if how else "")
+    sampled = (f" Samples of the model at step {fmt(how.get('step'))}: guidance scale "
+               f"{fmt(how.get('guidance_scale'), 1)}, DDIM {fmt(how.get('steps'))} steps, seeds from "
+               f"{fmt(how.get('seed'))}." if how else "")
     return (f"<p>mean accuracy on generated images {interval(gen.get('mean_accuracy'), gen.get('mean_ci95'))} "
             f"(goal {fmt(result.get('goal'), 2)}, met: {esc(result.get('goal_met'))}; "
             f"{fmt(gen.get('relative_to_real'), 2)} of the judge's accuracy on real images). "

@@ -1,7 +1,7 @@
 """Build ``results/<ds>/viewer/``: pair each generated image with a real one, tile both, write the page.
 
-Pairing: a sample conditioned on a real image's embedding (``source`` "held-out" or "train") is shown beside that image;
-other samples (text prompt, class label) beside a held-out real image of the same class (else any real
+Pairing: a sample conditioned on a real image's embedding (``source`` "held-out" or "train") is shown beside
+that image; other samples (text prompt, class label) beside a held-out real image of the same class (else any real
 image). A painted image of the brush (``brush.json`` of ``infbrush brush-eval``) is shown beside its
 condition map. For WSI datasets the real side is the slide itself (through ``tiles/<slide>.h5``), cropped to the
 condition patch's field of view times ``context``: zoom and pan are synchronised so that the generated image
