@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
 from infbrush.cli import COMMANDS, build_parser
 
@@ -72,8 +73,6 @@ def test_each_model_samples_at_its_own_guidance_scale(repo_root):
     commands = [line for line in res.stdout.splitlines() if " sample --weights " in line]
     scales = {("label" if "/label/ema.pt" in c else "main"): re.search(r"--guidance-scale (\S+)", c).group(1)
               for c in commands}
-    import yaml
-
     sample = yaml.safe_load((repo_root / "params.yaml").read_text())["datasets"]["demo_naip"]["sample"]
     assert scales == {"main": str(sample["guidance_scale"]), "label": str(sample["variant_guidance_scale"]["label"])}
     assert scales["main"] != scales["label"]

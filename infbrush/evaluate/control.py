@@ -64,10 +64,10 @@ INTERVALS = {"per_class": "Wilson score interval (scipy.stats.binomtest)",
                      f"{N_DRAWS} seeded Monte-Carlo draws"}
 
 
-# --------------------------------------------------------------------------------------------- features
 SAMPLING_KEYS = ("guidance_scale", "steps", "step", "seed")  # the index settings a control figure depends on
 
 
+# --------------------------------------------------------------------------------------------- features
 def _histogram(values: np.ndarray, bins: int, upper: float) -> np.ndarray:
     """Normalised ``bins``-bin histogram of ``values`` over [0, upper] (values above ``upper`` in the last bin)."""
     clipped = np.clip(values.ravel(), 0, upper * (1 - 1e-9))

@@ -58,9 +58,12 @@ class Params:
             node = node[key]
         return node
 
-    def flags(self, ds: str, table: dict[str, str]) -> str:
-        """The flags of ``table`` (params key path -> flag) whose keys are set for dataset ``ds``."""
-        return " ".join(f for path, name in table.items() if (f := flag(name, self.get(ds, path))))
+    def flags(self, ds: str, table: dict[str, str], values: dict | None = None) -> str:
+        """The flags of ``table`` (params key path -> flag) whose keys are set for dataset ``ds``; ``values``
+        replaces the params value of a key path (a model's own setting, e.g. its guidance scale)."""
+        values = values or {}
+        return " ".join(f for path, name in table.items()
+                        if (f := flag(name, values[path] if path in values else self.get(ds, path))))
 
     def top_flags(self, table: dict[str, str]) -> str:
         return " ".join(f for path, name in table.items() if (f := flag(name, self.top(path))))
@@ -122,11 +125,15 @@ class Params:
     def variants(self, ds: str) -> list[str]:
         return list(self.get(ds, "model.variants") or [])
 
+    def of_variant(self, ds: str, variant: str, per_variant: str, default: str):
+        """A model's setting: <per_variant>[<variant>] where set for that variant, else <default> (key paths)."""
+        value = (self.get(ds, per_variant) or {}).get(variant) if variant else None
+        return value if value is not None else self.get(ds, default)
+
     def train_steps(self, ds: str, variant: str = "") -> str:
         """--steps of a model: model.variant_steps[<variant>] where set (issue 12: the label demo needs 2,000 steps
         to be controllable), else train.steps."""
-        steps = (self.get(ds, "model.variant_steps") or {}).get(variant) if variant else None
-        return flag("--steps", steps if steps is not None else self.get(ds, "train.steps"))
+        return flag("--steps", self.of_variant(ds, variant, "model.variant_steps", "train.steps"))
 
     def res0(self, ds: str) -> int:
         return self.get(ds, "sample.resolutions")[0]
@@ -262,15 +269,12 @@ class Params:
     def guidance_scale(self, ds: str, variant: str = "") -> float:
         """Guidance scale of a model: sample.variant_guidance_scale[<variant>] where set (issue 12: the label
         models are most controllable at 3, the embedding models at 2), else sample.guidance_scale."""
-        scale = (self.get(ds, "sample.variant_guidance_scale") or {}).get(variant) if variant else None
-        return scale if scale is not None else self.get(ds, "sample.guidance_scale")
+        return self.of_variant(ds, variant, "sample.variant_guidance_scale", "sample.guidance_scale")
 
     def sample_flags(self, ds: str, table: dict[str, str], variant: str = "") -> str:
         """The sampling flags of ``table``, sample.guidance_scale read as the model's own scale; mpp metadata for
         tiled datasets (tiling.target_mpp at patch_size)."""
-        scale = self.guidance_scale(ds, variant)
-        flags = [f for path, name in table.items()
-                 if (f := flag(name, scale if path == "sample.guidance_scale" else self.get(ds, path)))]
+        flags = [self.flags(ds, table, {"sample.guidance_scale": self.guidance_scale(ds, variant)})]
         mpp = self.get(ds, "tiling.target_mpp")
         if mpp not in (None, "native"):  # native: the slides' own MPP, unknown here
             flags.append(f"--mpp {mpp} --mpp-size {self.get(ds, 'tiling.patch_size')}")
