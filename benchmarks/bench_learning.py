@@ -41,6 +41,7 @@ ROWS = {  # name → changes from FINAL (each switches one fix of issue 12 off, 
     "cond_film": {"model_args": {"cond_film": True}},
     "cond_noise": {"model_args": {"cond_noise": 0.5}},  # condition augmentation (standardised units)
     "unstandardized": {"cond_standardize": False},
+    "cond_neighbors": {"model_args": {"cond_neighbors": 16}},  # condition = mean of its 16 nearest training ones
     "grid32": {"model_args": {"grid_size": 32}},
     "batch8": {"batch_size": 8},
     "before_issue_12": {"batch_size": 4, "n_points": 4096, "lr_warmup": 0, "lr_decay": "constant",

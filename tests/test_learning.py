@@ -209,6 +209,59 @@ def test_standardized_embedding_conditions_are_fitted_on_the_training_split_and_
     assert "cond_standardize" not in torch.load(labels_dir / "ema.pt", weights_only=True)["model_args"]
 
 
+def test_neighbour_smoothed_conditions_use_the_training_bank_saved_with_the_weights(tmp_path):
+    """cond_neighbors = k: the training conditions travel in the export; any condition (training or new) becomes the
+    normalised mean of its k nearest training conditions before standardising, so two embeddings with the same
+    neighbours steer the model identically and a training condition is pulled toward its neighbourhood."""
+    import h5py
+
+    from infbrush.data.conditions import load_conditions
+    from infbrush.data.store import ImageStore
+    from infbrush.models import build_model
+    from infbrush.train.data import training_rows
+
+    store = make_store(tmp_path / "images.h5", n=8, held_out=(7,), labels=[0, 1] * 4)
+    features = np.random.default_rng(1).normal(size=(8, 4)) + [2.0, 0.0, 0.0, 0.0]
+    with h5py.File(tmp_path / "emb.h5", "w") as h5:
+        h5["features"] = features.astype(np.float32)
+        h5["ids"] = np.array([f"img{i}" for i in range(8)], dtype=object).astype(h5py.string_dtype())
+    assert train(tiny_config(tmp_path, store, cond_embeddings=str(tmp_path / "emb.h5"), steps=2,
+                             cond_standardize=True, cond_neighbors=2)) == 0
+    ckpt = torch.load(tmp_path / "ema.pt", weights_only=True)
+    model = build_model(ckpt["model_args"])  # the bank is empty until the weights load
+    model.load_state_dict(ckpt["model"])
+    s = ImageStore(store)
+    table = load_conditions(s, training_rows(s), embeddings=tmp_path / "emb.h5")  # (7, 4)
+    unit = torch.nn.functional.normalize(table.double(), dim=-1)
+    assert torch.allclose(model.cond_embed.cond_bank.double(), unit, atol=1e-6)
+    nearest = (unit @ unit.T).topk(2, dim=-1).indices  # (7, 2): itself and its nearest other
+    smoothed = torch.nn.functional.normalize(unit[nearest].mean(1), dim=-1)
+    assert torch.allclose(model.cond_embed.cond_mean.double(), smoothed.mean(0), atol=1e-5)
+    held_out = torch.as_tensor(features[7:8], dtype=torch.float32)
+    nudge = 1e-3 * torch.randn(1, 4, generator=torch.Generator().manual_seed(0))
+    pair = torch.cat([held_out, held_out + nudge])  # the same two neighbours
+    seen = model.cond_embed.features(pair)
+    assert torch.allclose(seen[0], seen[1], atol=1e-6)
+    plain = build_model(ckpt["model_args"] | {"cond_neighbors": 0})
+    plain.load_state_dict({k: v for k, v in ckpt["model"].items() if "cond_bank" not in k})
+    assert not torch.allclose(plain.cond_embed.features(table[:1]), model.cond_embed.features(table[:1]), atol=1e-3)
+    with pytest.raises(ValueError, match="cond_neighbors"):
+        build_model(ckpt["model_args"] | {"cond_neighbors": -1})
+
+    labels_dir = tmp_path / "labels"  # a label-conditioned model is left as it is
+    labels_dir.mkdir()
+    assert train(tiny_config(labels_dir, store, cond_labels=2, steps=2, cond_neighbors=2)) == 0
+    assert "cond_neighbors" not in torch.load(labels_dir / "ema.pt", weights_only=True)["model_args"]
+
+    from infbrush.cli import build_parser
+    from infbrush.cli.train import _check, config_from_args
+
+    argv = ["train", "--store", str(store), "--cond-embeddings", str(tmp_path / "emb.h5"), "--out", "o"]
+    assert config_from_args(build_parser().parse_args(argv + ["--cond-neighbors", "16"])).cond_neighbors == 16
+    with pytest.raises(InfbrushError, match="--cond-neighbors must be >= 0, got -1"):
+        _check(build_parser().parse_args(argv + ["--cond-neighbors", "-1"]))
+
+
 def test_condition_noise_perturbs_training_only():
     """cond_noise (condition augmentation, bench_learning's cond_noise row): noise on the standardised condition in
     training mode only; sampling (eval mode) sees the exact condition, and 0 leaves training unchanged too."""

@@ -35,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--cond-standardize", action="store_true",
                        help="with --cond-embeddings: standardise each embedding dimension over the training set "
                             "(statistics saved with the weights)")
+    model.add_argument("--cond-neighbors", type=int, default=d.cond_neighbors, metavar="K",
+                       help="with --cond-embeddings: condition on the mean of each embedding's K nearest training "
+                            "embeddings (the training table is saved with the weights; 0 = off)")
     model.add_argument("--n-points", type=int, default=d.n_points, help="random pixels per image per step")
     model.add_argument("--mollify-sigma", type=float, default=d.mollify_sigma, help="noise mollifier std (fraction of side)")
     model.add_argument("--cond-drop-prob", type=float, default=d.cond_drop_prob, help="probability of dropping the condition")
@@ -84,7 +87,7 @@ def _check(args: argparse.Namespace) -> None:
     for name in positive:
         if getattr(args, name) < 1:
             raise InfbrushError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    for name in ("sample_every", "workers"):
+    for name in ("sample_every", "workers", "cond_neighbors"):
         if getattr(args, name) < 0:
             raise InfbrushError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
     if not args.lr > 0:
@@ -123,7 +126,7 @@ def config_from_args(args: argparse.Namespace):
         workers=args.workers, device=args.device, progress=not args.no_progress,
         on_data_change=args.on_data_change, lr_warmup=args.lr_warmup, lr_decay=args.lr_decay,
         lr_final_fraction=args.lr_final_fraction, balance_labels=args.balance_labels, stratify_t=args.stratify_t,
-        cond_standardize=args.cond_standardize)
+        cond_standardize=args.cond_standardize, cond_neighbors=args.cond_neighbors)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -72,7 +72,7 @@ class InfBrushDenoiser(StagedStreaming, nn.Module):
                  channel_mult: list[int] | tuple[int, ...] = (1, 2, 2), num_blocks: int = 1, grid_heads: int = 4,
                  knn: int = 3, dropout: float = 0.0, cond_normalize: bool = True, prediction: str = "eps",
                  value_skip: bool = False, cond_film: bool = False, cond_standardize: bool = False,
-                 cond_noise: float = 0.0):
+                 cond_noise: float = 0.0, cond_neighbors: int = 0):
         super().__init__()
         if in_channels < 1 or cond_dim < 0:
             raise ValueError(f"bad in_channels={in_channels} or cond_dim={cond_dim}")
@@ -87,7 +87,8 @@ class InfBrushDenoiser(StagedStreaming, nn.Module):
         self.fourier_freqs, self.grid_size, self.knn = fourier_freqs, grid_size, knn
         n_fourier = 2 + 4 * fourier_freqs
         self.time_embed = TimeEmbedding(e)
-        self.cond_embed = CondEmbedding(cond_dim, e, cond_normalize, cond_standardize, cond_noise) if cond_dim else None
+        self.cond_embed = CondEmbedding(cond_dim, e, cond_normalize, cond_standardize, cond_noise,
+                                        cond_neighbors) if cond_dim else None
         self.cond_tokens = Tokens(e, cond_tokens, e) if cond_dim else None
         self.lift = nn.Linear(in_channels + n_fourier, d)
         self.sparse_in = SparseKernelIntegral(d, sparse_grid, sparse_kernel)

@@ -60,34 +60,66 @@ class CondEmbedding(nn.Module):
     what tells images apart is what the network sees (issue 12; paper silent). ``noise`` > 0 adds Gaussian noise
     of that standard deviation (in standardised units) to the standardised condition in training mode only
     (condition augmentation; paper silent; an A/B row of benchmarks/bench_learning.py, not a demo default).
+    ``neighbors`` = k > 0 replaces each (L2-normalised) condition by the mean of its k nearest training conditions
+    (cosine similarity; a training condition counts itself), L2-normalised again, before standardising: the model
+    is steered by the neighbourhood an embedding falls in rather than by what is peculiar to one patch, and a new
+    embedding (a held-out patch, a text prompt) is drawn onto the training conditions the model has learned
+    (paper silent; issue 12). The training table is a buffer saved with the weights (n × D floats).
     """
 
     def __init__(self, cond_dim: int, dim: int, normalize: bool = True, standardize: bool = False,
-                 noise: float = 0.0):
+                 noise: float = 0.0, neighbors: int = 0):
         super().__init__()
+        if neighbors < 0:
+            raise ValueError(f"cond_neighbors must be >= 0, got {neighbors}")
         self.cond_dim, self.normalize, self.standardize, self.noise = cond_dim, normalize, standardize, noise
+        self.neighbors = int(neighbors)
         self.proj = nn.Sequential(nn.Linear(cond_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
         self.null = nn.Parameter(torch.zeros(dim))
-        if standardize:  # identity until set_standardization
+        if standardize:  # identity until fit
             self.register_buffer("cond_mean", torch.zeros(cond_dim))
             self.register_buffer("cond_std", torch.ones(cond_dim))
+        if self.neighbors:  # (n, D) normalised training conditions; empty (no smoothing) until fit
+            self.register_buffer("cond_bank", torch.zeros(0, cond_dim))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        bank = state_dict.get(prefix + "cond_bank")
+        if self.neighbors and bank is not None:  # the bank's length is the training set's, known only at load
+            self.cond_bank = torch.empty_like(bank, device=self.cond_bank.device)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @torch.no_grad()
-    def set_standardization(self, table: torch.Tensor) -> None:
-        """Set the per-dimension mean and standard deviation from the training conditions ``table`` (n, D)."""
-        if not self.standardize:
-            raise ValueError("set_standardization needs a CondEmbedding built with standardize=True")
+    def fit(self, table: torch.Tensor) -> None:
+        """Take what the configured transforms need from the training conditions ``table`` (n, D): the
+        neighbour bank, then the per-dimension mean and standard deviation of the (smoothed) conditions."""
+        if not (self.standardize or self.neighbors):
+            raise ValueError("fit needs a CondEmbedding built with standardize=True or neighbors > 0")
         x = table.double()
         if self.normalize:
             x = F.normalize(x, dim=-1)
-        self.cond_mean.copy_(x.mean(0))
-        self.cond_std.copy_(x.std(0, unbiased=False).clamp_min(1e-6))
+        if self.neighbors:
+            self.cond_bank = x.to(self.null.dtype).to(self.null.device)
+            x = self.smooth(x)
+        if self.standardize:
+            self.cond_mean.copy_(x.mean(0))
+            self.cond_std.copy_(x.std(0, unbiased=False).clamp_min(1e-6))
+
+    def smooth(self, c: torch.Tensor) -> torch.Tensor:
+        """(B, D) → (B, D): the mean of each row's k nearest bank rows (cosine), re-normalised where configured."""
+        if not self.neighbors or not len(self.cond_bank):
+            return c
+        bank = self.cond_bank.to(c.dtype)  # (n, D)
+        sim = F.normalize(c, dim=-1) @ bank.T  # (B, n)
+        idx = sim.topk(min(self.neighbors, len(bank)), dim=-1).indices  # (B, k)
+        c = bank[idx].mean(1)  # (B, D)
+        return F.normalize(c, dim=-1) if self.normalize else c
 
     def features(self, cond: torch.Tensor) -> torch.Tensor:
-        """The vector the projection sees: (B, D) → (B, D), normalised (and standardised) as configured."""
+        """The vector the projection sees: (B, D) → (B, D), normalised (smoothed, standardised) as configured."""
         c = cond.float()
         if self.normalize:
             c = F.normalize(c, dim=-1)
+        c = self.smooth(c)
         if self.standardize:
             c = (c - self.cond_mean) / self.cond_std
             if self.training and self.noise > 0:  # condition augmentation: Gaussian noise in standardised units

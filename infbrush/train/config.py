@@ -19,6 +19,8 @@ class TrainConfig:
     cond_labels: int | None = None              # number of classes (one-hot of the store's labels), or neither
     cond_standardize: bool = False              # embeddings: standardise each dimension over the training set
                                                 # (the model's cond_standardize; labels are left as they are)
+    cond_neighbors: int = 0                     # embeddings: each condition → the mean of its k nearest training
+                                                # ones (the model's cond_neighbors; 0 = off; labels left as they are)
     model_preset: str = "demo"
     model_args: dict = field(default_factory=dict)  # overrides of the preset's model arguments
     cano: bool = True

@@ -142,16 +142,17 @@ def train(cfg: TrainConfig) -> int:
 
     # ---------------------------------------------------------------- model, EMA, optimizer
     cond_dim = 0 if cond_table is None else int(cond_table.shape[1])  # 0: unconditional model
-    standardize = {"cond_standardize": True} if cfg.cond_standardize and cfg.cond_embeddings else {}
-    model_args = resolve_model_args(cfg.model_preset, {**cfg.model_args, **standardize}, in_channels=store.channels,
+    embedding_args = {"cond_standardize": cfg.cond_standardize, "cond_neighbors": cfg.cond_neighbors}
+    embedding_args = {k: v for k, v in embedding_args.items() if v and cfg.cond_embeddings}  # labels: as they are
+    model_args = resolve_model_args(cfg.model_preset, {**cfg.model_args, **embedding_args}, in_channels=store.channels,
                                     cond_dim=cond_dim, cano=cfg.cano, image_size=(height, width))
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     try:
         model = build_model(model_args).to(device)
     except ValueError as err:
         raise InfbrushError(f"--model-args: {err}") from None
-    if model_args.get("cond_standardize") and cond_table is not None:  # the training set's statistics, saved
-        model.cond_embed.set_standardization(cond_table.to(device))  # with the weights
+    if (model_args.get("cond_standardize") or model_args.get("cond_neighbors")) and cond_table is not None:
+        model.cond_embed.fit(cond_table.to(device))  # the training set's statistics, saved with the weights
     torch.manual_seed(cfg.seed + 1000003 * dist.rank)  # per-rank stream for dropout (if any)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))

@@ -238,13 +238,16 @@ class Params:
         return inputs
 
     def train_cond(self, ds: str, variant: str = "") -> str:
-        """The condition of a model (embeddings standardised where train.cond_standardize), and --no-cano for the
-        ablation (model.cano false or the ablation_cano variant: the paper's Table 2)."""
+        """The condition of a model (embeddings standardised where train.cond_standardize, smoothed over their
+        train.cond_neighbors nearest training embeddings where set), and --no-cano for the ablation (model.cano
+        false or the ablation_cano variant: the paper's Table 2)."""
         if self.conditioned_on_labels(ds, variant):
             cond = f"--cond-labels {self.n_classes(ds, variant)}"
         else:
             cond = f"--cond-embeddings {RESULTS}/{ds}/embeddings.h5"
             cond += " --cond-standardize" if self.get(ds, "train.cond_standardize") else ""
+            neighbors = self.get(ds, "train.cond_neighbors")
+            cond += f" --cond-neighbors {neighbors}" if neighbors else ""
         no_cano = variant == "ablation_cano" or not self.get(ds, "model.cano")
         return cond + (" --no-cano" if no_cano else "")
 
