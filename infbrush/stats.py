@@ -1,5 +1,7 @@
-"""Held-out evaluation statistics shared by the encoder reports (DINO's k-NN, the demo CLIP's zero-shot): a
-class-stratified train/held-out split of a labelled store, accuracy intervals and the majority baseline."""
+"""Held-out evaluation statistics shared by the encoder reports (DINO's k-NN, the demo CLIP's zero-shot) and the
+control report: a class-stratified train/held-out split of a labelled store, accuracy intervals, the majority
+baseline, and the k-NN probe of frozen features (DINO, Caron et al., 2021, Sec. 4.1: cosine similarity on
+L2-normalised features, k nearest training samples, distance-weighted vote)."""
 from __future__ import annotations
 
 import numpy as np
@@ -64,3 +66,20 @@ def majority_baseline(train_labels: np.ndarray, test_labels: np.ndarray) -> floa
     """Accuracy of always predicting the most frequent training class (the honest 'chance' level)."""
     values, counts = np.unique(np.asarray(train_labels), return_counts=True)
     return float((np.asarray(test_labels) == values[counts.argmax()]).mean())
+
+
+def knn_predict(train_features: np.ndarray, train_labels: np.ndarray, test_features: np.ndarray,
+                k: int = 20) -> np.ndarray:
+    """Labels predicted by a cosine, distance-weighted k-NN classifier (scikit-learn); features (N, D)."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    k = max(1, min(k, len(train_features)))
+    classifier = KNeighborsClassifier(n_neighbors=k, metric="cosine", weights="distance")
+    classifier.fit(np.asarray(train_features, dtype=np.float64), np.asarray(train_labels))
+    return classifier.predict(np.asarray(test_features, dtype=np.float64))
+
+
+def knn_accuracy(train_features: np.ndarray, train_labels: np.ndarray, test_features: np.ndarray,
+                 test_labels: np.ndarray, k: int = 20) -> float:
+    """Accuracy of a cosine, distance-weighted k-NN classifier; features (N, D)."""
+    return float((knn_predict(train_features, train_labels, test_features, k) == np.asarray(test_labels)).mean())

@@ -150,3 +150,53 @@ def test_cli_writes_control_json_and_rejects_bad_input(store, tmp_path):
     index = _fake_samples(unlabelled, 1, lambda c: -1, seed=3)
     with pytest.raises(InfbrushError, match="no generated image has a class label"):
         controllability(store, index)
+
+
+def test_condition_probe_reports_what_the_embeddings_themselves_tell(store, tmp_path):
+    """--embeddings: a k-NN on the training split's embeddings classifies each sample's condition; an encoder that
+    puts one class's held-out images among another class's shows as that class's ceiling, beside the generated
+    figure, and per image."""
+    import h5py
+
+    from infbrush.cli import control as cli
+    from infbrush.data.store import ImageStore
+
+    ids = ImageStore(store).ids
+    rng = np.random.default_rng(0)
+    features = []
+    for image_id in ids:
+        cls = int(image_id.split("/")[1].split("_")[0])
+        seen_as = 1 if image_id.startswith("held/0_") else cls  # the encoder confuses held-out class 0 with 1
+        features.append(np.eye(4)[seen_as] * 5 + rng.normal(size=4) * 0.3)
+    with h5py.File(tmp_path / "embeddings.h5", "w") as h5:
+        h5["features"] = np.asarray(features, dtype=np.float32)
+        h5["ids"] = np.asarray(ids, dtype=object).astype(h5py.string_dtype())
+    samples = tmp_path / "s"
+    samples.mkdir()
+    index = _fake_samples(samples, 3, lambda c: c, seed=4)
+    entries = json.loads(index.read_text())
+    for e in entries["images"]:
+        e["source_id"] = f"held/{e['label']}_{e['seed']}"  # each sample "generated from" a held-out image
+    write_json(index, entries)
+
+    result = controllability(store, index, feature_size=48, embeddings=tmp_path / "embeddings.h5")
+    probe = result["condition_probe"]
+    assert {k: v["accuracy"] for k, v in probe["per_class"].items()} == {n: float(i > 0) for i, n in
+                                                                          enumerate(CLASS_NAMES)}
+    assert probe["mean_accuracy"] == pytest.approx(0.75) and probe["k"] == 20 and probe["n_images"] == 12
+    gen = result["generated"]
+    assert [gen["per_class"][n]["condition_accuracy"] for n in CLASS_NAMES] == [0.0, 1.0, 1.0, 1.0]
+    assert [i["condition_knn"] for i in gen["images"] if i["intended"] == CLASS_NAMES[0]] == [CLASS_NAMES[1]] * 3
+    assert "condition_probe" not in controllability(store, index, feature_size=48)  # only when asked
+
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    out = tmp_path / "control.json"
+    assert cli.main(parser.parse_args(["--store", str(store), "--samples", str(index), "--out", str(out),
+                                       "--embeddings", str(tmp_path / "embeddings.h5")])) == 0
+    assert json.loads(out.read_text())["condition_probe"]["mean_accuracy"] == pytest.approx(0.75)
+    for e in entries["images"][:2]:
+        del e["source_id"]  # samples not made from store images: the probe has nothing to classify
+    write_json(index, entries)
+    with pytest.raises(InfbrushError, match="2 have none"):
+        controllability(store, index, embeddings=tmp_path / "embeddings.h5")

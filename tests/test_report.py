@@ -159,6 +159,13 @@ def test_report_shows_control_gallery_flagged_metrics_and_spectrum(tmp_path):
     misjudged = [i for i in control["generated"]["images"] if i["judged"] != i["intended"]]
     assert {"file": "0_1.png", "intended": "a", "judged": "c"} in misjudged
     assert part.count("class=miss") == len(misjudged)
+    assert "the conditions themselves" not in part  # no condition probe in this control.json
+    probe = {"probe": "cosine k-NN (k=20)", "per_class": {n: {"accuracy": 0.5, "ci95": [0.1, 0.9]} for n in "abcd"},
+             "mean_accuracy": 0.625, "mean_ci95": [0.41, 0.83]}
+    (results / "control.json").write_text(json.dumps(control | {"condition_probe": probe}))
+    part = _section(build_report("demo_naip", results), "<h2>Controllability")
+    assert "the conditions themselves: k-NN" in part and "the condition's own ceiling" in part
+    assert part.count("0.500 [0.100, 0.900]") == 4 and "0.625 [0.410, 0.830]" in part  # per class, and their mean
     part = _section(text, "<h2>Spectral check")
     assert len(_srcs(part)) == 1 and "prominence" in part
     assert "above Nyquist" in part  # 64 cycles per side cannot exist in a 64² image

@@ -26,6 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"the judge's goal on real held-out images (default {DEFAULT_JUDGE_GOAL})")
     parser.add_argument("--confidence", type=float, default=CONFIDENCE,
                         help="interval level (default 0.95; the *ci95 keys then hold intervals at this level)")
+    parser.add_argument("--embeddings", default=d["embeddings"],
+                        help="embeddings.h5 the samples were conditioned on: also report how well a k-NN on the "
+                             "training split's embeddings tells the class from each condition (its ceiling)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -41,11 +44,16 @@ def main(args: argparse.Namespace) -> int:
     if not 0 < args.confidence < 1:
         raise InfbrushError(f"--confidence must be in (0, 1), got {args.confidence}")
     result = controllability(args.store, args.samples, feature_size=args.feature_size, seed=args.seed,
-                             goal=args.goal, judge_goal=args.judge_goal, confidence=args.confidence)
+                             goal=args.goal, judge_goal=args.judge_goal, confidence=args.confidence,
+                             embeddings=args.embeddings)
     write_json(args.out, result)
     gen, real = result["generated"], result["judge"]["real_held_out"]
     print(f"controllability: mean accuracy {gen['mean_accuracy']:.3f} [{gen['mean_ci95'][0]:.3f}, "
           f"{gen['mean_ci95'][1]:.3f}] over {gen['n_images']} generated images (goal {args.goal}, met: "
           f"{result['goal_met']}); judge on {real['n_images']} real held-out images {real['mean_accuracy']:.3f} "
           f"[{real['mean_ci95'][0]:.3f}, {real['mean_ci95'][1]:.3f}] -> {args.out}", file=sys.stderr)
+    if "condition_probe" in result:
+        probe = result["condition_probe"]
+        print(f"controllability: the conditions themselves (k-NN on their embeddings) {probe['mean_accuracy']:.3f} "
+              f"[{probe['mean_ci95'][0]:.3f}, {probe['mean_ci95'][1]:.3f}]", file=sys.stderr)
     return 0

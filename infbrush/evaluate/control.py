@@ -39,6 +39,13 @@ The mean of per-class accuracies carries a seeded Monte-Carlo interval: each cla
 its Jeffreys posterior Beta(k + ½, n − k + ½), the draws are averaged over classes, and the central 95 % is
 reported. Unlike a percentile bootstrap over images it does not collapse to [1, 1] when every image is
 right, and it narrows as images are added (tested).
+
+**What the condition carries** (``embeddings``, for an embedding-conditioned model): a generator steered by an
+embedding can at best draw the class that embedding stands for. The cosine k-NN probe of DINO
+(:func:`infbrush.stats.knn_predict`, k = 20) is fit on the training split's embeddings and classifies the
+embedding each judged image was generated from; its per-class accuracy is the condition's ceiling, reported
+beside the generated figure (``condition_probe``), so that a shortfall of the encoder is not read as one of the
+generator (issue 12: on demo_naip the DINO embeddings of held-out water patches lie nearest forest ones).
 """
 from __future__ import annotations
 
@@ -65,6 +72,7 @@ INTERVALS = {"per_class": "Wilson score interval (scipy.stats.binomtest)",
 
 
 SAMPLING_KEYS = ("guidance_scale", "steps", "step", "seed")  # the index settings a control figure depends on
+PROBE_K = 20  # neighbours of the condition probe (DINO's k-NN: k = 20)
 
 
 # --------------------------------------------------------------------------------------------- features
@@ -248,10 +256,37 @@ def generated_labels(entries: Sequence[dict], label_names: Sequence[str]) -> np.
     return np.asarray(out, dtype=np.int64)
 
 
+def condition_probe(store_path: str | os.PathLike, embeddings: str | os.PathLike, source_ids: Sequence[str],
+                    target: np.ndarray, names: Sequence[str], *, k: int = PROBE_K, seed: int = 0,
+                    confidence: float = CONFIDENCE) -> dict:
+    """Accuracy of a cosine k-NN, fit on the training split's embeddings, on the embeddings of ``source_ids``
+    (the store images the judged samples were conditioned on): what the condition itself tells of the class."""
+    from infbrush.data.conditions import load_conditions
+    from infbrush.data.store import ImageStore
+    from infbrush.stats import knn_predict
+
+    store = ImageStore(store_path)
+    labels, split = np.asarray(store.labels), np.asarray(store.split)
+    train = np.flatnonzero((split == 0) & (labels >= 0))
+    row = {image_id: i for i, image_id in enumerate(store.ids)}
+    missing = [s for s in source_ids if s not in row]
+    if missing:
+        raise InfbrushError(f"{store_path}: {len(missing)} conditioning images are not in the store "
+                            f"(first: {missing[0]!r})")
+    judged = np.asarray([row[s] for s in source_ids])
+    features = load_conditions(store, np.concatenate([train, judged]), embeddings=embeddings).numpy()  # (n, D)
+    predicted = knn_predict(features[:len(train)], labels[train], features[len(train):], k=k)
+    scores = class_scores(target, predicted, names, seed=seed, confidence=confidence)
+    return {"probe": f"cosine k-NN (k={k}, distance-weighted, DINO's probe) fit on the {len(train)} training "
+                     "split embeddings; it classifies the embedding each judged image was generated from",
+            "embeddings": str(embeddings), "k": k, **scores, "predicted": [names[int(p)] for p in predicted]}
+
+
 def controllability(store_path: str | os.PathLike, index_path: str | os.PathLike, *, feature_size: int = DEFAULT_FEATURE_SIZE,
                     seed: int = 0, goal: float = DEFAULT_GOAL, judge_goal: float = DEFAULT_JUDGE_GOAL,
-                    confidence: float = CONFIDENCE) -> dict:
-    """Per-class and mean accuracy (with intervals) of the real-data judge on the images in ``index_path``."""
+                    confidence: float = CONFIDENCE, embeddings: str | os.PathLike | None = None) -> dict:
+    """Per-class and mean accuracy (with intervals) of the real-data judge on the images in ``index_path``; with
+    ``embeddings``, also what the conditions themselves carry (:func:`condition_probe`)."""
     from tqdm import tqdm
 
     from infbrush.sample.outputs import read_index
@@ -285,10 +320,22 @@ def controllability(store_path: str | os.PathLike, index_path: str | os.PathLike
                    "judge_real_mean_accuracy": real_mean,
                    "relative_to_real": scores["mean_accuracy"] / real_mean if real_mean > 0 else None})
     summary.update({"goal": judge_goal, "goal_met": bool(real["mean_accuracy"] >= judge_goal)})
+    probe = None
+    if embeddings is not None:
+        sources = [e.get("source_id") for e, _ in known]
+        if not all(sources):
+            raise InfbrushError(f"{index_path}: --embeddings needs samples conditioned on store images (a "
+                                f"'source_id' per entry); {sources.count(None)} have none")
+        probe = condition_probe(store_path, embeddings, sources, target, names, seed=seed, confidence=confidence)
+        for name, v in scores["per_class"].items():  # the condition's ceiling beside every generated figure
+            v["condition_accuracy"] = probe["per_class"].get(name, {}).get("accuracy")
+        for image, condition_class in zip(scores["images"], probe.pop("predicted")):
+            image["condition_knn"] = condition_class  # the class its condition's embedding stands for
     return {
         "store": str(store_path), "samples": str(index_path), "resolution": index.get("resolution"),
         "sampled_with": {k: (index.get("settings") or {}).get(k) for k in SAMPLING_KEYS},
         "confidence": confidence, "intervals": INTERVALS, "judge": summary, "generated": scores,
+        **({"condition_probe": probe} if probe is not None else {}),
         "goal": goal, "goal_met": bool(scores["mean_accuracy"] >= goal),
         "goal_met_by_lower_bound": bool(scores["mean_ci95"][0] >= goal),
     }

@@ -373,14 +373,23 @@ def section_control(results: Path, variant: str = "") -> str:
     real = judge.get("real_held_out") or {}
     if not real:  # an older control.json: no judge figures to read the control numbers against
         return not_run("control.json predates the real-data judge (rerun `infbrush control`)")
+    probe = result.get("condition_probe")  # embedding models: what the conditions themselves tell of the class
+    per_probe = (probe or {}).get("per_class") or {}
+    probe_cell = (lambda k: f"<td>{interval(per_probe.get(k, {}).get('accuracy'), per_probe.get(k, {}).get('ci95'))}"
+                            "</td>") if probe else (lambda k: "")
     rows = "".join(
         f"<tr><td class='l'>{esc(k)}</td><td>{interval(v.get('accuracy'), v.get('ci95'))}</td>"
         f"<td>{fmt(v.get('n_images'))}</td><td>{interval(v.get('judge_real_accuracy'), v.get('judge_real_ci95'))}</td>"
-        f"<td>{fmt(v.get('judge_real_n_images'))}</td></tr>"
+        f"<td>{fmt(v.get('judge_real_n_images'))}</td>{probe_cell(k)}</tr>"
         for k, v in (gen.get("per_class") or {}).items())
     rows += (f"<tr><th class='l'>mean of classes</th><th>{interval(gen.get('mean_accuracy'), gen.get('mean_ci95'))}</th>"
              f"<th>{fmt(gen.get('n_images'))}</th><th>{interval(real.get('mean_accuracy'), real.get('mean_ci95'))}</th>"
-             f"<th>{fmt(real.get('n_images'))}</th></tr>")
+             f"<th>{fmt(real.get('n_images'))}</th>"
+             + (f"<th>{interval(probe.get('mean_accuracy'), probe.get('mean_ci95'))}</th>" if probe else "")
+             + "</tr>")
+    probe_head = "<th>the conditions themselves: k-NN [95 % CI]</th>" if probe else ""
+    probe_note = (f" The last column is the condition's own ceiling: {esc(probe.get('probe', ''))}; a generator "
+                  "steered by an embedding can at best draw the class its embedding stands for." if probe else "")
     trained = judge.get("trained_on") or {}
     intervals = result.get("intervals") or {}
     how = result.get("sampled_with") or {}
@@ -396,9 +405,9 @@ def section_control(results: Path, variant: str = "") -> str:
             f"(goal {fmt(judge.get('goal'), 2)}, met: {esc(judge.get('goal_met'))}); "
             f"fit on {fmt(trained.get('n_images'))} real training images.{sampled}</p>"
             "<table><tr><th class='l'>class</th><th>generated: accuracy [95 % CI]</th><th>images</th>"
-            "<th>judge on real held-out [95 % CI]</th><th>images</th></tr>"
+            f"<th>judge on real held-out [95 % CI]</th><th>images</th>{probe_head}</tr>"
             f"{rows}</table><p class='note'>{esc(judge.get('classifier', ''))}. Intervals: per class "
-            f"{esc(intervals.get('per_class', ''))}; mean {esc(intervals.get('mean', ''))}.</p>"
+            f"{esc(intervals.get('per_class', ''))}; mean {esc(intervals.get('mean', ''))}.{probe_note}</p>"
             + control_gallery(results, result))
 
 

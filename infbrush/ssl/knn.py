@@ -1,4 +1,4 @@
-"""Evaluation of frozen features on a labelled store: k-NN accuracy (the split and intervals: infbrush/stats.py).
+"""Evaluation of frozen features on a labelled store: k-NN accuracy (the probe, split and intervals: infbrush/stats.py).
 
 The k-NN probe follows DINO (Caron et al., 2021, Sec. 4.1): cosine similarity on L2-normalised
 features, k nearest training samples, distance-weighted vote.
@@ -7,24 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from infbrush.stats import accuracy_interval, labelled_split, majority_baseline, paired_difference_interval
-
-
-def knn_predict(train_features: np.ndarray, train_labels: np.ndarray, test_features: np.ndarray,
-                k: int = 20) -> np.ndarray:
-    """Labels predicted by a cosine, distance-weighted k-NN classifier (scikit-learn); features (N, D)."""
-    from sklearn.neighbors import KNeighborsClassifier
-
-    k = max(1, min(k, len(train_features)))
-    classifier = KNeighborsClassifier(n_neighbors=k, metric="cosine", weights="distance")
-    classifier.fit(np.asarray(train_features, dtype=np.float64), np.asarray(train_labels))
-    return classifier.predict(np.asarray(test_features, dtype=np.float64))
-
-
-def knn_accuracy(train_features: np.ndarray, train_labels: np.ndarray, test_features: np.ndarray,
-                 test_labels: np.ndarray, k: int = 20) -> float:
-    """Accuracy of a cosine, distance-weighted k-NN classifier; features (N, D)."""
-    return float((knn_predict(train_features, train_labels, test_features, k) == np.asarray(test_labels)).mean())
+from infbrush.stats import (accuracy_interval, knn_accuracy, knn_predict, labelled_split, majority_baseline,
+                            paired_difference_interval)
 
 
 def knn_report(store, encoder, baseline_encoder=None, k: int = 20, seed: int = 0,

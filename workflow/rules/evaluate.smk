@@ -213,8 +213,7 @@ rule bach_eval:
 
 rule control:
     input:
-        store=f"{RESULTS}/{{ds}}/images.h5",
-        samples=lambda wc: f"{P.model_dir(wc.ds, P.variant(wc))}/samples/{P.res0(wc.ds)}/index.json",
+        unpack(lambda wc: P.control_inputs(wc.ds, P.variant(wc))),
     output:
         f"{RESULTS}/{{ds}}/control.json",
     conda:
@@ -225,6 +224,7 @@ rule control:
         "logs/benchmarks/{ds}/control.tsv"
     params:
         goals=lambda wc: P.control_goal_flags(wc.ds, P.variant(wc)),
+        embeddings=lambda wc, input: flag("--embeddings", input.get("embeddings")),
         flags=P.flags_of({"sample.seed": "--seed", "evaluate.control_feature_size": "--feature-size"}),
     resources:
         mem_mb=4000,
@@ -232,7 +232,7 @@ rule control:
     threads: 1
     shell:
         "infbrush control --store {input.store} --samples {input.samples} --out {output} {params.flags}"
-        " {params.goals} > {log} 2>&1"
+        " {params.goals} {params.embeddings} > {log} 2>&1"
 
 
 use rule control as control_variant with:

@@ -270,8 +270,8 @@ class Params:
 
     # ------------------------------------------------------------------ sample
     def guidance_scale(self, ds: str, variant: str = "") -> float:
-        """Guidance scale of a model: sample.variant_guidance_scale[<variant>] where set (issue 12: the label
-        models are most controllable at 3, the embedding models at 2), else sample.guidance_scale."""
+        """Guidance scale of a model: sample.variant_guidance_scale[<variant>] where set (issue 12: the demo's label
+        models are most controllable at 3, its embedding models at 1-2), else sample.guidance_scale."""
         return self.of_variant(ds, variant, "sample.variant_guidance_scale", "sample.guidance_scale")
 
     def sample_flags(self, ds: str, table: dict[str, str], variant: str = "") -> str:
@@ -324,6 +324,15 @@ class Params:
         """Snakemake input function of an embedding rule: the image store results/<ds>/<store>.h5 and the encoder's
         checkpoint (embed: the images, embed_bach: the BACH set)."""
         return lambda wc: {"store": f"{RESULTS}/{wc.ds}/{store}.h5", "checkpoint": self.encoder_checkpoint(wc.ds)}
+
+    def control_inputs(self, ds: str, variant: str = "") -> dict[str, str]:
+        """The store, the model's 1× held-out samples and, for an embedding-conditioned model, the embeddings its
+        samples were conditioned on (control reports what the conditions themselves tell of the class)."""
+        inputs = {"store": f"{RESULTS}/{ds}/images.h5",
+                  "samples": f"{self.model_dir(ds, variant)}/samples/{self.res0(ds)}/index.json"}
+        if not self.conditioned_on_labels(ds, variant):
+            inputs["embeddings"] = f"{RESULTS}/{ds}/embeddings.h5"
+        return inputs
 
     def control_goal_flags(self, ds: str, variant: str = "") -> str:
         """--goal: evaluate.control_label_goal for a label-conditioned model, evaluate.control_goal otherwise;
