@@ -55,7 +55,7 @@ class CondEmbedding(nn.Module):
     Rows with ``cond_mask`` False (or all rows when cond is None) get the null embedding. The vector is
     L2-normalised first when ``normalize`` (as Graikos et al. do for SSL embeddings). With ``standardize`` each
     dimension of that unit vector is then shifted and scaled by the training set's mean and standard deviation
-    (buffers set by ``set_standardization``, saved with the weights) and L2-normalised again: SSL embeddings share
+    (buffers set by ``fit``, saved with the weights) and L2-normalised again: SSL embeddings share
     a large common direction (mean cosine 0.47 between demo DINO embeddings), which standardising removes so that
     what tells images apart is what the network sees (issue 12; paper silent). ``noise`` > 0 adds Gaussian noise
     of that standard deviation (in standardised units) to the standardised condition in training mode only
