@@ -1,4 +1,4 @@
-"""Evaluation of frozen features on a labelled store: k-NN accuracy (the probe, split and intervals: infbrush/stats.py).
+"""Evaluation of frozen features on a labelled store: k-NN accuracy (probe, split, intervals: infbrush/stats.py).
 
 The k-NN probe follows DINO (Caron et al., 2021, Sec. 4.1): cosine similarity on L2-normalised
 features, k nearest training samples, distance-weighted vote.
