@@ -13,6 +13,7 @@ Only ``images`` is required when reading: stores written by other tools (e.g. Ge
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -142,6 +143,11 @@ class ImageStore:
     @property
     def channels(self) -> int:
         return self.shape[3]
+
+    @functools.cached_property
+    def row_of(self) -> dict[str, int]:
+        """The store row of each image id (samples name their conditioning image by its id)."""
+        return {image_id: i for i, image_id in enumerate(self.ids)}
 
     def _file(self):
         import h5py

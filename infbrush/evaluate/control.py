@@ -258,9 +258,10 @@ def generated_labels(entries: Sequence[dict], label_names: Sequence[str]) -> np.
 
 def condition_probe(store_path: str | os.PathLike, embeddings: str | os.PathLike, source_ids: Sequence[str],
                     target: np.ndarray, names: Sequence[str], *, k: int = PROBE_K, seed: int = 0,
-                    confidence: float = CONFIDENCE) -> dict:
+                    confidence: float = CONFIDENCE) -> tuple[dict, list[str]]:
     """Accuracy of a cosine k-NN, fit on the training split's embeddings, on the embeddings of ``source_ids``
-    (the store images the judged samples were conditioned on): what the condition itself tells of the class."""
+    (the store images the judged samples were conditioned on): what the condition itself tells of the class.
+    Returns (the summary, the class name the k-NN gives each condition)."""
     from infbrush.data.conditions import load_conditions
     from infbrush.data.store import ImageStore
     from infbrush.stats import knn_predict
@@ -268,18 +269,17 @@ def condition_probe(store_path: str | os.PathLike, embeddings: str | os.PathLike
     store = ImageStore(store_path)
     labels, split = np.asarray(store.labels), np.asarray(store.split)
     train = np.flatnonzero((split == 0) & (labels >= 0))
-    row = {image_id: i for i, image_id in enumerate(store.ids)}
-    missing = [s for s in source_ids if s not in row]
+    missing = [s for s in source_ids if s not in store.row_of]
     if missing:
         raise InfbrushError(f"{store_path}: {len(missing)} conditioning images are not in the store "
                             f"(first: {missing[0]!r})")
-    judged = np.asarray([row[s] for s in source_ids])
+    judged = np.asarray([store.row_of[s] for s in source_ids])
     features = load_conditions(store, np.concatenate([train, judged]), embeddings=embeddings).numpy()  # (n, D)
     predicted = knn_predict(features[:len(train)], labels[train], features[len(train):], k=k)
     scores = class_scores(target, predicted, names, seed=seed, confidence=confidence)
     return {"probe": f"cosine k-NN (k={k}, distance-weighted, DINO's probe) fit on the {len(train)} training "
                      "split embeddings; it classifies the embedding each judged image was generated from",
-            "embeddings": str(embeddings), "k": k, **scores, "predicted": [names[int(p)] for p in predicted]}
+            "embeddings": str(embeddings), "k": k, **scores}, [names[int(p)] for p in predicted]
 
 
 def controllability(store_path: str | os.PathLike, index_path: str | os.PathLike, *, feature_size: int = DEFAULT_FEATURE_SIZE,
@@ -326,10 +326,11 @@ def controllability(store_path: str | os.PathLike, index_path: str | os.PathLike
         if not all(sources):
             raise InfbrushError(f"{index_path}: --embeddings needs samples conditioned on store images (a "
                                 f"'source_id' per entry); {sources.count(None)} have none")
-        probe = condition_probe(store_path, embeddings, sources, target, names, seed=seed, confidence=confidence)
+        probe, condition_classes = condition_probe(store_path, embeddings, sources, target, names, seed=seed,
+                                                   confidence=confidence)
         for name, v in scores["per_class"].items():  # the condition's ceiling beside every generated figure
             v["condition_accuracy"] = probe["per_class"].get(name, {}).get("accuracy")
-        for image, condition_class in zip(scores["images"], probe.pop("predicted")):
+        for image, condition_class in zip(scores["images"], condition_classes):
             image["condition_knn"] = condition_class  # the class its condition's embedding stands for
     return {
         "store": str(store_path), "samples": str(index_path), "resolution": index.get("resolution"),

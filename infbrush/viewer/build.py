@@ -174,7 +174,6 @@ class RealImages:
         self.context = context
         self.slides = {slide_id_of(p): p for p in find_slides(slides)} if slides else {}
         if self.store is not None:
-            self.row_of = {image_id: i for i, image_id in enumerate(self.store.ids)}
             rows = range(len(self.store))
             self.held_out = [i for i in rows if self.store.split[i] == 1] or list(rows)
         self.label_names = list(self.store.label_names) if self.store is not None else []
@@ -183,8 +182,8 @@ class RealImages:
         """The store row shown beside sample number ``k`` with index ``entry``."""
         if self.store is None or len(self.store) == 0:
             return None
-        if entry.get("source") in ("held-out", "train") and entry.get("source_id") in self.row_of:
-            return self.row_of[entry["source_id"]]
+        if entry.get("source") in ("held-out", "train") and entry.get("source_id") in self.store.row_of:
+            return self.store.row_of[entry["source_id"]]
         label = entry.get("label", -1)
         if isinstance(label, int) and label >= 0:
             rows = [i for i in self.held_out if self.store.labels[i] == label] or \
