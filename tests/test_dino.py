@@ -88,6 +88,9 @@ def test_knn_report_shows_untrained_baseline_beside_trained(store):
         assert low <= report[key] <= high, key
     assert report["knn_accuracy_ci95"][0] > 0.6  # Wilson interval of 8/8
     assert report["knn_gain_ci95"][0] > 0  # colour beats noise even on 8 images
+    assert report["knn_accuracy_per_class"] == [1.0] * 4  # per class, in `classes` order
+    base_per_class = report["knn_accuracy_random_init_per_class"]
+    assert len(base_per_class) == 4 and np.mean(base_per_class) == pytest.approx(report["knn_accuracy_random_init"])
     no_baseline = knn_report(ImageStore(store), ColourEncoder(True), None, k=5)
     assert "knn_accuracy_random_init" not in no_baseline and no_baseline["knn_accuracy"] == 1.0
 

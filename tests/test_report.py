@@ -185,3 +185,35 @@ def test_brush_shortfalls_say_by_how_much_and_against_what():
     result["seams"]["ours"]["mean"] = 3.0
     assert brush_shortfalls(result)[1] == ("seams: ratio 3.00, 2.00× the 1.50 goal; real patches cut along the same "
                                            "map measure 2.20 (the goal is stricter than real boundaries)")
+
+
+def test_report_shows_each_encoder_beside_its_baselines_and_the_dino_loss(tmp_path):
+    """dino.json: trained k-NN beside the untrained network, gain interval, per class; democlip.json: zero-shot
+    beside chance; the DINO loss curve comes from the trainer's run folder (dino_ckpt/metrics.jsonl)."""
+    results = tmp_path / "demo_naip"
+    results.mkdir()
+    assert "not run (dino.json / democlip.json" in _section(build_report("demo_naip", results), "<h2>Encoders")
+    classes = ["water", "forest", "field", "developed"]
+    (results / "dino.json").write_text(json.dumps({
+        "knn_accuracy": 0.8613, "knn_accuracy_ci95": [0.79, 0.91], "knn_accuracy_random_init": 0.7801,
+        "knn_accuracy_random_init_ci95": [0.71, 0.84], "knn_gain": 0.0812, "knn_gain_ci95": [0.027, 0.133],
+        "knn_accuracy_per_class": [0.6061, 0.9778, 0.871, 0.9024],
+        "knn_accuracy_random_init_per_class": [0.4242, 0.9556, 0.8065, 0.878],
+        "n_test_per_class": [33, 45, 31, 41], "classes": classes, "k": 20, "steps": 630, "chance": 0.25,
+        "majority_baseline": 0.2067, "n_train": 701, "n_test": 150, "last_loss": 5.84, "protocol": "cosine k-NN"}))
+    (results / "dino_ckpt").mkdir()
+    (results / "dino_ckpt" / "metrics.jsonl").write_text(
+        "".join(json.dumps({"step": s, "loss": 8.0 - s / 100}) + "\n" for s in range(10, 200, 10)))
+    (results / "democlip.json").write_text(json.dumps({
+        "zero_shot_accuracy": 0.9524, "zero_shot_accuracy_ci95": [0.869, 0.984], "chance": 0.25,
+        "majority_baseline": 0.2063, "per_class_accuracy": dict(zip(classes, [1.0, 0.8846, 1.0, 0.5])),
+        "n_test_per_class": [10, 26, 14, 13], "classes": classes, "n_train": 368, "n_test": 63,
+        "epochs": 30, "first_epoch_loss": 3.32, "last_epoch_loss": 2.21}))
+    text = build_report("demo_naip", results)
+    encoders = _section(text, "<h2>Encoders")
+    assert "0.861 [0.790, 0.910]" in encoders and "0.780 [0.710, 0.840]" in encoders
+    assert "0.081 [0.027, 0.133]" in encoders  # the paired gain with its interval
+    water = re.search(r"<td class='l'>water</td><td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td>", encoders)
+    assert water.groups() == ("0.606", "0.424", "33")  # trained, untrained, held-out images of that class
+    assert "0.952 [0.869, 0.984]" in encoders and "chance 0.250" in encoders and "0.500" in encoders
+    assert "<h3>DINO</h3><img" in _section(text, "<h2>Loss curves")

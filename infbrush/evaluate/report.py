@@ -5,8 +5,9 @@ absent: sample grids per resolution (``samples/<R>/index.json``) with zoomed nat
 FID table beside the paper's numbers (``fid.json``, ``ablation_cano.json``), the zero-shot confusion
 matrix (``zeroshot.json`` + PNG), BACH accuracies (``bach.json``), controllability (``control.json``: per
 class, real held-out patches beside the samples generated for it, accuracies with 95 % intervals beside the
-judge's own accuracy on real images), the spectral check (``spectrum.json`` + PNG), loss curves
-(``train/metrics.jsonl``), run settings (a params dict) and skipped inputs (``**/failures.tsv``). A metric
+judge's own accuracy on real images), the encoders against their untrained network / chance (``dino.json``,
+``democlip.json``), the spectral check (``spectrum.json`` + PNG), loss curves (``train/metrics.jsonl``,
+``dino_ckpt/metrics.jsonl``), run settings (a params dict) and skipped inputs (``**/failures.tsv``). A metric
 that ``fid.json`` marks ``"trusted": false`` (it failed its sanity pairs) is shown as flagged, not as a result.
 """
 from __future__ import annotations
@@ -283,6 +284,53 @@ def section_bach(results: Path) -> str:
             f"<th class='l'>per seed</th></tr>{rows}</table><p class='note'>{esc(result.get('classifier', ''))}; "
             f"{fmt(result.get('n_train'))} train / {fmt(result.get('n_test'))} test images, "
             f"{fmt(result.get('n_synthetic'))} synthetic, seeds {esc(result.get('seeds'))}</p>")
+
+
+def _per_class_rows(classes: list, columns: list[list | None]) -> str:
+    """Table rows: one per class, one cell per column (a list in ``classes`` order, or None for a blank column)."""
+    return "".join(f"<tr><td class='l'>{esc(name)}</td>"
+                   + "".join(f"<td>{fmt(col[i]) if col and i < len(col) else ''}</td>" for col in columns) + "</tr>"
+                   for i, name in enumerate(classes))
+
+
+def section_encoders(results: Path) -> str:
+    """The encoders the conditions come from, each against its trivial baselines: the trained DINO's k-NN beside
+    the same network untrained (``dino.json``), the demo CLIP's zero-shot beside chance (``democlip.json``)."""
+    parts = []
+    dino = read_json(results / "dino.json")
+    if dino and dino.get("knn_accuracy") is not None:
+        classes = dino.get("classes") or []
+        rows = _per_class_rows(classes, [dino.get("knn_accuracy_per_class"),
+                                         dino.get("knn_accuracy_random_init_per_class"),
+                                         dino.get("n_test_per_class")])
+        table = "".join(f"<tr><td class='l'>{esc(name)}</td>"
+                        f"<td>{interval(dino.get(key), dino.get(key + '_ci95'))}</td></tr>"
+                        for name, key in ((f"trained ({fmt(dino.get('steps'))} steps)", "knn_accuracy"),
+                                          ("same network untrained", "knn_accuracy_random_init"),
+                                          ("gain (paired)", "knn_gain")))
+        table += (f"<tr><td class='l'>chance / majority</td>"
+                  f"<td>{fmt(dino.get('chance'))} / {fmt(dino.get('majority_baseline'))}</td></tr>")
+        parts.append(
+            f"<h3>DINO (k-NN, k = {fmt(dino.get('k'))})</h3><table><tr><th class='l'>network</th>"
+            f"<th>held-out accuracy [95 %]</th></tr>{table}</table>"
+            + (f"<table><tr><th class='l'>class</th><th>trained</th><th>untrained</th><th>held-out images</th></tr>"
+               f"{rows}</table>" if classes else "")
+            + f"<p class='note'>{esc(dino.get('protocol', ''))}; {fmt(dino.get('n_train'))} train / "
+              f"{fmt(dino.get('n_test'))} held-out images; last loss {fmt(dino.get('last_loss'))}</p>")
+    clip = read_json(results / "democlip.json")
+    if clip and clip.get("zero_shot_accuracy") is not None:
+        classes = clip.get("classes") or list(clip.get("per_class_accuracy") or {})
+        per_class = [(clip.get("per_class_accuracy") or {}).get(c) for c in classes]
+        rows = _per_class_rows(classes, [per_class, clip.get("n_test_per_class")])
+        parts.append(
+            f"<h3>Demo CLIP (zero-shot on held-out images)</h3><p>accuracy "
+            f"{interval(clip['zero_shot_accuracy'], clip.get('zero_shot_accuracy_ci95'))} "
+            f"(chance {fmt(clip.get('chance'))}, majority {fmt(clip.get('majority_baseline'))}); "
+            f"{fmt(clip.get('n_train'))} train / {fmt(clip.get('n_test'))} held-out images; loss "
+            f"{fmt(clip.get('first_epoch_loss'))} → {fmt(clip.get('last_epoch_loss'))} "
+            f"over {fmt(clip.get('epochs'))} epochs</p>"
+            f"<table><tr><th class='l'>class</th><th>accuracy</th><th>held-out images</th></tr>{rows}</table>")
+    return "".join(parts) or not_run("dino.json / democlip.json (only the encoders the pipeline trains)")
 
 
 CONTROL_IMAGES = 8   # images per class and side (real held-out | generated) in the control gallery
@@ -591,7 +639,7 @@ def section_losses(results: Path) -> str:
     parts = []
     for name, path in (("diffusion model", results / "train" / "metrics.jsonl"),
                        ("CANO ablation", results / "ablation_cano" / "train" / "metrics.jsonl"),
-                       ("DINO", results / "dino" / "metrics.jsonl")):
+                       ("DINO", results / "dino_ckpt" / "metrics.jsonl")):
         if path.is_file():
             uri = loss_curve_png(path)
             parts.append(f"<h3>{esc(name)}</h3>" + (f'<img src="{uri}">' if uri else not_run(f"{path}: no loss")))
@@ -643,6 +691,7 @@ def build_report(dataset: str, results_dir: str | os.PathLike, params: dict | No
         ("CLIP FID and Crop FID", lambda: section_fid(dataset, results)),
         ("Zero-shot classification of text-conditioned samples", lambda: section_zeroshot(results)),
         ("BACH downstream", lambda: section_bach(results)),
+        ("Encoders the conditions come from", lambda: section_encoders(results)),
         ("Controllability (embedding-conditioned model)", lambda: section_control(results)),
         ("Controllability (label-conditioned model)", lambda: section_control(results, "label")),
         ("Spectral check", lambda: section_spectrum(results)),

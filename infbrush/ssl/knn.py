@@ -17,7 +17,8 @@ def knn_report(store, encoder, baseline_encoder=None, k: int = 20, seed: int = 0
 
     ``baseline_encoder`` (the same network at its initialisation) is measured with the same protocol on the
     same images, so the report shows what training added: ``knn_accuracy_random_init`` and ``knn_gain`` (the
-    difference) with 95 % intervals (Wilson for accuracies, paired bootstrap over images for the gain).
+    difference) with 95 % intervals (Wilson for accuracies, paired bootstrap over images for the gain). Per-class
+    accuracies (``*_per_class``, in ``classes`` order; None for a class without held-out images) show where.
     """
     from infbrush.embed.images import embed_indices
 
@@ -30,8 +31,12 @@ def knn_report(store, encoder, baseline_encoder=None, k: int = 20, seed: int = 0
         pred = knn_predict(features[:len(train_idx)], store.labels[train_idx], features[len(train_idx):], k=k)
         return pred == truth  # (n_test,) bool
 
+    def per_class(hit: np.ndarray) -> list[float | None]:
+        return [float(hit[truth == c].mean()) if (truth == c).any() else None for c in range(len(store.label_names))]
+
     correct = outcomes(encoder)
     report = {"knn_accuracy": float(correct.mean()), "knn_accuracy_ci95": accuracy_interval(correct), "k": k,
+              "knn_accuracy_per_class": per_class(correct),
               "protocol": "cosine distance-weighted k-NN (DINO Sec. 4.1) fit on the train split's features, "
                           "scored on the held-out split",
               "chance": 1.0 / len(np.unique(store.labels[rows])),
@@ -42,6 +47,7 @@ def knn_report(store, encoder, baseline_encoder=None, k: int = 20, seed: int = 0
     if baseline_encoder is not None:
         base = outcomes(baseline_encoder)
         report.update(knn_accuracy_random_init=float(base.mean()), knn_accuracy_random_init_ci95=accuracy_interval(base),
+                      knn_accuracy_random_init_per_class=per_class(base),
                       knn_gain=float(correct.mean() - base.mean()),
                       knn_gain_ci95=paired_difference_interval(correct, base, seed=seed))
     return report
