@@ -353,6 +353,10 @@ class Params:
         if self.get(ds, "evaluate.control"):
             inputs["control"] = f"{root}/control.json"
             inputs.update({f"control_{v}": f"{root}/{v}/control.json" for v in self.variants(ds) if v == "label"})
+        if self.trains_dino(ds):
+            inputs["dino"] = f"{root}/dino.json"
+        if self.trains_clip(ds):
+            inputs["democlip"] = f"{root}/democlip.json"
         if self.get(ds, "evaluate.spectrum"):
             inputs["spectrum"] = f"{root}/spectrum.json"
         if self.get(ds, "evaluate.ablation_cano"):
