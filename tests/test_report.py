@@ -212,7 +212,7 @@ def test_report_shows_each_encoder_beside_its_baselines_and_the_dino_loss(tmp_pa
     text = build_report("demo_naip", results)
     encoders = _section(text, "<h2>Encoders")
     assert "0.861 [0.790, 0.910]" in encoders and "0.780 [0.710, 0.840]" in encoders
-    assert "0.081 [0.027, 0.133]" in encoders  # the paired gain with its interval
+    assert "+0.081 [+0.027, +0.133]" in encoders  # the paired gain, signed, with its interval
     water = re.search(r"<td class='l'>water</td><td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td>", encoders)
     assert water.groups() == ("0.606", "0.424", "33")  # trained, untrained, held-out images of that class
     assert "0.952 [0.869, 0.984]" in encoders and "chance 0.250" in encoders and "0.500" in encoders

@@ -306,8 +306,11 @@ def section_encoders(results: Path) -> str:
         table = "".join(f"<tr><td class='l'>{esc(name)}</td>"
                         f"<td>{interval(dino.get(key), dino.get(key + '_ci95'))}</td></tr>"
                         for name, key in ((f"trained ({fmt(dino.get('steps'))} steps)", "knn_accuracy"),
-                                          ("same network untrained", "knn_accuracy_random_init"),
-                                          ("gain (paired)", "knn_gain")))
+                                          ("same network untrained", "knn_accuracy_random_init")))
+        gain, gain_ci = dino.get("knn_gain"), dino.get("knn_gain_ci95") or []
+        signed = lambda v: "–" if v is None else f"{v:+.3f}"  # noqa: E731
+        table += (f"<tr><td class='l'>gain (paired)</td><td>{signed(gain)}"
+                  + (f" [{signed(gain_ci[0])}, {signed(gain_ci[1])}]" if len(gain_ci) == 2 else "") + "</td></tr>")
         table += (f"<tr><td class='l'>chance / majority</td>"
                   f"<td>{fmt(dino.get('chance'))} / {fmt(dino.get('majority_baseline'))}</td></tr>")
         parts.append(
