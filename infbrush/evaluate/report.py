@@ -76,11 +76,12 @@ def not_run(what: str) -> str:
     return f'<p class="notrun">not run ({esc(what)})</p>'
 
 
-def fmt(value: Any, digits: int = 3) -> str:
+def fmt(value: Any, digits: int = 3, signed: bool = False) -> str:
+    """A cell's text: '–' for None, floats to ``digits`` places (with a '+' on positives when ``signed``)."""
     if value is None:
         return "–"
     if isinstance(value, float):
-        return f"{value:.{digits}f}"
+        return f"{value:{'+' if signed else ''}.{digits}f}"
     return esc(value)
 
 
@@ -304,13 +305,10 @@ def section_encoders(results: Path) -> str:
                                          dino.get("knn_accuracy_random_init_per_class"),
                                          dino.get("n_test_per_class")])
         table = "".join(f"<tr><td class='l'>{esc(name)}</td>"
-                        f"<td>{interval(dino.get(key), dino.get(key + '_ci95'))}</td></tr>"
+                        f"<td>{interval(dino.get(key), dino.get(key + '_ci95'), signed=key == 'knn_gain')}</td></tr>"
                         for name, key in ((f"trained ({fmt(dino.get('steps'))} steps)", "knn_accuracy"),
-                                          ("same network untrained", "knn_accuracy_random_init")))
-        gain, gain_ci = dino.get("knn_gain"), dino.get("knn_gain_ci95") or []
-        signed = lambda v: "–" if v is None else f"{v:+.3f}"  # noqa: E731
-        table += (f"<tr><td class='l'>gain (paired)</td><td>{signed(gain)}"
-                  + (f" [{signed(gain_ci[0])}, {signed(gain_ci[1])}]" if len(gain_ci) == 2 else "") + "</td></tr>")
+                                          ("same network untrained", "knn_accuracy_random_init"),
+                                          ("gain (paired)", "knn_gain")))
         table += (f"<tr><td class='l'>chance / majority</td>"
                   f"<td>{fmt(dino.get('chance'))} / {fmt(dino.get('majority_baseline'))}</td></tr>")
         parts.append(
@@ -340,11 +338,12 @@ CONTROL_IMAGES = 8   # images per class and side (real held-out | generated) in 
 CONTROL_THUMB = 96
 
 
-def interval(value: Any, ci: Any, digits: int = 3) -> str:
-    """'0.950 [0.870, 0.984]' from a value and a [lo, hi] pair (either may be missing)."""
+def interval(value: Any, ci: Any, digits: int = 3, signed: bool = False) -> str:
+    """'0.950 [0.870, 0.984]' from a value and a [lo, hi] pair (either may be missing); ``signed`` for a
+    difference: '+0.087 [+0.040, +0.140]'."""
     if not ci or len(ci) != 2:
-        return fmt(value, digits)
-    return f"{fmt(value, digits)} [{fmt(ci[0], digits)}, {fmt(ci[1], digits)}]"
+        return fmt(value, digits, signed)
+    return f"{fmt(value, digits, signed)} [{fmt(ci[0], digits, signed)}, {fmt(ci[1], digits, signed)}]"
 
 
 def small_thumb(image: np.ndarray, side: int = CONTROL_THUMB) -> str:
