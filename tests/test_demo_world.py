@@ -164,6 +164,7 @@ def test_bach_like_set_has_four_classes_and_two_splits(world):
     assert len(labels) == 8
 
 
+@pytest.mark.numeric
 def test_same_seed_same_bytes_other_seed_differs(tmp_path):
     first, _ = generate_demo_world(tmp_path / "a", DemoWorldConfig(seed=7, **TINY), progress=False)
     from infbrush.cli import demo_world as cli
@@ -214,6 +215,7 @@ def test_rerun_is_a_noop_force_rewrites_and_bad_input_is_refused(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.numeric
 def test_same_bytes_whichever_simd_kernels_numpy_picks(tmp_path):
     """The demo world is byte-identical across CPUs: numpy's AVX2/AVX-512 kernels for sin, cos, exp, arctan2
     differ in the last bits, which flipped tissue thresholds and so re-drew whole slides on other machines.
@@ -235,6 +237,7 @@ def test_same_bytes_whichever_simd_kernels_numpy_picks(tmp_path):
     assert hashes[2] == hashes[0]
 
 
+@pytest.mark.numeric
 def test_portable_functions_match_numpy_and_keep_float32():
     from infbrush.demo import portable
 

@@ -1,9 +1,12 @@
 """The kNN selection reused across sampling steps (issue 13): same images, and a stale plan is never used."""
+import pytest
 import torch
 
 from infbrush.diffusion import cosine_alpha_bar, ddim_sample
 from infbrush.models import build_model, model_args_from_preset
 from infbrush.models.interp import knn_partial, knn_window
+
+pytestmark = pytest.mark.numeric  # cached vs uncached: both tests are bitwise claims (torch.equal)
 
 TINY = {"sparse_channels": 16, "sparse_grid": 16, "emb_dim": 32, "cond_tokens": 2, "num_heads": 2, "grid_size": 16,
         "grid_channels": 8, "channel_mult": [1, 2], "fourier_freqs": 3}

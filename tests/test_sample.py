@@ -158,6 +158,14 @@ def test_cano_off_model_samples(tmp_path):
 def test_bad_inputs_are_named(world, tmp_path):
     with pytest.raises(InfbrushError, match="model weights not found"):
         _cli(_base(world, tmp_path) + ["--resolution", "32"] + ["--weights", str(tmp_path / "nope.pt")])
+    (tmp_path / "notes.pt").write_text("not a checkpoint\n")  # says what the file is and what was expected
+    with pytest.raises(InfbrushError, match=r"notes\.pt: cannot load weights: not a torch checkpoint .*expected the "
+                                            r"model export of `infbrush train --export`"):
+        _cli(_base(world, tmp_path) + ["--resolution", "32"] + ["--weights", str(tmp_path / "notes.pt")])
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes((world / "ema.pt").read_bytes()[:2000])
+    with pytest.raises(InfbrushError, match=r"cut\.pt: cannot load weights: truncated or corrupt torch file"):
+        _cli(_base(world, tmp_path) + ["--resolution", "32"] + ["--weights", str(cut)])
     _export(tmp_path / "dim5.pt", cond_dim=5)
     argv = ["--weights", str(tmp_path / "dim5.pt"), "--out", str(tmp_path / "o"), "--resolution", "32",
             "--cond-embeddings", str(world / "embeddings.h5"), "--store", str(world / "images.h5")]

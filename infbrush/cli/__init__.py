@@ -70,13 +70,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """Warnings of the command line as ``infbrush: warning: <message>`` (one line, no source excerpt); those of
+    other libraries keep their category and origin."""
+    if category is UserWarning and "infbrush" in filename:
+        return f"infbrush: warning: {message}\n"
+    return f"{filename}:{lineno}: {category.__name__}: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``infbrush`` console script."""
+    import warnings
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
+    warnings.formatwarning = _one_line_warning
     try:
         return int(args._main(args) or 0)
     except InfbrushError as err:

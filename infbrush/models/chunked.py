@@ -14,6 +14,7 @@ starting again from the inputs; memory stays bounded by the budget, and the resu
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, Protocol
 
 import torch
 
@@ -23,13 +24,37 @@ ReadChunk = Callable[[int, int], tuple[torch.Tensor, torch.Tensor]]  # (start, s
 WriteChunk = Callable[[int, int, torch.Tensor], None]  # (start, stop, ε̂ (B, n, C))
 
 
-Combine = Callable[[int, object], object]  # (stage k, this process's accumulator) → the accumulator over all
+class StageReduce(Protocol):
+    """How one stage's chunk partials become its accumulator (the hook that multi-process evaluation overrides).
+
+    ``add`` is called once per chunk of this process, in its order; ``close`` after the last one returns the
+    accumulator over *every* chunk of the image. A single process (``LocalReduce``) folds its partials with the
+    model's ``stage_merge`` in chunk order; ``RankSplitDenoiser`` folds every process's partials in that same
+    order, so the finalised stage is the same bits.
+    """
+
+    def add(self, k: int, acc: Any, part: Any) -> Any: ...
+
+    def close(self, k: int, acc: Any) -> Any: ...
+
+
+class LocalReduce:
+    """One process: acc ← stage_merge(acc, part), chunk after chunk."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def add(self, k: int, acc: Any, part: Any) -> Any:
+        return self.model.stage_merge(k, acc, part)
+
+    def close(self, k: int, acc: Any) -> Any:
+        return acc
 
 
 def streamed_forward(model, n_points: int, read: ReadChunk, write: WriteChunk, t: torch.Tensor,
                      cond: torch.Tensor | None, *, chunk_points: int | None, cond_mask: torch.Tensor | None = None,
                      cache_bytes: int = 0, spans: list[tuple[int, int]] | None = None,
-                     combine: Combine | None = None) -> None:
+                     reduce: StageReduce | None = None) -> None:
     """ε̂ of a staged denoiser (``begin``/``run_to``/``segment``/``stage_*``) over ``n_points`` points per image.
 
     ``read(s, e)`` gives the chunk's x (B, e-s, C) and coords (B, e-s, 2); ``write(s, e, eps)`` receives its
@@ -38,15 +63,15 @@ def streamed_forward(model, n_points: int, read: ReadChunk, write: WriteChunk, t
     activations + the stage summaries + ``cache_bytes``.
 
     Several processes evaluating one image (``RankSplitDenoiser``): ``spans`` are the chunks this process
-    evaluates (default: all of them) and ``combine(k, acc)`` turns its stage-k accumulator into the one over every
-    process's chunks, so each process finalises every stage exactly as a single process would.
+    evaluates (default: all of them) and ``reduce`` (a ``StageReduce``) folds the partials of every process's
+    chunks in chunk order, so each process finalises every stage exactly as a single process would.
     """
     spans = chunk_spans(n_points, chunk_points) if spans is None else spans
     ctx = model.begin(t, cond, cond_mask, n_points)
     summ: list = []
     cache: dict[int, torch.Tensor] = {}  # chunk number → output of the last segment run on it
     used = 0
-    if len(spans) == 1 and combine is None:  # one pass: no recomputation and no cache needed
+    if len(spans) == 1 and reduce is None:  # one pass: no recomputation and no cache needed
         s, e = spans[0]
         x, coords = read(s, e)
         if hasattr(model, "check_inputs"):
@@ -57,6 +82,7 @@ def streamed_forward(model, n_points: int, read: ReadChunk, write: WriteChunk, t
             h = model.segment(k + 1, h, x, coords, ctx, summ)
         write(s, e, h)
         return
+    reduce = LocalReduce(model) if reduce is None else reduce
     for k in range(model.n_stages + 1):
         acc = None
         for i, (s, e) in enumerate(spans):
@@ -71,7 +97,7 @@ def streamed_forward(model, n_points: int, read: ReadChunk, write: WriteChunk, t
                 cache.pop(i, None)
                 write(s, e, h)
                 continue
-            acc = model.stage_merge(k, acc, model.stage_partial(k, h, coords, ctx, index_offset=s))
+            acc = reduce.add(k, acc, model.stage_partial(k, h, coords, ctx, index_offset=s))
             size = h.numel() * h.element_size()
             if i in cache:
                 cache[i] = h  # same shape and dtype as the entry it replaces
@@ -79,8 +105,7 @@ def streamed_forward(model, n_points: int, read: ReadChunk, write: WriteChunk, t
                 cache[i], used = h, used + size
             del h, x, coords
         if k < model.n_stages:
-            if combine is not None:
-                acc = combine(k, acc)
+            acc = reduce.close(k, acc)
             summ.append(model.stage_finalize(k, acc, ctx))
             del acc
 

@@ -58,6 +58,33 @@ def save_checkpoint(ckpt_dir: str | os.PathLike, state: dict, step: int, keep: i
     return path
 
 
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save's file format is a zip archive
+
+
+def unreadable_reason(path: str | os.PathLike, err: BaseException) -> str:
+    """Why ``torch.load(path, weights_only=True)`` failed, in a few words a user can act on.
+
+    torch's own messages are long (the safe-unpickler advice) or cryptic (``KeyError: 101`` for a file that is not a
+    zip archive), so the file itself is looked at: empty, not a torch file at all, or a torch file cut short.
+    """
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as os_err:
+        return f"cannot be read ({os_err.strerror})"
+    if size == 0:
+        return "empty file"
+    if head != ZIP_MAGIC:
+        return f"not a torch checkpoint ({size:,} bytes without the zip header torch.save writes)"
+    if isinstance(err, __import__("pickle").UnpicklingError):
+        return "holds pickled objects that weights_only=True refuses (not written by infbrush)"
+    first = (str(err).splitlines() or [""])[0]
+    if "central directory" in first or "zip archive" in first or isinstance(err, EOFError):
+        return f"truncated or corrupt torch file ({size:,} bytes)"
+    return f"{type(err).__name__}: {first[:160]}"
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
     """Load one checkpoint with ``torch.load(weights_only=True)``; raises on a corrupt/truncated file."""
     state = torch.load(path, map_location=map_location, weights_only=True)
@@ -76,9 +103,11 @@ def load_latest_checkpoint(ckpt_dir: str | os.PathLike, map_location: str | torc
         try:
             return load_checkpoint(path, map_location=map_location)
         except Exception as err:  # noqa: BLE001 — any failure to read means "skip this file"
-            reason = (str(err).splitlines() or ["empty or truncated file"])[0][:200]
-            warnings.warn(f"{path}: unreadable checkpoint ({type(err).__name__}: {reason}); trying the previous one",
-                          stacklevel=2)
+            if isinstance(err, ValueError) and str(err).startswith(str(path)):
+                reason = str(err)[len(str(path)) + 2:]  # load_checkpoint's own "not a dict"
+            else:
+                reason = unreadable_reason(path, err)
+            warnings.warn(f"{path}: skipped, {reason}; trying the previous checkpoint", stacklevel=2)
     return None
 
 

@@ -37,7 +37,10 @@ def load_weights(path: str | os.PathLike, device: str = "cpu"):
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated file, not a torch file, unsafe pickle
-        raise InfbrushError(f"{path}: cannot load weights ({type(err).__name__}: {err})") from None
+        from infbrush.runtime.checkpoint import unreadable_reason
+
+        raise InfbrushError(f"{path}: cannot load weights: {unreadable_reason(path, err)}; expected the model export "
+                            f"of `infbrush train --export` (ema.pt) or a training checkpoint ckpt_*.pt") from None
     if not isinstance(ckpt, dict) or "model_args" not in ckpt or ("model" not in ckpt and "ema" not in ckpt):
         raise InfbrushError(f"{path}: not an infbrush export (needs 'model' and 'model_args')")
     try:
