@@ -100,8 +100,8 @@ def test_command_defaults_are_the_library_defaults():
     same(_parse("bach-eval", "--bach", "b", "--synthetic", "s", "--model", "m", "--out", "o"), bach_downstream,
          "seeds", "val_fraction", "batch_size")
     sample = _parse("sample", "--weights", "w", "--out", "o", "--resolution", "64")
-    same(sample, run.sample_resolution, "guidance_scale", "guidance_t_min", "png_max_side", "compression",
-         "batch_pixels")
+    same(sample, run.sample_resolution, "guidance_scale", "guidance_interval", "sampler", "spacing", "png_max_side",
+         "compression", "batch_pixels")
     assert (sample.steps, sample.chunk_points, sample.seed, sample.per_class, sample.amp, sample.format) == \
         (run.DEFAULT_STEPS, run.DEFAULT_CHUNK_POINTS, run.DEFAULT_SEED, run.DEFAULT_PER_CLASS, "off", "auto")
     for command in (["embed-text", "--model", "m", "--prompts", "a=b", "--out", "o"], ["sample", "--weights", "w",
@@ -118,7 +118,7 @@ def test_brush_eval_defaults_are_evaluate_brush_defaults():
     args = _parse("brush-eval", "--map", "m.png", "--legend", "l.yaml", "--store", "s.h5", "--size", "64",
                   "--out", "b.json")
     library = signature_defaults(evaluate_brush)
-    for name in ("guidance_t_min", "chunk_points", "crop_fraction", "margin_fraction", "crops_per_region",
+    for name in ("guidance_interval", "chunk_points", "crop_fraction", "margin_fraction", "crops_per_region",
                  "judge_seed", "feature_size"):
         assert getattr(args, name) == library[name], name
     assert args.seeds == list(settings.EVAL_SEEDS)

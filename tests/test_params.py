@@ -22,6 +22,26 @@ def test_shipped_params_validate(repo_root):
     assert set(params["default_datasets"]) == {"demo_brca", "demo_naip"}
 
 
+def test_schema_lists_the_library_samplers_and_spacings(repo_root):
+    """The schema's sampler / spacing names are the registries' (one list each; a new sampler must be added to
+    both)."""
+    from infbrush.diffusion.samplers import SAMPLERS
+    from infbrush.diffusion.schedule import SPACINGS
+
+    schema = yaml.safe_load((repo_root / "workflow/schemas/params.schema.yaml").read_text())
+    sample = next(node["properties"] for node in _walk(schema)
+                  if isinstance(node, dict) and "sampler" in (node.get("properties") or {}))
+    assert sample["sampler"]["enum"] == list(SAMPLERS)
+    assert sample["spacing"]["enum"] == list(SPACINGS)
+
+
+def _walk(node):
+    yield node
+    children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else []
+    for child in children:
+        yield from _walk(child)
+
+
 @pytest.mark.parametrize(
     "edit, expected",
     [
@@ -36,6 +56,8 @@ def test_shipped_params_validate(repo_root):
         (lambda p: p["datasets"]["demo_brca"]["embedding"].__setitem__("kind", "vit"), "datasets.demo_brca.embedding.kind"),
         (lambda p: p["datasets"]["demo_brca"].pop("tiling"), "'tiling' is a required property"),
         (lambda p: p.__setitem__("default_datasets", ["demo_brca", "nope"]), "unknown dataset 'nope'"),
+        (lambda p: p["defaults"]["sample"].__setitem__("sampler", "euler"), "defaults.sample.sampler"),
+        (lambda p: p["defaults"]["sample"].__setitem__("guidance_interval", [300]), "defaults.sample.guidance_interval"),
     ],
 )
 def test_bad_params_are_rejected_with_the_key(params, edit, expected):

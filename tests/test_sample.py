@@ -73,6 +73,30 @@ def _base(world, out) -> list[str]:
             "--no-progress", "--chunk-points", "300"]
 
 
+def test_sampler_spacing_and_guidance_interval_flags(world, tmp_path):
+    """--sampler / --spacing / --guidance-interval reach the sampler and are recorded; bad values are named."""
+    base = _base(world, tmp_path / "s") + ["--resolution", "32", "--labels", "0,1", "--per-class", "1",
+                                           "--guidance-scale", "2"]
+    assert _cli(base + ["--sampler", "unipc", "--spacing", "lambda", "--steps", "4",
+                        "--guidance-interval", "100", "900"]) == 0
+    index = json.loads((tmp_path / "s" / "32" / "index.json").read_text())
+    assert (index["settings"]["sampler"], index["settings"]["spacing"]) == ("unipc", "lambda")
+    assert index["settings"]["guidance_interval"] == [100, 900] and len(index["images"]) == 2
+    ddim = tmp_path / "d"
+    assert _cli(_base(world, ddim) + ["--resolution", "32", "--labels", "0,1", "--per-class", "1",
+                                      "--guidance-scale", "2", "--steps", "4"]) == 0
+    files = [e["file"] for e in index["images"]]
+    assert any(not np.array_equal(np.asarray(Image.open(tmp_path / "s" / "32" / f)),
+                                  np.asarray(Image.open(ddim / "32" / f))) for f in files)  # another sampler ran
+    for flags, message in ((["--sampler", "euler"], "--sampler 'euler' is not a sampler; valid: ddim, dpmpp_2m, unipc"),
+                           (["--spacing", "log"], "--spacing 'log' is not a spacing; valid: linear, lambda"),
+                           (["--guidance-interval", "700", "300"], "--guidance-interval: .* is reversed"),
+                           (["--guidance-interval", "0", "1000"], r"--guidance-interval: .* outside .*\[0, 999\]")):
+        with pytest.raises(InfbrushError, match=message):
+            _cli(_base(world, tmp_path / "bad") + ["--resolution", "32", "--labels", "0"] + flags)
+    assert not (tmp_path / "bad").exists()
+
+
 def test_held_out_conditions_two_resolutions(world, tmp_path):
     out = tmp_path / "s"
     assert _cli(_base(world, out) + ["--resolution", "32", "48", "--cond-embeddings", str(world / "embeddings.h5"),

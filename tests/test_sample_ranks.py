@@ -42,7 +42,7 @@ SCRIPT = textwrap.dedent(
     with torch.no_grad():
         x = ddim_sample(RankSplitDenoiser(model), saved["cond"], ({size}, {size}), steps={steps}, seeds=[3, 4],
                         alpha_bar=cosine_alpha_bar(1000), mollify_sigma=1 / {size}, guidance_scale=2.0,
-                        chunk_points={chunk})
+                        chunk_points={chunk}, sampler=sys.argv[4], spacing=sys.argv[5])
     if info.rank == 0:
         torch.save(x.clone(), sys.argv[2])
     cleanup_distributed()
@@ -76,9 +76,11 @@ def test_rank_spans_split_the_chunks_contiguously_and_refuse_idle_ranks():
         rank_spans(300, 150, 0, 3)
 
 
-@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("threads, sampler, spacing", [(1, "ddim", "linear"), (2, "ddim", "linear"),
+                                                      (1, "unipc", "lambda")])
 @pytest.mark.numeric
-def test_two_gloo_ranks_sample_the_single_process_image_bitwise(tmp_path: Path, threads: int):
+def test_two_gloo_ranks_sample_the_single_process_image_bitwise(tmp_path: Path, threads: int, sampler: str,
+                                                                 spacing: str):
     """The ranks fold every stage's chunk partials in the single process's order (``RankReduce``), so at equal
     thread counts the image is the same bits on any CPU capability (CI runs this under ATEN_CPU_CAPABILITY=avx2
     and =default; before the order-exact fold, AVX2 at 1 thread gave a difference of 3e-4)."""
@@ -88,14 +90,15 @@ def test_two_gloo_ranks_sample_the_single_process_image_bitwise(tmp_path: Path, 
     (tmp_path / "run.py").write_text(SCRIPT)
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                            str(tmp_path / "run.py"), str(tmp_path / "model.pt"), str(tmp_path / "two.pt"),
-                           str(threads)], capture_output=True, text=True, env=_env(), timeout=300)
+                           str(threads), sampler, spacing], capture_output=True, text=True, env=_env(), timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     before = torch.get_num_threads()
     torch.set_num_threads(threads)  # the ranks' thread count: matmul blocking (hence rounding) follows it
     try:
         with torch.no_grad():
             one = ddim_sample(model, cond, (SIZE, SIZE), steps=STEPS, seeds=[3, 4], alpha_bar=cosine_alpha_bar(1000),
-                              mollify_sigma=1 / SIZE, guidance_scale=2.0, chunk_points=CHUNK)
+                              mollify_sigma=1 / SIZE, guidance_scale=2.0, chunk_points=CHUNK, sampler=sampler,
+                              spacing=spacing)
     finally:
         torch.set_num_threads(before)
     two = torch.load(tmp_path / "two.pt", weights_only=True)

@@ -88,15 +88,16 @@ def test_guidance_interval_guides_only_the_high_noise_steps():
     log = CallLog(model)
     plain = _sample(log, cond, (8, 8), [1, 2])
     log.batches.clear()
-    interval = _sample(log, cond, (8, 8), [1, 2], guidance_scale=2.5, guidance_t_min=600)
+    interval = _sample(log, cond, (8, 8), [1, 2], guidance_scale=2.5, guidance_interval=(600, 999))
     assert sorted(set(log.batches)) == [2, 4]  # unguided low-noise steps run the conditional pass alone
     assert not torch.allclose(interval, plain, atol=1e-3)
     everywhere = _sample(model, cond, (8, 8), [1, 2], guidance_scale=2.5)
     assert not torch.allclose(interval, everywhere, atol=1e-3)
     # an interval above every step is no guidance; measured exactly 0 (avx2, default, native=AVX2; 1 thread):
     # bitwise by design (every step runs the same conditional pass alone)
-    assert_within(_sample(model, cond, (8, 8), [1, 2], guidance_scale=2.5, guidance_t_min=1000), plain,
-                  atol=0.0, what="guidance_t_min above every step vs no guidance")
+    # (the 3 steps are t = 999, 500, 0: an interval between them holds none)
+    assert_within(_sample(model, cond, (8, 8), [1, 2], guidance_scale=2.5, guidance_interval=(501, 998)), plain,
+                  atol=0.0, what="guidance interval holding no step vs no guidance")
 
 
 def test_the_model_never_sees_more_points_than_a_chunk():

@@ -189,7 +189,8 @@ def guided_call_flops(denoiser, n_points: int, size: tuple[int, int], chunk_poin
 
 # --------------------------------------------------------------------------------------------- main
 def evaluate_brush(model, painting, *, store: str | os.PathLike, size: int, seeds: Sequence[int], steps: int,
-                   alpha_bar, mollify_sigma: float, guidance_scale: float, guidance_t_min: int = 0,
+                   alpha_bar, mollify_sigma: float, guidance_scale: float,
+                   guidance_interval: tuple[int, int] | None = None,
                    chunk_points: int | None = DEFAULT_CHUNK_POINTS, crop_fraction: float = CROP_FRACTION,
                    margin_fraction: float = MARGIN_FRACTION, crops_per_region: int = CROPS_PER_REGION,
                    band_px: float | None = None, judge_seed: int = JUDGE_SEED,
@@ -213,7 +214,7 @@ def evaluate_brush(model, painting, *, store: str | os.PathLike, size: int, seed
     interior = max(3 * band, margin_fraction * size + band)
     load_before = os.getloadavg()
     common = dict(steps=steps, seeds=seeds, alpha_bar=alpha_bar, mollify_sigma=mollify_sigma,
-                  guidance_scale=guidance_scale, guidance_t_min=guidance_t_min, chunk_points=chunk_points,
+                  guidance_scale=guidance_scale, guidance_interval=guidance_interval, chunk_points=chunk_points,
                   device=device, progress=progress)
 
     def timed(fn):

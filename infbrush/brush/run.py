@@ -38,7 +38,8 @@ def prepare(cmap: ConditionMap, legend: Legend, size: int, cond_dim: int, blend=
 
 
 def paint(model, painting: Painting, size: tuple[int, int], *, steps: int, seeds: list[int], alpha_bar,
-          mollify_sigma: float, guidance_scale: float = 1.0, guidance_t_min: int = 0, chunk_points: int | None = None,
+          mollify_sigma: float, guidance_scale: float = 1.0, guidance_interval: tuple[int, int] | None = None,
+          chunk_points: int | None = None,
           method: str = "model", method_options: dict | None = None, device=None,
           state_dir: str | os.PathLike | None = None, progress: bool = False) -> torch.Tensor:
     """Sample len(seeds) images of the painted map → (B, C, H, W) in [-1, 1].
@@ -55,7 +56,7 @@ def paint(model, painting: Painting, size: tuple[int, int], *, steps: int, seeds
     region = painting.region
     batch = len(seeds)
     common = dict(steps=steps, seeds=seeds, alpha_bar=alpha_bar, mollify_sigma=mollify_sigma,
-                  guidance_t_min=guidance_t_min, chunk_points=chunk_points,
+                  guidance_interval=guidance_interval, chunk_points=chunk_points,
                   in_channels=int(getattr(model, "in_channels", 3)), device=device, state_dir=state_dir,
                   progress=progress)
     if len(painting.present) == 1:  # one region: the plain conditional (or unconditional) sample

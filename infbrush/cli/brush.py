@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from infbrush.cli.options import add_device_option
+from infbrush.cli.options import add_device_option, add_guidance_interval_option, check_guidance_interval_option
 from infbrush.errors import InfbrushError
 from infbrush.sample.run import DEFAULT_CHUNK_POINTS, DEFAULT_SEED, DEFAULT_STEPS
 
@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "denoiser once per region, predictions blended (MultiDiffusion-style reference)")
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="DDIM steps (default: %(default)s)")
     parser.add_argument("--guidance-scale", type=float, help="classifier-free guidance (default: the legend's, else 1)")
-    parser.add_argument("--guidance-t-min", type=int, default=0, help="guide only steps with t >= this")
+    add_guidance_interval_option(parser)
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--chunk-points", type=int, default=DEFAULT_CHUNK_POINTS,
                         help="points per denoiser chunk (bounds activation memory; 0 = whole image at once)")
@@ -95,11 +95,12 @@ def main(args: argparse.Namespace) -> int:
     if mollify is None or timesteps is None:
         raise InfbrushError(f"{args.weights}: the checkpoint's config lacks mollify_sigma/timesteps; pass "
                             f"--mollify-sigma and --timesteps")
+    check_guidance_interval_option(args.guidance_interval, int(timesteps))
     scale = args.guidance_scale if args.guidance_scale is not None else (painting.legend.guidance_scale or 1.0)
     start = time.perf_counter()
     images = paint(model, painting, (args.size, args.size), steps=args.steps, seeds=[args.seed],
                    alpha_bar=cosine_alpha_bar(int(timesteps)), mollify_sigma=float(mollify), guidance_scale=scale,
-                   guidance_t_min=args.guidance_t_min, chunk_points=args.chunk_points or None, method=args.method,
+                   guidance_interval=args.guidance_interval, chunk_points=args.chunk_points or None, method=args.method,
                    device=resolve_device(args.device), state_dir=args.state_dir, progress=not args.no_progress)
     seconds = time.perf_counter() - start
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

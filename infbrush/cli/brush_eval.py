@@ -5,7 +5,8 @@ import argparse
 import sys
 
 from infbrush.brush import settings
-from infbrush.cli.options import add_device_option, int_list
+from infbrush.cli.options import (add_device_option, add_guidance_interval_option, check_guidance_interval_option,
+                                  int_list)
 from infbrush.evaluate.control import DEFAULT_FEATURE_SIZE
 from infbrush.sample.run import DEFAULT_CHUNK_POINTS, DEFAULT_STEPS
 
@@ -27,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--blend", help="soft-edge width override ('8px' or a fraction of the side)")
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     parser.add_argument("--guidance-scale", type=float, help="default: the legend's, else 1")
-    parser.add_argument("--guidance-t-min", type=int, default=0)
+    add_guidance_interval_option(parser)
     parser.add_argument("--chunk-points", type=int, default=DEFAULT_CHUNK_POINTS)
     parser.add_argument("--crop-fraction", type=float, default=settings.CROP_FRACTION, help="judge crop side / image side")
     parser.add_argument("--margin-fraction", type=float, default=settings.MARGIN_FRACTION,
@@ -56,11 +57,12 @@ def main(args: argparse.Namespace) -> int:
                             f"{args.crop_fraction}, {args.margin_fraction}")
     model, ckpt, painting, _ = load_painting(args)
     config = ckpt.get("config") or {}
+    check_guidance_interval_option(args.guidance_interval, int(config["timesteps"]))
     scale = args.guidance_scale if args.guidance_scale is not None else (painting.legend.guidance_scale or 1.0)
     result = evaluate_brush(model, painting, store=args.store, size=args.size, seeds=args.seeds, steps=args.steps,
                             alpha_bar=cosine_alpha_bar(int(config["timesteps"])),
                             mollify_sigma=float(config["mollify_sigma"]), guidance_scale=scale,
-                            guidance_t_min=args.guidance_t_min, chunk_points=args.chunk_points or None,
+                            guidance_interval=args.guidance_interval, chunk_points=args.chunk_points or None,
                             crop_fraction=args.crop_fraction, margin_fraction=args.margin_fraction,
                             crops_per_region=args.crops_per_region, judge_seed=args.judge_seed,
                             feature_size=args.feature_size, out_dir=args.images,

@@ -94,3 +94,21 @@ def add_encoder_options(parser: argparse.ArgumentParser, *, kinds: tuple[str, ..
                         help="open_clip model (democlip, hf-hub:ORG/REPO, local-dir:DIR, ViT-B-32, ...) or timm name")
     parser.add_argument("--checkpoint", default=signature_defaults(load_encoder)["checkpoint"],
                         help="local weights file/folder of the model (or an open_clip pretrained tag)")
+
+
+def add_guidance_interval_option(parser: argparse.ArgumentParser, default: tuple[int, int] | None = None) -> None:
+    """``--guidance-interval T_LO T_HI``: classifier-free guidance only at the steps with T_LO <= t <= T_HI."""
+    parser.add_argument("--guidance-interval", type=int, nargs=2, metavar=("T_LO", "T_HI"), default=default,
+                        help="guide only the steps with T_LO <= t <= T_HI of the schedule's [0, T) (Kynkäänniemi et "
+                             "al. 2024); the others run the conditional pass alone (default: every step)")
+
+
+def check_guidance_interval_option(interval: tuple[int, int] | None, timesteps: int) -> None:
+    """``--guidance-interval`` against the model's schedule: InfbrushError naming the flag and the value."""
+    from infbrush.diffusion.guidance import check_guidance_interval
+    from infbrush.errors import InfbrushError
+
+    try:
+        check_guidance_interval(interval, timesteps)
+    except ValueError as err:
+        raise InfbrushError(f"--guidance-interval: {err}") from None

@@ -15,7 +15,7 @@ SPLITS = {"held-out": 1, "train": 0}  # --split name → the store's split value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from infbrush.cli.options import add_device_option, signature_defaults
+    from infbrush.cli.options import add_device_option, add_guidance_interval_option, signature_defaults
     from infbrush.sample import run
     from infbrush.sample.conditions import from_held_out
 
@@ -25,12 +25,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder; images go to OUT/<R>/ with an index.json")
     parser.add_argument("--resolution", type=int, nargs="+", required=True, metavar="R",
                         help="output side(s) in pixels (square images), e.g. 256 512 4096")
-    parser.add_argument("--steps", type=int, default=run.DEFAULT_STEPS, help="DDIM steps (default: %(default)s)")
+    parser.add_argument("--steps", type=int, default=run.DEFAULT_STEPS,
+                        help="sampler steps = network evaluations per image, two at guided steps (default: "
+                             "%(default)s)")
+    parser.add_argument("--sampler", default=d["sampler"],
+                        help="ODE sampler: ddim (the paper's), dpmpp_2m (DPM-Solver++(2M)), unipc (UniPC-bh2) "
+                             "(default: %(default)s)")
+    parser.add_argument("--spacing", default=d["spacing"],
+                        help="timesteps of the run: linear (even in t, the paper's DDIM) or lambda (T-1, then even in "
+                             "log-SNR from sigma 80 down, as DPM-Solver; default: %(default)s)")
     parser.add_argument("--guidance-scale", type=float, default=d["guidance_scale"],
                         help="classifier-free guidance (1 = none; default: %(default)s)")
-    parser.add_argument("--guidance-t-min", type=int, default=d["guidance_t_min"],
-                        help="guide only the steps with t >= this (a guidance interval; default %(default)s: every "
-                             "step)")
+    add_guidance_interval_option(parser, d["guidance_interval"])
     parser.add_argument("--chunk-points", type=int, default=run.DEFAULT_CHUNK_POINTS,
                         help="points per denoiser chunk (bounds activation memory; 0 = whole image at once; "
                              "default: %(default)s)")
@@ -95,8 +101,10 @@ def _check_condition_kind(args: argparse.Namespace, config: dict) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from infbrush.cli.options import check_guidance_interval_option
     from infbrush.diffusion import cosine_alpha_bar
-    from infbrush.diffusion.schedule import ddim_timesteps
+    from infbrush.diffusion.samplers import SAMPLERS
+    from infbrush.diffusion.schedule import SPACINGS, sampling_timesteps
     from infbrush.io import sha256_file
     from infbrush.sample import conditions as C
     from infbrush.runtime.distributed import cleanup_distributed, rank_layout
@@ -108,8 +116,6 @@ def main(args: argparse.Namespace) -> int:
         raise InfbrushError(f"--per-class must be >= 1, got {args.per_class}")
     if args.batch_pixels < 1:
         raise InfbrushError(f"--batch-pixels must be >= 1, got {args.batch_pixels}")
-    if args.guidance_t_min < 0:
-        raise InfbrushError(f"--guidance-t-min must be >= 0, got {args.guidance_t_min}")
     if not args.guidance_scale >= 0:
         raise InfbrushError(f"--guidance-scale must be >= 0 (1 = no guidance), got {args.guidance_scale}")
     if args.cond_embeddings and not args.store:
@@ -121,10 +127,15 @@ def main(args: argparse.Namespace) -> int:
     cond_dim = int(ckpt["model_args"].get("cond_dim", 0))
     mollify_sigma = float(_train_value(args.mollify_sigma, config, "mollify_sigma", args.weights))
     timesteps = int(_train_value(args.timesteps, config, "timesteps", args.weights))
-    try:  # the DDIM step range has one owner, the schedule
-        ddim_timesteps(args.steps, timesteps)
+    if args.spacing not in SPACINGS:
+        raise InfbrushError(f"--spacing {args.spacing!r} is not a spacing; valid: {', '.join(SPACINGS)}")
+    try:  # the step range has one owner, the schedule
+        sampling_timesteps(args.steps, cosine_alpha_bar(timesteps), args.spacing)
     except ValueError as err:
         raise InfbrushError(f"--steps {args.steps}: {err}") from None
+    if args.sampler not in SAMPLERS:
+        raise InfbrushError(f"--sampler {args.sampler!r} is not a sampler; valid: {', '.join(SAMPLERS)}")
+    check_guidance_interval_option(args.guidance_interval, timesteps)
     _check_condition_kind(args, config)
 
     if args.cond_embeddings:
@@ -150,7 +161,8 @@ def main(args: argparse.Namespace) -> int:
 
     settings = {"weights": str(args.weights), "weights_sha256": sha256_file(args.weights),
                 "step": ckpt.get("step"), "steps": args.steps, "guidance_scale": args.guidance_scale,
-                "guidance_t_min": args.guidance_t_min,
+                "guidance_interval": args.guidance_interval, "sampler": args.sampler,
+                "spacing": args.spacing,
                 "mollify_sigma": mollify_sigma, "timesteps": timesteps, "seed": args.seed,
                 "cond_files": {str(p): sha256_file(p) for p in cond_files}, "compression": args.compression}
     alpha_bar = cosine_alpha_bar(timesteps)
@@ -159,7 +171,8 @@ def main(args: argparse.Namespace) -> int:
         mpp = None if args.mpp is None else args.mpp * (args.mpp_size or r) / r
         entries = sample_resolution(model, specs, Path(args.out) / str(r), (r, r), steps=args.steps,
                                     alpha_bar=alpha_bar, mollify_sigma=mollify_sigma, settings=settings,
-                                    guidance_scale=args.guidance_scale, guidance_t_min=args.guidance_t_min,
+                                    guidance_scale=args.guidance_scale, guidance_interval=args.guidance_interval,
+                                    sampler=args.sampler, spacing=args.spacing,
                                     chunk_points=chunk,
                                     fmt=args.format, png_max_side=args.png_max_side,
                                     compression=args.compression, mpp=mpp, device=device,

@@ -1,10 +1,11 @@
-"""DDIM sampling (eta = 0) of the image function on any H×W pixel lattice (paper sec. 5.2).
+"""Sampling the image function on any H×W pixel lattice (paper sec. 5.2): DDIM (eta = 0) and the other
+pointwise samplers of ``samplers.py``, guidance as a wrapper (``guidance.py``).
 
 Memory: the only per-pixel state kept between steps is x_t itself, (B, H·W, C) float32 (12 bytes per RGB
-pixel), in RAM or — with ``state_dir`` — in an unlinked scratch file read and written one chunk at a time, so
+pixel), and a multistep sampler's history (one to three more such buffers), in RAM or — with ``state_dir`` — in an unlinked scratch file read and written one chunk at a time, so
 peak RSS is set by the chunk, not the image. Everything else is made per chunk of points: coordinates from
 the lattice index, x_T from the mollified-noise function of the seed (one band of rows at a time), ε̂ from a
-streamed chunked forward, and the clipped DDIM update, written back in place.
+streamed chunked forward, and the sampler's pointwise update of x̂_0, written back in place.
 """
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from infbrush.diffusion.guidance import GuidedDenoiser, check_guidance_interval
 from infbrush.diffusion.mollifier import mollified_noise_grid, noise_bands
 from infbrush.diffusion.points import index_to_coords
-from infbrush.diffusion.schedule import PREDICTIONS, ddim_step, ddim_timesteps, eps_from_v, eps_from_x0, predict_x0
+from infbrush.diffusion.samplers import make_sampler
+from infbrush.diffusion.schedule import PREDICTIONS, eps_from_v, eps_from_x0, predict_x0, sampling_timesteps, x0_from_v
 from infbrush.runtime.chunks import check_chunk_points
 
 DEFAULT_CACHE_BYTES = 256 << 20  # activations kept between the passes of a chunked forward (bounded, not per pixel)
@@ -39,24 +42,6 @@ def initial_noise(size: tuple[int, int], seeds: list[int], mollify_sigma: float,
         mollified_noise_grid(size, s, mollify_sigma, channels, device).permute(1, 2, 0).reshape(height * width, channels)
         for s in seeds
     ])
-
-
-def guided_eps(denoise: Callable, x: torch.Tensor, coords: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None,
-               size: tuple[int, int], guidance_scale: float) -> torch.Tensor:
-    """Classifier-free guidance ε = ε_∅ + s (ε_c - ε_∅) (one batched call); s = 1 or no cond: ε_c alone."""
-    if cond is None or guidance_scale == 1.0:
-        return denoise(x, coords, t, cond, size)
-    batch = x.shape[0]
-    mask = torch.cat([torch.ones(batch, dtype=torch.bool), torch.zeros(batch, dtype=torch.bool)]).to(x.device)
-    eps = denoise(torch.cat([x, x]), torch.cat([coords, coords]), torch.cat([t, t]), torch.cat([cond, cond]), size,
-                  cond_mask=mask)
-    return combine_guided(eps, guidance_scale)
-
-
-def combine_guided(eps: torch.Tensor, guidance_scale: float) -> torch.Tensor:
-    """(2B, n, C) = [ε_c; ε_∅] → ε_∅ + s (ε_c - ε_∅), (B, n, C)."""
-    eps_c, eps_u = eps.chunk(2)
-    return eps_u + guidance_scale * (eps_c - eps_u)
 
 
 class SamplerState:
@@ -146,6 +131,15 @@ def _lattice_chunk_coords(start: int, stop: int, size: tuple[int, int], batch: i
     return coords.unsqueeze(0).expand(batch, -1, -1)
 
 
+def _evaluate(model, size: tuple[int, int], n_points: int, read, write, t, cond, chunk_points, cache_bytes) -> None:
+    """The denoiser's prediction over all points: streamed chunk by chunk when it streams, else one call."""
+    if hasattr(model, "stream"):
+        model.stream(n_points, read, write, t, cond, chunk_points=chunk_points, cache_bytes=cache_bytes)
+    else:
+        x, coords = read(0, n_points)
+        write(0, n_points, model(x, coords, t, cond, size))
+
+
 @torch.no_grad()
 def ddim_sample(
     model,
@@ -165,7 +159,9 @@ def ddim_sample(
     state_dir: str | os.PathLike | None = None,
     cache_bytes: int = DEFAULT_CACHE_BYTES,
     prediction: str | None = None,
-    guidance_t_min: int = 0,
+    guidance_interval: tuple[int, int] | None = None,
+    sampler: str = "ddim",
+    spacing: str = "linear",
 ) -> torch.Tensor:
     """Sample B = len(seeds) images on the H×W lattice → (B, C, H, W) in [-1, 1].
 
@@ -174,13 +170,17 @@ def ddim_sample(
     is set by the chunk (plus the ``cache_bytes`` of activations kept between its passes), not by H·W. x_T is
     the mollified noise function of seeds[i] (std ``mollify_sigma`` × image side) read on the lattice, so image i
     depends only on seeds[i] and cond[i], never on the batch size or the chunking, and the output size is free.
+    ``sampler``: a name of ``SAMPLERS`` (``diffusion/samplers.py``): "ddim" (the paper's), "dpmpp_2m", "unipc";
+    ``steps`` network evaluations each (two at guided steps), at timesteps spaced by ``spacing`` ("linear" in t,
+    the paper's; "lambda": even in log-SNR, ``sampling_timesteps``). Multistep samplers keep their per-point history
+    beside x_t (in RAM, or on disk with ``state_dir``).
     ``clip_x0`` clips x̂_0 to [-1, 1] at each step (ε is made consistent with the clipped x̂_0).
     ``state_dir``: keep x_t in an anonymous scratch file there instead of RAM (for outputs beyond RAM; CPU
     only); the result is then a read-write memory map of that file (B, C, H, W), freed with the tensor.
     ``prediction``: what the model outputs, "eps" or "v" (default: the model's ``prediction`` attribute, else
-    "eps"); v̂ is turned into ε̂ = sqrt(1-ᾱ) x_t + sqrt(ᾱ) v̂ before guidance and the update.
-    ``guidance_t_min``: guidance only at steps with t ≥ this (a guidance interval, Kynkäänniemi et al. 2024);
-    the low-noise steps then run one conditional pass.
+    "eps"); v̂ is turned into ε̂ = sqrt(1-ᾱ) x_t + sqrt(ᾱ) v̂ after guidance, before the update.
+    ``guidance_scale`` s and ``guidance_interval`` (t_lo, t_hi): classifier-free guidance at the steps with
+    t_lo ≤ t ≤ t_hi (None: every step; ``GuidedDenoiser``); the other steps run one conditional pass.
     """
     height, width = size
     if height < 1 or width < 1:
@@ -197,55 +197,51 @@ def ddim_sample(
         raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
     n_points = height * width
     check_chunk_points(chunk_points)  # before any work (the chunks themselves are the model's)
+    alpha_bar = alpha_bar.to(torch.float64)
+    ts = sampling_timesteps(steps, alpha_bar, spacing)
+    rule = make_sampler(sampler, alpha_bar, ts)
+    interval = check_guidance_interval(guidance_interval, alpha_bar.shape[0])
     device = torch.device(device) if device is not None else _device_of(model, cond)
     cond = cond.to(device) if cond is not None else None
-    streams = hasattr(model, "stream")  # evaluates chunks itself (the denoiser, or a wrapper of it)
+    if cond is not None and guidance_scale != 1.0:
+        model = GuidedDenoiser(model, guidance_scale, interval)
     state = SamplerState(batch, n_points, in_channels, device, state_dir)
+    history = {name: SamplerState(batch, n_points, in_channels, device, state_dir) for name in rule.buffers}
     fill_initial_noise(state, size, seeds, mollify_sigma, noise_rows_per_band(width))
-    alpha_bar = alpha_bar.to(torch.float64)
-    ts = ddim_timesteps(steps, alpha_bar.shape[0])
     iterator = ts
     if progress:
         from tqdm import tqdm
 
-        iterator = tqdm(ts, desc=f"DDIM {height}x{width}")
-    mask = torch.cat([torch.ones(batch, dtype=torch.bool), torch.zeros(batch, dtype=torch.bool)]).to(device)
-    if guidance_t_min < 0:
-        raise ValueError(f"guidance_t_min must be >= 0, got {guidance_t_min}")
+        iterator = tqdm(ts, desc=f"{sampler} {height}x{width}")
     for i, t in enumerate(iterator):
         a_t = float(alpha_bar[t])
-        a_prev = float(alpha_bar[ts[i + 1]]) if i + 1 < len(ts) else 1.0
         last_step = i + 1 == len(ts)
-        guided = cond is not None and guidance_scale != 1.0 and t >= guidance_t_min  # this step
-        model_cond = torch.cat([cond, cond]) if guided else cond
-        model_mask = mask if guided else None
-        t_model = torch.full((2 * batch if guided else batch,), t, device=device, dtype=torch.long)
         last: dict = {}  # the chunk most recently read: its x_t is reused by the update
 
         def read(start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
             x = state.read(start, stop)  # (B, n, C)
             last.update(span=(start, stop), x=x)
-            coords = _lattice_chunk_coords(start, stop, size, batch, device)
-            return (torch.cat([x, x]), torch.cat([coords, coords])) if guided else (x, coords)
+            return x, _lattice_chunk_coords(start, stop, size, batch, device)
 
-        def update(start: int, stop: int, eps: torch.Tensor) -> None:
+        def update(start: int, stop: int, out: torch.Tensor) -> None:
             x = last["x"] if last.get("span") == (start, stop) else state.read(start, stop)
-            eps = (combine_guided(eps, guidance_scale) if guided else eps).to(x.dtype)
-            if prediction == "v":  # guidance is affine, so guiding v̂ equals guiding ε̂
-                eps = eps_from_v(x, eps, a_t)
+            out = out.to(x.dtype)
+            if prediction == "v":  # x̂_0 straight from v̂: no cancellation at high noise
+                eps, x0 = eps_from_v(x, out, a_t), x0_from_v(x, out, a_t)
+            else:
+                eps, x0 = out, predict_x0(x, out, a_t)
             if clip_x0:
-                eps = eps_from_x0(x, predict_x0(x, eps, a_t).clamp(-1, 1), a_t)
-            x_prev = ddim_step(x, eps, a_t, a_prev)
+                x0 = x0.clamp(-1, 1)
+                eps = eps_from_x0(x, x0, a_t)
+            # copies, not views of the buffers: a sampler may hand one buffer's old value on to another
+            hist = {name: buf.read(start, stop).clone() for name, buf in history.items()}
+            x_prev, hist = rule.step(i, x, x0, eps, hist)
+            for name, buf in history.items():
+                buf.write(start, stop, hist[name])
             state.write(start, stop, x_prev.clamp(-1, 1) if last_step else x_prev)
 
-        if streams:
-            model.stream(n_points, read, update, t_model, model_cond, chunk_points=chunk_points,
-                         cond_mask=model_mask, cache_bytes=cache_bytes)
-        else:  # a plain callable: one call over all points
-            x, coords = read(0, n_points)
-            eps = model(x, coords, t_model, model_cond, size, cond_mask=model_mask) if guided else \
-                model(x, coords, t_model, model_cond, size)
-            update(0, n_points, eps)
+        t_model = torch.full((batch,), t, device=device, dtype=torch.long)
+        _evaluate(model, size, n_points, read, update, t_model, cond, chunk_points, cache_bytes)
     if hasattr(model, "gather_state"):  # split over processes: each updated its own chunks; bring them together
         model.gather_state(n_points, state.read, state.write, chunk_points)
     return state.images(size)

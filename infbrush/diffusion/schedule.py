@@ -66,6 +66,14 @@ def eps_from_v(x_t: torch.Tensor, v: torch.Tensor, alpha_bar_t: torch.Tensor | f
     return _coef((1 - a).sqrt(), x_t) * x_t + _coef(a.sqrt(), x_t) * v.to(x_t.dtype)
 
 
+def x0_from_v(x_t: torch.Tensor, v: torch.Tensor, alpha_bar_t: torch.Tensor | float) -> torch.Tensor:
+    """x̂_0 = sqrt(ᾱ_t) x_t - sqrt(1-ᾱ_t) v̂ (Salimans & Ho 2022), exact in float32 at every noise level, where
+    ``predict_x0(x_t, eps_from_v(…))`` divides a cancellation by sqrt(ᾱ_t) (1e-4.6 at t = T - 1 of the cosine
+    schedule: float32 keeps no digit of x̂_0 there)."""
+    a = _as_factor(alpha_bar_t, x_t)
+    return _coef(a.sqrt(), x_t) * x_t - _coef((1 - a).sqrt(), x_t) * v.to(x_t.dtype)
+
+
 def ddim_step(
     x_t: torch.Tensor,
     eps: torch.Tensor,
@@ -92,4 +100,34 @@ def ddim_timesteps(steps: int, T: int = T) -> list[int]:
     if not 1 <= steps <= T:
         raise ValueError(f"steps must be in [1, {T}], got {steps}")
     ts = torch.linspace(0, T - 1, steps, dtype=torch.float64).round().long().tolist()
+    return sorted(set(ts), reverse=True)
+
+
+SPACINGS = ("linear", "lambda")
+EDM_SIGMA_MAX = 80.0  # the largest noise level EDM samples from (Karras et al. 2022, Table 1)
+
+
+def sampling_timesteps(steps: int, alpha_bar: torch.Tensor, spacing: str = "linear") -> list[int]:
+    """Decreasing timesteps of a ``steps``-step sampling run over the schedule ``alpha_bar`` (T,).
+
+    "linear": evenly spaced in t from T-1 to 0 (``ddim_timesteps``, the paper's DDIM). "lambda": T-1 (where x_T
+    is drawn), then ``steps`` - 1 timesteps evenly spaced in the half log-SNR λ_t = log sqrt(ᾱ_t / (1 - ᾱ_t)) from
+    σ = sqrt((1-ᾱ)/ᾱ) = 80 (EDM's σ_max; the cosine schedule's last steps reach σ = 2·10⁴, noise levels where
+    one step suffices) down to λ_0, each rounded to the nearest timestep: the discretisation DPM-Solver is derived
+    for (Lu et al. 2022, sec. 3.3). Rounding can merge neighbours near t = 0, so a run may hold fewer than ``steps``
+    distinct timesteps (never more).
+    """
+    T = alpha_bar.shape[0]
+    if spacing == "linear":
+        return ddim_timesteps(steps, T)
+    if spacing != "lambda":
+        raise ValueError(f"unknown timestep spacing {spacing!r}; valid: {', '.join(SPACINGS)}")
+    if not 1 <= steps <= T:
+        raise ValueError(f"steps must be in [1, {T}], got {steps}")
+    a = alpha_bar.to(torch.float64)
+    lam = 0.5 * (a.log() - (1 - a).log())  # (T,), increasing as t decreases
+    lam_lo = max(float(lam[-1]), -math.log(EDM_SIGMA_MAX))
+    # (two steps: T-1 and 0, as "linear")
+    targets = torch.linspace(lam_lo if steps > 2 else float(lam[0]), float(lam[0]), steps - 1, dtype=torch.float64)
+    ts = [T - 1] + (lam.view(1, -1) - targets.view(-1, 1)).abs().argmin(dim=1).tolist()
     return sorted(set(ts), reverse=True)

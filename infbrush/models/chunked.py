@@ -13,15 +13,11 @@ starting again from the inputs; memory stays bounded by the budget, and the resu
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, Protocol
 
 import torch
 
-from infbrush.runtime.chunks import check_chunk_points, chunk_spans
-
-ReadChunk = Callable[[int, int], tuple[torch.Tensor, torch.Tensor]]  # (start, stop) → x (B, n, C), coords (B, n, 2)
-WriteChunk = Callable[[int, int, torch.Tensor], None]  # (start, stop, ε̂ (B, n, C))
+from infbrush.runtime.chunks import ReadChunk, WriteChunk, check_chunk_points, chunk_spans
 
 
 class StageReduce(Protocol):

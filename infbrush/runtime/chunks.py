@@ -3,6 +3,13 @@ which checks its ``chunk_points`` before any work) and the networks' chunked eva
 of which imports the other."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import torch
+
+ReadChunk = Callable[[int, int], tuple[torch.Tensor, torch.Tensor]]  # (start, stop) → x (B, n, C), coords (B, n, 2)
+WriteChunk = Callable[[int, int, torch.Tensor], None]  # (start, stop, ε̂ (B, n, C))
+
 
 def check_chunk_points(chunk_points: int | None) -> None:
     """``chunk_points`` is None (all points in one chunk) or >= 1; ValueError naming it otherwise."""

@@ -85,7 +85,9 @@ def sample_resolution(
     mollify_sigma: float,
     settings: dict,
     guidance_scale: float = 1.0,
-    guidance_t_min: int = 0,
+    guidance_interval: tuple[int, int] | None = None,
+    sampler: str = "ddim",
+    spacing: str = "linear",
     chunk_points: int | None = None,
     batch_pixels: int = DEFAULT_BATCH_PIXELS,
     fmt: str = "auto",
@@ -147,7 +149,9 @@ def sample_resolution(
         with torch.no_grad(), autocast():
             images = ddim_sample(model, cond, (height, width), steps=steps, seeds=[s.seed for s in batch],
                                  alpha_bar=alpha_bar, mollify_sigma=mollify_sigma, guidance_scale=guidance_scale,
-                                 guidance_t_min=guidance_t_min, chunk_points=chunk_points, in_channels=in_channels,
+                                 guidance_interval=guidance_interval, sampler=sampler, spacing=spacing,
+                                 chunk_points=chunk_points,
+                                 in_channels=in_channels,
                                  state_dir=state_dir,
                                  progress=progress and main and len(batch) == 1)  # (B, C, H, W) in [-1, 1]
         if not main:  # another rank holds the image; rank 0 writes it

@@ -9,7 +9,9 @@
 #   samples_bach/<R>/         conditioned on the BACH training images' embeddings (BACH downstream)
 # FID and the other metrics use the first resolution of sample.resolutions (the training resolution).
 SAMPLE_FLAGS = {
-    "sample.steps": "--steps", "sample.guidance_scale": "--guidance-scale", "sample.chunk_points": "--chunk-points",
+    "sample.steps": "--steps", "sample.sampler": "--sampler", "sample.spacing": "--spacing",
+    "sample.guidance_scale": "--guidance-scale", "sample.guidance_interval": "--guidance-interval",
+    "sample.chunk_points": "--chunk-points",
     "sample.compression": "--compression", "sample.png_max_side": "--png-max-side", "sample.seed": "--seed",
     "sample.amp": "--amp",
 }
