@@ -8,6 +8,7 @@ is used.
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import re
 import warnings
@@ -77,7 +78,7 @@ def unreadable_reason(path: str | os.PathLike, err: BaseException) -> str:
         return "empty file"
     if head != ZIP_MAGIC:
         return f"not a torch checkpoint ({size:,} bytes without the zip header torch.save writes)"
-    if isinstance(err, __import__("pickle").UnpicklingError):
+    if isinstance(err, pickle.UnpicklingError):
         return "holds pickled objects that weights_only=True refuses (not written by infbrush)"
     first = (str(err).splitlines() or [""])[0]
     if "central directory" in first or "zip archive" in first or isinstance(err, EOFError):
