@@ -2,8 +2,8 @@
 pointwise samplers of ``samplers.py``, guidance as a wrapper (``guidance.py``).
 
 Memory: the only per-pixel state kept between steps is x_t itself, (B, H·W, C) float32 (12 bytes per RGB
-pixel), and a multistep sampler's history (one to three more such buffers), in RAM or — with ``state_dir`` — in an unlinked scratch file read and written one chunk at a time, so
-peak RSS is set by the chunk, not the image. Everything else is made per chunk of points: coordinates from
+pixel), and a multistep sampler's history (one to three more such buffers), in RAM or — with ``state_dir`` —
+in unlinked scratch files read and written one chunk at a time, so peak RSS is set by the chunk, not the image. Everything else is made per chunk of points: coordinates from
 the lattice index, x_T from the mollified-noise function of the seed (one band of rows at a time), ε̂ from a
 streamed chunked forward, and the sampler's pointwise update of x̂_0, written back in place.
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -178,7 +177,7 @@ def ddim_sample(
     ``state_dir``: keep x_t in an anonymous scratch file there instead of RAM (for outputs beyond RAM; CPU
     only); the result is then a read-write memory map of that file (B, C, H, W), freed with the tensor.
     ``prediction``: what the model outputs, "eps" or "v" (default: the model's ``prediction`` attribute, else
-    "eps"); v̂ is turned into ε̂ = sqrt(1-ᾱ) x_t + sqrt(ᾱ) v̂ after guidance, before the update.
+    "eps"); after guidance, v̂ gives ε̂ = sqrt(1-ᾱ) x_t + sqrt(ᾱ) v̂ and x̂_0 = sqrt(ᾱ) x_t - sqrt(1-ᾱ) v̂.
     ``guidance_scale`` s and ``guidance_interval`` (t_lo, t_hi): classifier-free guidance at the steps with
     t_lo ≤ t ≤ t_hi (None: every step; ``GuidedDenoiser``); the other steps run one conditional pass.
     """

@@ -9,8 +9,6 @@ Guidance is affine, so guiding a v-prediction model's v̂ equals guiding its ε�
 """
 from __future__ import annotations
 
-import math
-
 import torch
 
 from infbrush.runtime.chunks import ReadChunk, WriteChunk
@@ -20,11 +18,6 @@ def combine_guided(out: torch.Tensor, scale: float) -> torch.Tensor:
     """(2B, n, C) = [conditional; unconditional] → ε̂_∅ + s (ε̂_c - ε̂_∅), (B, n, C)."""
     cond, uncond = out.chunk(2)
     return uncond + scale * (cond - uncond)
-
-
-def noise_level(alpha_bar_t: float) -> float:
-    """σ = sqrt((1 - ᾱ_t) / ᾱ_t), the noise level of timestep t in EDM's units (Karras et al. 2022)."""
-    return math.sqrt((1.0 - alpha_bar_t) / alpha_bar_t)
 
 
 def check_guidance_interval(interval: tuple[int, int] | None, timesteps: int) -> tuple[int, int]:
@@ -43,8 +36,8 @@ def check_guidance_interval(interval: tuple[int, int] | None, timesteps: int) ->
 class GuidedDenoiser:
     """``model`` with classifier-free guidance of scale ``scale`` at timesteps in ``interval`` ([lo, hi]).
 
-    Same interface as the denoiser: ``stream(n_points, read, write, t, cond, …)`` (the chunked path; one call over
-    every point when the wrapped model is a plain callable) and ``__call__(x, coords, t, cond, size)``. ``t`` is one timestep for the
+    Same interface as the model it wraps: ``__call__(x, coords, t, cond, size)``, and ``stream(n_points, read,
+    write, t, cond, …)`` (the chunked path) when the model streams. ``t`` is one timestep for the
     whole batch (as a sampler passes it). ``gather_state`` (several processes) passes through.
     """
 
@@ -53,6 +46,8 @@ class GuidedDenoiser:
         for name in ("in_channels", "prediction", "gather_state"):
             if hasattr(model, name):
                 setattr(self, name, getattr(model, name))
+        if hasattr(model, "stream"):
+            self.stream = self._stream
 
     def guided_at(self, t: int) -> bool:
         """Whether timestep t runs the unconditional pass too."""
@@ -64,12 +59,8 @@ class GuidedDenoiser:
         mask = torch.cat([torch.ones(batch, dtype=torch.bool), torch.zeros(batch, dtype=torch.bool)]).to(t.device)
         return torch.cat([t, t]), torch.cat([cond, cond]), mask
 
-    def stream(self, n_points: int, read: ReadChunk, write: WriteChunk, t: torch.Tensor, cond: torch.Tensor,
-               *, chunk_points: int | None = None, cond_mask: torch.Tensor | None = None, cache_bytes: int = 0) -> None:
-        if not hasattr(self.model, "stream"):  # a plain callable: one call over every point
-            x, coords = read(0, n_points)
-            write(0, n_points, self(x, coords, t, cond, cond_mask=cond_mask))
-            return
+    def _stream(self, n_points: int, read: ReadChunk, write: WriteChunk, t: torch.Tensor, cond: torch.Tensor,
+                *, chunk_points: int | None = None, cond_mask: torch.Tensor | None = None, cache_bytes: int = 0) -> None:
         if not self.guided_at(int(t[0])):
             self.model.stream(n_points, read, write, t, cond, chunk_points=chunk_points, cond_mask=cond_mask,
                               cache_bytes=cache_bytes)
