@@ -103,9 +103,16 @@ def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> dict:
     """Improved precision / recall (Kynkäänniemi et al. 2019) with prdc's k-NN manifolds."""
     from prdc import compute_prdc
 
-    k = min(k, len(real) - 1, len(fake) - 1)
+    k = min(k, len(real) - 2, len(fake) - 2)  # prdc needs k + 1 neighbours besides the point itself
+    if k < 1:
+        return {"precision": None, "recall": None, "k": 0}
     got = compute_prdc(real_features=real, fake_features=fake, nearest_k=k)
     return {"precision": float(got["precision"]), "recall": float(got["recall"]), "k": k}
+
+
+def _mean(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None
 
 
 def model_part(args, settings: list[dict]) -> dict:
@@ -156,8 +163,8 @@ def model_part(args, settings: list[dict]) -> dict:
                "guidance_interval": setting["interval"], "nfe": net.nfe, "seconds": round(seconds, 1),
                "control": scores["mean_accuracy"], "control_ci95": scores["mean_ci95"],
                "kid": kernel_inception_distance(feats, real_feats),
-               "mean_recall": float(np.mean([v["recall"] for v in per_class.values()])),
-               "mean_precision": float(np.mean([v["precision"] for v in per_class.values()])),
+               "mean_recall": _mean(v["recall"] for v in per_class.values()),
+               "mean_precision": _mean(v["precision"] for v in per_class.values()),
                "per_class": per_class}
         if reference is None:
             reference = correct
