@@ -115,15 +115,14 @@ class UniPC:
         # order of the predictor at step i: 1 at the first step (no history) and at the last (lower_order_final)
         self.order = [1 if i == 0 or i == n - 1 else 2 for i in range(n)]
 
-    def _phi(self, s: int, t: int) -> tuple[float, float, float]:
-        """(h, h_phi_1 = e^{-h} - 1, B_h = e^{-h} - 1) for the move from level s to level t."""
+    def _phi(self, s: int, t: int) -> tuple[float, float]:
+        """(h, h φ_1 = e^{-h} - 1) for the move from level s to level t; bh2's B(h) is the same e^{-h} - 1."""
         h = self.lam[t] - self.lam[s]
-        hp1 = math.expm1(-h)
-        return h, hp1, hp1
+        return h, math.expm1(-h)
 
     def _base(self, s: int, t: int) -> tuple[float, float]:
         """x_t = c_x x_s + c_m m_s: the first-order part shared by predictor and corrector."""
-        _, hp1, _ = self._phi(s, t)
+        _, hp1 = self._phi(s, t)
         return self.sigma[t] / self.sigma[s], -self.alpha[t] * hp1
 
     def _predict(self, i, x, m0, m1):
@@ -131,7 +130,7 @@ class UniPC:
         c_x, c_m = self._base(i, i + 1)
         terms = [(c_x, x), (c_m, m0)]
         if self.order[i] == 2:
-            h, _, b_h = self._phi(i, i + 1)
+            h, b_h = self._phi(i, i + 1)
             r1 = (self.lam[i - 1] - self.lam[i]) / h
             k = -self.alpha[i + 1] * b_h * 0.5 / r1  # rhos_p = [0.5] · D1, D1 = (m1 - m0) / r1
             terms += [(k, m1), (-k, m0)]
@@ -142,7 +141,8 @@ class UniPC:
         when the step into i was second order) and the new prediction at i (m_new)."""
         s = i - 1
         c_x, c_m = self._base(s, i)
-        h, hp1, b_h = self._phi(s, i)
+        h, hp1 = self._phi(s, i)
+        b_h = hp1
         hh = -h
         h_phi_k = hp1 / hh - 1  # φ-function recursion of UniPC (Zhao et al. 2023, eq. 7; B(h) = e^{-h} - 1)
         terms = [(c_x, x_prev), (c_m, m_prev)]
