@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_samplers' precision / recall
+
 FINAL = {"n_points": 1024, "batch_size": 16, "lr": 1e-3, "lr_warmup": 20, "lr_decay": "cosine",
          "balance_labels": True, "stratify_t": True, "ema_warmup": True, "cond_standardize": True, "model_args": {}}
 ROWS = {  # name → changes from FINAL (each switches one fix of issue 12 off, or is a variant worth comparing)
@@ -44,6 +46,13 @@ ROWS = {  # name → changes from FINAL (each switches one fix of issue 12 off, 
     "cond_neighbors": {"model_args": {"cond_neighbors": 16}},  # condition = mean of its 16 nearest training ones
     "grid32": {"model_args": {"grid_size": 32}},
     "batch8": {"batch_size": 8},
+    # issue 27's recipe switches (one at a time off "final"; images × points at the same 16,384 points per step)
+    "min_snr": {"loss_weighting": "min_snr"},                  # Min-SNR-γ, γ = 5 (Hang et al. 2023)
+    "lognormal_t": {"t_dist": "lognormal"},                    # EDM's log-normal σ (Karras et al. 2022)
+    "laplace_t": {"t_dist": "laplace"},                        # Laplace log-SNR (Hang et al. 2024)
+    "power_ema": {"ema_kind": "power", "ema_std": 0.1},        # EDM2's power-function EMA, σ_rel 0.10
+    "b64_256pts": {"batch_size": 64, "n_points": 256},
+    "b32_512pts": {"batch_size": 32, "n_points": 512},
     "before_issue_12": {"batch_size": 4, "n_points": 4096, "lr_warmup": 0, "lr_decay": "constant",
                         "balance_labels": False, "stratify_t": False, "ema_warmup": False,
                         "model_args": {"fourier_freqs": 7, "prediction": "eps", "value_skip": False}},
@@ -74,9 +83,9 @@ def conditions(store, condition: str, per_class: int, embeddings: str | None):
 
 
 def evaluate_checkpoint(ckpt_path: Path, cfg, store, judge, inception, real_feats, cond, labels, steps: int,
-                        guidance: float = 3.0, device: str = "cpu") -> dict:
+                        guidance: float = 3.0, device: str = "cpu", real_labels=None) -> dict:
     """Sample with the checkpoint's EMA weights (guidance scale ``guidance``), judge, KID (when ``inception``),
-    speckle."""
+    per-class precision / recall (bench_samplers' prdc), speckle; ``correct`` per image for paired intervals."""
     from infbrush.diffusion import cosine_alpha_bar, ddim_sample
     from infbrush.evaluate.control import class_scores, image_features
     from infbrush.evaluate.fid import kernel_inception_distance
@@ -95,9 +104,17 @@ def evaluate_checkpoint(ckpt_path: Path, cfg, store, judge, inception, real_feat
     u8 = ((images.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()  # (B, H, W, 3)
     predicted = judge.predict(np.stack([image_features(im) for im in u8]))
     scores = class_scores(labels, predicted, list(store.label_names))
-    kid = kernel_inception_distance(inception.features(list(u8)), real_feats) if inception is not None else None
+    kid, recall, precision = None, None, None
+    if inception is not None:
+        from bench_samplers import _mean, precision_recall
+
+        feats = inception.features(list(u8))
+        kid = kernel_inception_distance(feats, real_feats)
+        pr = [precision_recall(real_feats[real_labels == c], feats[labels == c]) for c in np.unique(labels)]
+        recall, precision = _mean(p["recall"] for p in pr), _mean(p["precision"] for p in pr)
     return {"step": int(ckpt["step"]), "guidance": guidance, "mean_accuracy": scores["mean_accuracy"], "mean_ci95": scores["mean_ci95"],
             "per_class": {k: v["accuracy"] for k, v in scores["per_class"].items()}, "kid": kid,
+            "mean_recall": recall, "mean_precision": precision, "correct": (predicted == labels).astype(int).tolist(),
             "speckle": speckle_fraction(u8), "sample_s": round(sample_s, 1)}, u8
 
 
@@ -111,7 +128,8 @@ def contact_sheet(u8: np.ndarray, labels: np.ndarray, path: Path) -> None:
     Image.fromarray(np.concatenate(rows, 0)).save(path)
 
 
-def run_row(name: str, args, steps: int, store, judge, inception, real_feats, cond, labels, out: Path) -> dict:
+def run_row(name: str, args, steps: int, store, judge, inception, real_feats, cond, labels, out: Path,
+            real_labels=None) -> dict:
     from infbrush.train.config import TrainConfig
     from infbrush.train.loop import train
 
@@ -134,13 +152,14 @@ def run_row(name: str, args, steps: int, store, judge, inception, real_feats, co
     for ckpt in sorted((run / "train").glob("ckpt_*.pt")):
         for guidance in args.guidance:
             point, u8 = evaluate_checkpoint(ckpt, cfg, store, judge, inception, real_feats, cond, labels,
-                                            args.ddim_steps, guidance, args.device)
+                                            args.ddim_steps, guidance, args.device, real_labels)
             at = next((r["time"] for r in records if r["step"] == point["step"]), records[-1]["time"])
             point["train_minutes"] = round((at - start) / 60, 2)
             curve.append(point)
             contact_sheet(u8, labels, run / f"sheet_{point['step']:06d}_g{guidance:g}.png")
             np.save(run / f"samples_{point['step']:06d}_g{guidance:g}.npy", u8)
-            print(json.dumps({"row": name, "steps": steps, **point}), file=sys.stderr)
+            print(json.dumps({"row": name, "steps": steps, **{k: v for k, v in point.items() if k != "correct"}}),
+                  file=sys.stderr, flush=True)
     return {"row": name, "steps": steps, "changes": changes, "train_s": round(train_s, 1), "curve": curve,
             "final": curve[-1]}
 
@@ -170,18 +189,25 @@ def main(argv=None) -> None:
 
     store = ImageStore(args.store)
     judge, _, judge_summary = fit_judge(args.store)
-    inception, real_feats = None, None
+    inception, real_feats, real_labels = None, None, None
     if not args.no_kid:
         from infbrush.evaluate.extractors import load_inception
 
         inception = load_inception()
         held = np.flatnonzero((store.split == 1) & (store.labels >= 0))
+        real_labels = np.asarray(store.labels)[held]
         real_feats = inception.features([store.image(int(r))[..., :3] for r in held])
     cond, labels = conditions(store, args.condition, args.per_class, args.embeddings)
     out = Path(args.out or tempfile.mkdtemp(prefix="bench_learning_"))
     out.mkdir(parents=True, exist_ok=True)
-    rows = [run_row(name, args, steps, store, judge, inception, real_feats, cond, labels, out)
+    rows = [run_row(name, args, steps, store, judge, inception, real_feats, cond, labels, out, real_labels)
             for name in args.rows for steps in args.steps]
+    from infbrush.stats import paired_difference_interval
+
+    for row in rows[1:]:  # paired on the same conditions and seeds: each row's final point against the first row's
+        here, there = np.asarray(row["final"]["correct"]), np.asarray(rows[0]["final"]["correct"])
+        row["control_minus_first"] = float(here.mean() - there.mean())
+        row["control_minus_first_ci95"] = paired_difference_interval(here, there)
     result = {"benchmark": "learning", "store": args.store, "condition": args.condition, "steps": args.steps,
               "per_class": args.per_class, "ddim_steps": args.ddim_steps, "threads": args.threads, "device": args.device,
               "judge_real_held_out": judge_summary["real_held_out"]["mean_accuracy"],

@@ -35,6 +35,19 @@ def test_schema_lists_the_library_samplers_and_spacings(repo_root):
     assert sample["spacing"]["enum"] == list(SPACINGS)
 
 
+def test_schema_lists_the_library_recipe_switches(repo_root):
+    """The training recipe's names in the schema are the library's registries (issue 27)."""
+    from infbrush.diffusion.noise_levels import LOSS_WEIGHTINGS, T_DISTS
+    from infbrush.train.schedules import EMA_KINDS
+
+    schema = yaml.safe_load((repo_root / "workflow/schemas/params.schema.yaml").read_text())
+    train = next(node["properties"] for node in _walk(schema)
+                 if isinstance(node, dict) and "stratify_t" in (node.get("properties") or {}))
+    assert train["t_dist"]["enum"] == list(T_DISTS)
+    assert train["loss_weighting"]["enum"] == list(LOSS_WEIGHTINGS)
+    assert train["ema_kind"]["enum"] == list(EMA_KINDS)
+
+
 def _walk(node):
     yield node
     children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else []

@@ -12,7 +12,7 @@ import json
 
 from infbrush.errors import InfbrushError
 from infbrush.train.config import AMP_MODES, TrainConfig
-from infbrush.train.schedules import LR_DECAYS
+from infbrush.train.schedules import EMA_KINDS, LR_DECAYS
 
 HELP = "Train the ∞-Brush diffusion model on an image store (DDP, AMP, EMA, resumable, preemption-safe)."
 
@@ -48,7 +48,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     opt.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch (split over processes)")
     opt.add_argument("--lr", type=float, default=d.lr)
     opt.add_argument("--betas", type=float, nargs=2, default=list(d.betas), metavar=("B1", "B2"))
-    opt.add_argument("--ema-rate", type=float, default=d.ema_rate)
+    opt.add_argument("--ema-rate", type=float, default=d.ema_rate, help="EMA decay of --ema-kind rate")
+    opt.add_argument("--ema-kind", default=d.ema_kind,
+                     help=f"{' | '.join(EMA_KINDS)}: the fixed --ema-rate (with warm-up; the paper's) or EDM2's "
+                          "power-function EMA of relative width --ema-std (default %(default)s)")
+    opt.add_argument("--ema-std", type=float, default=d.ema_std,
+                     help="power EMA: relative width σ_rel of the average (EDM2; default %(default)s)")
     opt.add_argument("--grad-clip", type=float, default=d.grad_clip, help="max gradient norm (<= 0: no clipping)")
     opt.add_argument("--seed", type=int, default=d.seed)
     opt.add_argument("--lr-warmup", type=int, default=d.lr_warmup,
@@ -61,6 +66,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="draw training images class-balanced by the store's labels")
     opt.add_argument("--stratify-t", action="store_true",
                      help="stratify the timesteps of each global batch over [0, T)")
+    opt.add_argument("--t-dist", default=d.t_dist,
+                     help="law of the training timestep: uniform (the paper's), lognormal (EDM) or laplace "
+                          "(Hang et al. 2024) on log-SNR (default %(default)s)")
+    opt.add_argument("--t-dist-loc", type=float, default=d.t_dist_loc, metavar="LAMBDA",
+                     help="location of log-SNR under --t-dist (default: the law's published value)")
+    opt.add_argument("--t-dist-scale", type=float, default=d.t_dist_scale,
+                     help="scale of log-SNR under --t-dist (default: the law's published value)")
+    opt.add_argument("--loss-weighting", default=d.loss_weighting,
+                     help="none (the paper's plain mean) or min_snr (Min-SNR-γ, Hang et al. 2023)")
+    opt.add_argument("--min-snr-gamma", type=float, default=d.min_snr_gamma, help="γ of --loss-weighting min_snr")
 
     run = parser.add_argument_group("logging, checkpoints, hardware")
     run.add_argument("--log-every", type=int, default=d.log_every)
@@ -104,6 +119,24 @@ def _check(args: argparse.Namespace) -> None:
         raise InfbrushError(f"--cond-drop-prob must be in [0, 1], got {args.cond_drop_prob}")
     if not 0 < args.mollify_sigma <= 0.5:
         raise InfbrushError(f"--mollify-sigma must be in (0, 0.5], got {args.mollify_sigma}")
+    _check_recipe(args)
+
+
+def _check_recipe(args: argparse.Namespace) -> None:
+    """The recipe switches, each checked by the object that uses it; the error names the flag."""
+    from infbrush.diffusion.noise_levels import LossWeighting, NoiseLevels
+    from infbrush.train.schedules import power_ema_gamma
+
+    checks = (("--t-dist", lambda: NoiseLevels(args.t_dist, args.t_dist_loc, args.t_dist_scale)),
+              ("--loss-weighting", lambda: LossWeighting(args.loss_weighting, args.min_snr_gamma)),
+              ("--ema-std", lambda: power_ema_gamma(args.ema_std) if args.ema_kind == "power" else None))
+    if args.ema_kind not in EMA_KINDS:
+        raise InfbrushError(f"--ema-kind {args.ema_kind!r} is not one of {', '.join(EMA_KINDS)}")
+    for flag, check in checks:
+        try:
+            check()
+        except ValueError as err:
+            raise InfbrushError(f"{flag}: {err}") from None
 
 
 def config_from_args(args: argparse.Namespace):
@@ -126,7 +159,9 @@ def config_from_args(args: argparse.Namespace):
         workers=args.workers, device=args.device, progress=not args.no_progress,
         on_data_change=args.on_data_change, lr_warmup=args.lr_warmup, lr_decay=args.lr_decay,
         lr_final_fraction=args.lr_final_fraction, balance_labels=args.balance_labels, stratify_t=args.stratify_t,
-        cond_standardize=args.cond_standardize, cond_neighbors=args.cond_neighbors)
+        cond_standardize=args.cond_standardize, cond_neighbors=args.cond_neighbors, ema_kind=args.ema_kind,
+        ema_std=args.ema_std, t_dist=args.t_dist, t_dist_loc=args.t_dist_loc, t_dist_scale=args.t_dist_scale,
+        loss_weighting=args.loss_weighting, min_snr_gamma=args.min_snr_gamma)
 
 
 def main(args: argparse.Namespace) -> int:

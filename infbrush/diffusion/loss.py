@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from infbrush.diffusion.mollifier import mollified_noise_points, mollify_image
+from infbrush.diffusion.noise_levels import LossWeighting, NoiseLevels, timestep_from_u
 from infbrush.diffusion.points import sample_points
 from infbrush.diffusion.schedule import PREDICTIONS, v_target
 
@@ -14,16 +15,23 @@ def stratified_timestep(u: float, slot: int, n_slots: int, T: int) -> int:
 
 
 def _draw_per_image(generators: list[torch.Generator], T: int, cond_drop_prob: float,
-                    t_strata: tuple[list[int], int] | None = None):
+                    t_strata: tuple[list[int], int] | None = None, t_cdf: torch.Tensor | None = None):
     """Per image: timestep t, a noise seed and a keep-condition flag, each from that image's generator.
 
     ``t_strata`` = (slot of each image in the global batch, global batch size): image in slot k draws t from
     the k-th of B equal strata of {0..T-1}, so every batch covers the whole schedule (still U{0..T-1} per image
-    marginally, the slot order being a random permutation of the data).
+    marginally, the slot order being a random permutation of the data). ``t_cdf`` (T,) float64: t from that
+    distribution instead of the uniform one (inverse CDF of u, or of the stratum's u when stratified).
     """
     ts, seeds, keep = [], [], []
     for i, g in enumerate(generators):
-        if t_strata is None:
+        if t_cdf is not None:
+            u = float(torch.rand(1, generator=g, device=g.device))
+            if t_strata is not None:
+                slots, n_slots = t_strata
+                u = (slots[i] + u) / n_slots
+            ts.append(timestep_from_u(u, t_cdf))
+        elif t_strata is None:
             ts.append(int(torch.randint(T, (1,), generator=g, device=g.device)))
         else:
             slots, n_slots = t_strata
@@ -46,14 +54,18 @@ def training_loss(
     mollify_data: bool = False,
     t_strata: tuple[list[int], int] | None = None,
     prediction: str = "eps",
+    noise_levels: NoiseLevels = NoiseLevels(),
+    weighting: LossWeighting = LossWeighting(),
 ) -> torch.Tensor:
-    """Scalar MSE between the model's ε̂ and the mollified noise ε on ``n_points`` random pixels per image.
+    """Scalar MSE between the model's ε̂ (or v̂) and its target on ``n_points`` random pixels per image.
 
     images (B, C, H, W) in [-1, 1]; cond (B, D) or None; one generator per image draws (in order) the
     pixel subset, t ~ U{0..T-1}, the noise seed and the condition-dropout flag, so a DDP shard holding a
     subset of the images reproduces the single-process values. x_t = sqrt(ᾱ_t) x_0 + sqrt(1-ᾱ_t) ε with
     ε the mollified noise function (std ``mollify_sigma`` × image side) at the points. ``mollify_data``
-    blurs the images with the same mollifier first (∞-Diff's smoothed inputs).
+    blurs the images with the same mollifier first (∞-Diff's smoothed inputs). ``noise_levels`` chooses the
+    law of t and ``weighting`` each image's weight (``infbrush.diffusion.noise_levels``; the defaults are the
+    paper's uniform t and plain mean).
     """
     if prediction not in PREDICTIONS:
         raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
@@ -65,7 +77,8 @@ def training_loss(
     if mollify_data:
         images = mollify_image(images, mollify_sigma)
     coords, x0, _ = sample_points(images, n_points, generators)  # (B, N, 2), (B, N, C)
-    ts, seeds, keep = _draw_per_image(generators, alpha_bar.shape[0], cond_drop_prob, t_strata)
+    t_cdf = None if noise_levels.uniform else noise_levels.cdf(alpha_bar)
+    ts, seeds, keep = _draw_per_image(generators, alpha_bar.shape[0], cond_drop_prob, t_strata, t_cdf)
     eps = torch.stack([mollified_noise_points(coords[i], seeds[i], mollify_sigma, channels) for i in range(batch)])
     eps = eps.to(x0)
     t = torch.tensor(ts, device=images.device)
@@ -74,4 +87,8 @@ def training_loss(
     cond_mask = torch.tensor(keep, device=images.device) if cond is not None else None
     out = model(x_t, coords, t, cond, (height, width), cond_mask=cond_mask)
     target = eps if prediction == "eps" else v_target(x0, eps, a)
-    return torch.mean((out.float() - target.float()) ** 2)
+    weights = weighting.weights(alpha_bar.to(images.device)[t], prediction)  # (B,) float64 or None
+    if weights is None:
+        return torch.mean((out.float() - target.float()) ** 2)
+    per_image = ((out.float() - target.float()) ** 2).mean(dim=(1, 2))  # (B,)
+    return torch.mean(per_image * weights.to(per_image))

@@ -30,11 +30,18 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.99)
     ema_rate: float = 0.995                     # reached after the warm-up min(rate, (1+n)/(10+n))
     ema_warmup: bool = True                     # False: the constant rate from step 0 (before issue 12; A/B only)
+    ema_kind: str = "rate"                      # "rate" (ema_rate, the paper's) or "power" (EDM2's power function)
+    ema_std: float = 0.1                        # power EMA: relative width σ_rel of the average (EDM2)
     lr_warmup: int = 0                          # linear lr warm-up steps (paper: none)
     lr_decay: str = "constant"                  # "constant" (paper) or "cosine" to lr_final_fraction·lr
     lr_final_fraction: float = 0.0
     balance_labels: bool = False                # draw training images class-balanced (needs store labels)
     stratify_t: bool = False                    # timesteps stratified over the global batch
+    t_dist: str = "uniform"                     # timestep law: uniform (paper) | lognormal (EDM) | laplace
+    t_dist_loc: float | None = None             # location of log-SNR under t_dist (None: the law's published one)
+    t_dist_scale: float | None = None           # scale of log-SNR under t_dist (None: the law's published one)
+    loss_weighting: str = "none"                # "none" (paper: plain mean) or "min_snr" (Min-SNR-γ)
+    min_snr_gamma: float = 5.0                  # γ of Min-SNR-γ (Hang et al. 2023: 5)
     grad_clip: float = 1.0                      # <= 0: no clipping (the norm is still logged)
     n_points: int = 4096                        # pixels drawn per training image and step (the sparse function)
     mollify_sigma: float = 0.0039               # noise mollifier width in [0, 1] image coordinates (1/256 here)

@@ -36,7 +36,7 @@ from infbrush.runtime.checkpoint import capture_rng_state, load_latest_checkpoin
 from infbrush.runtime.preemption import REQUEUE_EXIT_CODE, PreemptionFlag, request_requeue
 from infbrush.train.config import AMP_MODES, TrainConfig
 from infbrush.train.data import DataPosition, RankBatches, TrainImages, image_generators, training_rows
-from infbrush.train.schedules import ema_decay, lr_factor
+from infbrush.train.schedules import EMA_KINDS, ema_decay, lr_factor, power_ema_decay, power_ema_gamma
 
 
 class NonFiniteLossError(InfbrushError):
@@ -118,7 +118,18 @@ def train(cfg: TrainConfig) -> int:
     """Train (or resume) the run described by ``cfg``; returns the process exit code (0 or REQUEUE_EXIT_CODE)."""
     from infbrush.data.store import ImageStore
     from infbrush.diffusion import cosine_alpha_bar, ddim_sample, training_loss
+    from infbrush.diffusion.noise_levels import LossWeighting, NoiseLevels
     from infbrush.models import build_model
+
+    # ---------------------------------------------------------------- the recipe's switches, checked first
+    try:
+        noise_levels = NoiseLevels(cfg.t_dist, cfg.t_dist_loc, cfg.t_dist_scale)
+        weighting = LossWeighting(cfg.loss_weighting, cfg.min_snr_gamma)
+        if cfg.ema_kind not in EMA_KINDS:
+            raise ValueError(f"unknown EMA kind {cfg.ema_kind!r}; valid: {', '.join(EMA_KINDS)}")
+        ema_gamma = power_ema_gamma(cfg.ema_std) if cfg.ema_kind == "power" else None
+    except ValueError as err:
+        raise InfbrushError(f"training recipe: {err}") from None
 
     # ---------------------------------------------------------------- processes, devices, precision
     dist = D.init_distributed(cfg.device)
@@ -263,7 +274,8 @@ def train(cfg: TrainConfig) -> int:
             with autocast:
                 loss = training_loss(model, x0, cond, cfg.n_points, generators, alpha_bar=alpha_bar,
                                      mollify_sigma=cfg.mollify_sigma, cond_drop_prob=cfg.cond_drop_prob,
-                                     t_strata=t_strata, prediction=model_args.get("prediction", "eps"))
+                                     t_strata=t_strata, prediction=model_args.get("prediction", "eps"),
+                                     noise_levels=noise_levels, weighting=weighting)
             global_loss = D.all_reduce_mean(loss.detach().float())
             if not torch.isfinite(global_loss):
                 checkpoint(step)
@@ -285,7 +297,10 @@ def train(cfg: TrainConfig) -> int:
             scaler.step(optimizer)
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
-            decay = ema_decay(cfg.ema_rate, step) if cfg.ema_warmup else cfg.ema_rate
+            if ema_gamma is not None:
+                decay = power_ema_decay(ema_gamma, step)
+            else:
+                decay = ema_decay(cfg.ema_rate, step) if cfg.ema_warmup else cfg.ema_rate
             with torch.no_grad():
                 for p_ema, p in zip(ema.parameters(), raw_model.parameters()):
                     p_ema.lerp_(p, 1.0 - decay)  # ema ← decay·ema + (1-decay)·θ

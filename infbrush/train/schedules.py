@@ -29,3 +29,25 @@ def ema_decay(rate: float, updates: int) -> float:
     """EMA decay after ``updates`` earlier updates: min(rate, (1 + n) / (10 + n)) (the warm-up of the
     TensorFlow / Karras EMA), so the average forgets the initial weights early and equals ``rate`` later."""
     return min(rate, (1.0 + updates) / (10.0 + updates))
+
+
+EMA_KINDS = ("rate", "power")
+
+
+def power_ema_gamma(std: float) -> float:
+    """The exponent γ of a power-function EMA whose averaging profile has relative width ``std`` (EDM2's
+    σ_rel; Karras et al. 2024, eq. 3): the largest real root of γ³ + 7γ² + (16 - σ⁻²)γ + (12 - σ⁻²) = 0,
+    i.e. σ_rel² = (γ+1) / ((γ+2)²(γ+3))."""
+    import numpy as np
+
+    if not 0 < std < 12 ** -0.5:
+        raise ValueError(f"power EMA std must be in (0, {12 ** -0.5:.4f}), got {std}")
+    roots = np.roots([1.0, 7.0, 16.0 - std ** -2, 12.0 - std ** -2])
+    return float(max(r.real for r in roots if abs(r.imag) < 1e-9))
+
+
+def power_ema_decay(gamma: float, updates: int) -> float:
+    """Decay of the power-function EMA after ``updates`` earlier updates: (1 - 1/(n+1))^(γ+1) (EDM2, eq. 2 with
+    t = n + 1). The average weighs the weights of step s by s^γ, so its length is a fixed fraction of the run
+    at every step: a short run and a long one average over the same share of their training."""
+    return (1.0 - 1.0 / (updates + 1)) ** (gamma + 1.0)
