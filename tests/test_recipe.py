@@ -115,3 +115,23 @@ def test_bad_recipe_flags_are_one_line_errors(tmp_path):
     assert (cfg.t_dist, cfg.loss_weighting, cfg.ema_kind, cfg.ema_std) == ("lognormal", "min_snr", "power", 0.05)
     with pytest.raises(InfbrushError, match="training recipe: unknown timestep"):  # the library checks too
         train(tiny_config(tmp_path, make_store(tmp_path / "i.h5"), cond_labels=None, t_dist="beta"))
+
+
+def test_diffusion_object_is_saved_and_read_one_way(tmp_path):
+    """Every checkpoint and export records the process; commands rebuild it from there (or from the training
+    config of older files), flags override, and a missing setting names the file and the flag."""
+    from infbrush.diffusion.process import Diffusion
+
+    store = make_store(tmp_path / "images.h5")
+    assert train(tiny_config(tmp_path, store, steps=2, timesteps=500)) == 0
+    export = torch.load(tmp_path / "ema.pt", weights_only=True)
+    assert export["diffusion"] == {"timesteps": 500, "mollify_sigma": 1 / 16, "schedule": "cosine"}
+    assert Diffusion.of_checkpoint(export, "ema.pt") == Diffusion(500, 1 / 16)
+    older = {"config": {"timesteps": 1000, "mollify_sigma": 0.01}}  # written before the "diffusion" entry
+    assert Diffusion.of_checkpoint(older, "old.pt", timesteps=250) == Diffusion(250, 0.01)
+    assert torch.equal(Diffusion(250, 0.01).alpha_bar(), cosine_alpha_bar(250))
+    with pytest.raises(InfbrushError, match=r"^bare\.pt: the checkpoint records no 'mollify_sigma'; pass "
+                                            r"--mollify-sigma$"):
+        Diffusion.of_checkpoint({"config": {"timesteps": 10}}, "bare.pt")
+    with pytest.raises(InfbrushError, match="x.pt: mollify_sigma must be in"):
+        Diffusion.of_checkpoint(older, "x.pt", mollify_sigma=2.0)

@@ -82,7 +82,7 @@ def test_loss_falls_exports_ema_and_writes_samples(tmp_path):
     model.load_state_dict(exported["model"])
     ckpt = torch.load(run / "ckpt_00000040.pt", weights_only=True)
     assert set(ckpt) == {"model", "ema", "optimizer", "scaler", "step", "rng", "data_position", "model_args",
-                         "config"}
+                         "config", "diffusion"}
     assert ckpt["data_position"]["consumed"] == 40 * 4
     # EMA lags the trained weights: it differs from them and from the initial weights
     name = next(k for k, v in ckpt["model"].items() if v.is_floating_point() and v.numel() > 10)

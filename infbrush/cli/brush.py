@@ -78,7 +78,7 @@ def load_painting(args: argparse.Namespace, model_ckpt=None):
 
 def main(args: argparse.Namespace) -> int:
     from infbrush.brush.run import paint
-    from infbrush.diffusion import cosine_alpha_bar
+    from infbrush.diffusion.process import Diffusion
     from infbrush.io import write_json
     from infbrush.sample.outputs import write_image
     from infbrush.sample.run import resolve_device
@@ -89,17 +89,12 @@ def main(args: argparse.Namespace) -> int:
         raise InfbrushError(f"--steps must be >= 1, got {args.steps}")
     fmt = output_format(args.out)
     model, ckpt, painting, _ = load_painting(args)
-    config = ckpt.get("config") or {}
-    mollify = args.mollify_sigma if args.mollify_sigma is not None else config.get("mollify_sigma")
-    timesteps = args.timesteps if args.timesteps is not None else config.get("timesteps")
-    if mollify is None or timesteps is None:
-        raise InfbrushError(f"{args.weights}: the checkpoint's config lacks mollify_sigma/timesteps; pass "
-                            f"--mollify-sigma and --timesteps")
-    check_guidance_interval_option(args.guidance_interval, int(timesteps))
+    diffusion = Diffusion.of_checkpoint(ckpt, args.weights, timesteps=args.timesteps, mollify_sigma=args.mollify_sigma)
+    check_guidance_interval_option(args.guidance_interval, diffusion.timesteps)
     scale = args.guidance_scale if args.guidance_scale is not None else (painting.legend.guidance_scale or 1.0)
     start = time.perf_counter()
     images = paint(model, painting, (args.size, args.size), steps=args.steps, seeds=[args.seed],
-                   alpha_bar=cosine_alpha_bar(int(timesteps)), mollify_sigma=float(mollify), guidance_scale=scale,
+                   alpha_bar=diffusion.alpha_bar(), mollify_sigma=diffusion.mollify_sigma, guidance_scale=scale,
                    guidance_interval=args.guidance_interval, chunk_points=args.chunk_points or None, method=args.method,
                    device=resolve_device(args.device), state_dir=args.state_dir, progress=not args.no_progress)
     seconds = time.perf_counter() - start

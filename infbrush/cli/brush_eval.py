@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from infbrush.brush.evaluate import evaluate_brush
     from infbrush.cli.brush import load_painting
-    from infbrush.diffusion import cosine_alpha_bar
+    from infbrush.diffusion.process import Diffusion
     from infbrush.errors import InfbrushError
     from infbrush.io import write_json
     from infbrush.sample.run import resolve_device
@@ -56,12 +56,12 @@ def main(args: argparse.Namespace) -> int:
         raise InfbrushError(f"--crop-fraction must be in (0, 1) and --margin-fraction in [0, 0.5), got "
                             f"{args.crop_fraction}, {args.margin_fraction}")
     model, ckpt, painting, _ = load_painting(args)
-    config = ckpt.get("config") or {}
-    check_guidance_interval_option(args.guidance_interval, int(config["timesteps"]))
+    diffusion = Diffusion.of_checkpoint(ckpt, args.weights)
+    check_guidance_interval_option(args.guidance_interval, diffusion.timesteps)
     scale = args.guidance_scale if args.guidance_scale is not None else (painting.legend.guidance_scale or 1.0)
     result = evaluate_brush(model, painting, store=args.store, size=args.size, seeds=args.seeds, steps=args.steps,
-                            alpha_bar=cosine_alpha_bar(int(config["timesteps"])),
-                            mollify_sigma=float(config["mollify_sigma"]), guidance_scale=scale,
+                            alpha_bar=diffusion.alpha_bar(), mollify_sigma=diffusion.mollify_sigma,
+                            guidance_scale=scale,
                             guidance_interval=args.guidance_interval, chunk_points=args.chunk_points or None,
                             crop_fraction=args.crop_fraction, margin_fraction=args.margin_fraction,
                             crops_per_region=args.crops_per_region, judge_seed=args.judge_seed,

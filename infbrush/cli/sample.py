@@ -80,14 +80,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true")
 
 
-def _train_value(args_value, config: dict, key: str, weights: str):
-    if args_value is not None:
-        return args_value
-    if key in config:
-        return config[key]
-    raise InfbrushError(f"{weights}: the checkpoint's config has no '{key}'; pass --{key.replace('_', '-')}")
-
-
 def _check_condition_kind(args: argparse.Namespace, config: dict) -> None:
     """A label condition needs a label-trained model and an embedding condition an embedding-trained one."""
     trained_labels, trained_emb = config.get("cond_labels"), config.get("cond_embeddings")
@@ -102,7 +94,7 @@ def _check_condition_kind(args: argparse.Namespace, config: dict) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from infbrush.cli.options import check_guidance_interval_option
-    from infbrush.diffusion import cosine_alpha_bar
+    from infbrush.diffusion.process import Diffusion
     from infbrush.diffusion.samplers import SAMPLERS
     from infbrush.diffusion.schedule import SPACINGS, sampling_timesteps
     from infbrush.io import sha256_file
@@ -125,12 +117,12 @@ def main(args: argparse.Namespace) -> int:
     model, device, rank = split_over_ranks(model, device)  # torchrun / srun: one image's chunks over the ranks
     config = ckpt.get("config") or {}
     cond_dim = int(ckpt["model_args"].get("cond_dim", 0))
-    mollify_sigma = float(_train_value(args.mollify_sigma, config, "mollify_sigma", args.weights))
-    timesteps = int(_train_value(args.timesteps, config, "timesteps", args.weights))
+    diffusion = Diffusion.of_checkpoint(ckpt, args.weights, timesteps=args.timesteps, mollify_sigma=args.mollify_sigma)
+    mollify_sigma, timesteps = diffusion.mollify_sigma, diffusion.timesteps
     if args.spacing not in SPACINGS:
         raise InfbrushError(f"--spacing {args.spacing!r} is not a spacing; valid: {', '.join(SPACINGS)}")
     try:  # the step range has one owner, the schedule
-        sampling_timesteps(args.steps, cosine_alpha_bar(timesteps), args.spacing)
+        sampling_timesteps(args.steps, diffusion.alpha_bar(), args.spacing)
     except ValueError as err:
         raise InfbrushError(f"--steps {args.steps}: {err}") from None
     if args.sampler not in SAMPLERS:
@@ -165,7 +157,7 @@ def main(args: argparse.Namespace) -> int:
                 "spacing": args.spacing,
                 "mollify_sigma": mollify_sigma, "timesteps": timesteps, "seed": args.seed,
                 "cond_files": {str(p): sha256_file(p) for p in cond_files}, "compression": args.compression}
-    alpha_bar = cosine_alpha_bar(timesteps)
+    alpha_bar = diffusion.alpha_bar()
     chunk = args.chunk_points or None
     for r in args.resolution:
         mpp = None if args.mpp is None else args.mpp * (args.mpp_size or r) / r

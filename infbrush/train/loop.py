@@ -117,7 +117,8 @@ def _save_grid(images: torch.Tensor, path: Path) -> None:
 def train(cfg: TrainConfig) -> int:
     """Train (or resume) the run described by ``cfg``; returns the process exit code (0 or REQUEUE_EXIT_CODE)."""
     from infbrush.data.store import ImageStore
-    from infbrush.diffusion import cosine_alpha_bar, ddim_sample, training_loss
+    from infbrush.diffusion import ddim_sample, training_loss
+    from infbrush.diffusion.process import Diffusion
     from infbrush.diffusion.noise_levels import LossWeighting, NoiseLevels
     from infbrush.models import build_model
 
@@ -168,7 +169,11 @@ def train(cfg: TrainConfig) -> int:
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
     scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
-    alpha_bar = cosine_alpha_bar(cfg.timesteps)  # (T,) float64
+    try:
+        diffusion = Diffusion(timesteps=cfg.timesteps, mollify_sigma=cfg.mollify_sigma)
+    except ValueError as err:
+        raise InfbrushError(f"diffusion: {err}") from None
+    alpha_bar = diffusion.alpha_bar()  # (T,) float64
 
     # ---------------------------------------------------------------- resume from the newest checkpoint
     step, consumed = 0, 0
@@ -229,7 +234,8 @@ def train(cfg: TrainConfig) -> int:
             state = {"model": raw_model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
                      "scaler": scaler.state_dict(), "step": at_step, "rng": rngs,
                      "data_position": DataPosition.at(consumed, len(rows)).as_dict(),
-                     "model_args": model_args, "config": {**cfg.to_dict(), "data_fingerprint": fingerprint}}
+                     "model_args": model_args, "diffusion": diffusion.as_dict(),
+                     "config": {**cfg.to_dict(), "data_fingerprint": fingerprint}}
             save_checkpoint(out, state, at_step, keep=cfg.keep)
         D.barrier()
 
@@ -336,7 +342,8 @@ def train(cfg: TrainConfig) -> int:
     if dist.is_main and cfg.export:
         with atomic_path(cfg.export) as tmp:
             weights = {k: v.detach().cpu() for k, v in ema.state_dict().items()}  # loads on any machine
-            torch.save({"model": weights, "model_args": model_args, "config": cfg.to_dict(), "step": step,
+            torch.save({"model": weights, "model_args": model_args, "diffusion": diffusion.as_dict(),
+                        "config": cfg.to_dict(), "step": step,
                         "label_names": list(store.label_names or [])}, tmp)
         print(f"exported EMA weights at step {step} to {cfg.export}", file=sys.stderr)
     D.barrier()
