@@ -15,7 +15,8 @@ Two parts, each paired (the same conditions and seeds for every setting):
         --guidance 3 --per-class 16 --settings ddim:linear:50 ddim:linear:20 dpmpp_2m:lambda:10 unipc:lambda:10 \
         unipc:lambda:15:0-800
 
-A setting is SAMPLER:SPACING:STEPS[:T_LO-T_HI] (the guidance interval, default every step). NFE counts the
+A setting is SAMPLER:SPACING:STEPS[:T_LO-T_HI][@GUIDANCE] (the guidance interval, default every step; the
+guidance scale, default ``--guidance``). NFE counts the
 denoiser's evaluations per image (two at guided steps). Sampling seconds are wall time on this machine with
 ``--threads`` threads: ratios between settings of one run only. The last line printed is one JSON object.
 """
@@ -59,14 +60,16 @@ class Counting:
 
 
 def parse_setting(text: str) -> dict:
-    parts = text.split(":")
+    body, _, scale = text.partition("@")
+    parts = body.split(":")
     if len(parts) not in (3, 4):
-        raise SystemExit(f"--settings {text!r}: expected SAMPLER:SPACING:STEPS[:T_LO-T_HI]")
+        raise SystemExit(f"--settings {text!r}: expected SAMPLER:SPACING:STEPS[:T_LO-T_HI][@GUIDANCE]")
     interval = None
     if len(parts) == 4:
         lo, hi = parts[3].split("-")
         interval = (int(lo), int(hi))
-    return {"name": text, "sampler": parts[0], "spacing": parts[1], "steps": int(parts[2]), "interval": interval}
+    return {"name": text, "sampler": parts[0], "spacing": parts[1], "steps": int(parts[2]), "interval": interval,
+            "guidance": float(scale) if scale else None}
 
 
 def gaussian_part(steps_list: list[int]) -> list[dict]:
@@ -145,7 +148,8 @@ def model_part(args, settings: list[dict]) -> dict:
         with torch.no_grad():
             images = ddim_sample(net, cond, store.image_size, steps=setting["steps"], seeds=seeds,
                                  alpha_bar=alpha_bar, mollify_sigma=float(config["mollify_sigma"]),
-                                 guidance_scale=args.guidance, guidance_interval=setting["interval"],
+                                 guidance_scale=setting["guidance"] if setting["guidance"] is not None
+                                 else args.guidance, guidance_interval=setting["interval"],
                                  sampler=setting["sampler"], spacing=setting["spacing"], chunk_points=None)
         seconds = time.perf_counter() - t0
         u8 = ((images.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
@@ -159,7 +163,8 @@ def model_part(args, settings: list[dict]) -> dict:
             per_class[name] = {"control": float(correct[labels == c].mean()),
                                "kid": kernel_inception_distance(fake_c, real_c),
                                **precision_recall(real_c, fake_c)}
-        row = {**{k_: v for k_, v in setting.items() if k_ != "interval"},
+        row = {**{k_: v for k_, v in setting.items() if k_ not in ("interval", "guidance")},
+               "guidance": setting["guidance"] if setting["guidance"] is not None else args.guidance,
                "guidance_interval": setting["interval"], "nfe": net.nfe, "seconds": round(seconds, 1),
                "control": scores["mean_accuracy"], "control_ci95": scores["mean_ci95"],
                "kid": kernel_inception_distance(feats, real_feats),
