@@ -261,7 +261,8 @@ def test_cli_paints_png_and_tiff(tmp_path):
 
 
 def test_measurement_helpers():
-    from infbrush.brush.evaluate import crop_positions, seam_ratio
+    from infbrush.brush.evaluate import crop_positions
+    from infbrush.evaluate.seams import seam_ratio
 
     index = np.zeros((40, 40), np.int64)
     index[:, 20:] = 1

@@ -39,6 +39,7 @@ import torch
 from infbrush.errors import InfbrushError
 from infbrush.brush.settings import CROP_FRACTION, CROPS_PER_REGION, JUDGE_SEED, MARGIN_FRACTION
 from infbrush.evaluate.control import DEFAULT_FEATURE_SIZE, accuracy_summary, image_features, make_judge
+from infbrush.evaluate.seams import boundary_distance, seam_ratio
 from infbrush.sample.run import DEFAULT_CHUNK_POINTS
 
 SEAM_GOAL = 1.5  # issue 16: boundary gradient energy within 1.5× of the interiors
@@ -47,22 +48,6 @@ COST_GOAL = 1.3  # issue 16: ≤ 1.3× a single-condition sample
 
 
 # --------------------------------------------------------------------------------------------- geometry
-def boundary_distance(index: np.ndarray) -> np.ndarray:
-    """Distance (px) of every pixel centre to the nearest region boundary (between 4-neighbours); inf if none."""
-    from scipy.ndimage import distance_transform_edt
-
-    edge = np.zeros(index.shape, bool)
-    dy = index[1:] != index[:-1]
-    dx = index[:, 1:] != index[:, :-1]
-    edge[1:] |= dy
-    edge[:-1] |= dy
-    edge[:, 1:] |= dx
-    edge[:, :-1] |= dx
-    if not edge.any():
-        return np.full(index.shape, np.inf)
-    return distance_transform_edt(~edge)
-
-
 def crop_positions(index: np.ndarray, region: int, crop: int, margin: int, n: int) -> list[tuple[int, int]]:
     """Up to ``n`` top-left (row, col) of crop×crop windows inside ``region`` and ≥ ``margin`` px from any other
     region, spread out (farthest-point choice from the most interior one)."""
@@ -88,18 +73,6 @@ def crop_positions(index: np.ndarray, region: int, crop: int, margin: int, n: in
         chosen.append(nxt)
         dist = np.minimum(dist, ((valid - valid[nxt]) ** 2).sum(1))
     return [(int(valid[i][0]), int(valid[i][1])) for i in chosen]
-
-
-def seam_ratio(image: np.ndarray, index: np.ndarray, band_px: float, interior_px: float) -> float | None:
-    """Mean |∇gray|² within ``band_px`` of a boundary over the mean beyond ``interior_px`` (None: no boundary)."""
-    dist = boundary_distance(index)
-    gray = image[..., :3].astype(np.float64).mean(-1) / 255.0
-    gy, gx = np.gradient(gray)
-    energy = gx**2 + gy**2
-    band, interior = dist <= band_px, dist > interior_px
-    if not band.any() or not interior.any():
-        return None
-    return float(energy[band].mean() / max(energy[interior].mean(), 1e-12))
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:

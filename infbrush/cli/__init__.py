@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "zeroshot": "infbrush.cli.zeroshot",
     "bach-eval": "infbrush.cli.bach_eval",
     "control": "infbrush.cli.control",
+    "large-field": "infbrush.cli.large_field",
     "spectrum": "infbrush.cli.spectrum",
     "report": "infbrush.cli.report",
     "viewer": "infbrush.cli.viewer",
