@@ -1,4 +1,4 @@
-"""The brush (issue 16): paint conditions into regions of one image — condition maps, legends, region-aware
+"""The brush: paint conditions into regions of one image — condition maps, legends, region-aware
 denoising (``RegionDenoiser``) and the MultiDiffusion-style baseline (``MultiDiffusionDenoiser``).
 
 Names are imported on first use (PEP 562), so that ``infbrush.brush.settings`` stays torch-free for the commands'

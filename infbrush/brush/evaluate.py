@@ -1,4 +1,4 @@
-"""Measured control of layout (issue 16): ``brush.json``.
+"""Measured control of layout: ``brush.json``.
 
 For one painted map, over several seeds, three ways to make the same image side by side in one process:
 **ours** (``RegionDenoiser``: each point's region condition inside the model), the **baseline**
@@ -42,9 +42,9 @@ from infbrush.evaluate.control import DEFAULT_FEATURE_SIZE, accuracy_summary, im
 from infbrush.evaluate.seams import boundary_distance, seam_ratio
 from infbrush.sample.run import DEFAULT_CHUNK_POINTS
 
-SEAM_GOAL = 1.5  # issue 16: boundary gradient energy within 1.5× of the interiors
-ACCURACY_GOAL = 0.8  # issue 16: per-region accuracy
-COST_GOAL = 1.3  # issue 16: ≤ 1.3× a single-condition sample
+SEAM_GOAL = 1.5  # boundary gradient energy within 1.5× of the interiors
+ACCURACY_GOAL = 0.8  # per-region accuracy
+COST_GOAL = 1.3  # ≤ 1.3× a single-condition sample
 
 
 # --------------------------------------------------------------------------------------------- geometry

@@ -1,4 +1,4 @@
-"""Region conditions in the model (the brush, issue 16), and the MultiDiffusion-style baseline.
+"""Region conditions in the model (the brush), and the MultiDiffusion-style baseline.
 
 ``RegionDenoiser`` wraps a trained ``InfBrushDenoiser`` and exposes the same staged interface (``begin`` /
 ``segment`` / ``run_to`` / ``stage_partial`` / ``stage_merge`` / ``stage_finalize``), so ``ddim_sample`` and

@@ -82,7 +82,7 @@ def render_naip(rng: np.random.Generator, height: int, width: int) -> tuple[np.n
     centre = np.array([[(p[0] + p[2]) // 128, (p[1] + p[3]) // 128] for p in parcels])
     p_wild = wild[centre[:, 0], centre[:, 1]] + rng.normal(0, 0.6, n_parcels)
     use = np.where(p_wild > 0.5, FOREST, FIELD)
-    use[rng.random(n_parcels) < 0.22] = DEVELOPED  # demo classes near balance (issue 12)
+    use[rng.random(n_parcels) < 0.22] = DEVELOPED  # demo classes near balance
     labels = use[pid].astype(np.uint8)
 
     # roads (8-12 m wide) along the top and left edges of about half the parcels
@@ -115,7 +115,7 @@ def render_naip(rng: np.random.Generator, height: int, width: int) -> tuple[np.n
     water = np.abs(across - meander[idx]) < river_half[idx]
     qh, qw = -(-height // 4), -(-width // 4)  # ponds, drawn at 1/4 resolution
     ponds = resize(fractal_noise(rng, qh, qw, 45.0, octaves=4), 4 * qh, 4 * qw)[:height, :width]
-    water |= ponds > 1.2  # ponds common enough that water is not a rare class (issue 12)
+    water |= ponds > 1.2  # ponds common enough that water is not a rare class
     labels[water] = WATER
     labels[roof > 0] = DEVELOPED
     labels[road] = DEVELOPED  # bridges cross the river

@@ -1,4 +1,4 @@
-"""Where training spends its (image, t) draws and how much each counts (issue 27's recipe switches).
+"""Where training spends its (image, t) draws and how much each counts.
 
 Two settings that travel together through ``training_loss``, each a small frozen object with pure functions:
 

@@ -7,8 +7,8 @@ gradient-magnitude statistics at two scales and uniform LBP histograms at two ra
 store's real **training** images (split == 0, labelled) and its accuracy is measured on the real **held-out**
 images (split == 1): the figure every control number is read against. A judge only classifies images, so
 fitting it on the generator's training images leaks nothing into the score; judging with a classifier that
-fails on real images would cap the control figure by construction (issue 12: the old judge, fit on the 15
-held-out patches alone, reached 0.64 on real images).
+fails on real images would cap the control figure by construction (a judge fit on the 15 held-out patches
+alone reached 0.64 on real images).
 
 Measured on the demo stores (64² patches; features and fit take 6 s for demo_naip, 3 s for demo_brca on the
 2-core machine), judge seed 0; intervals as below:
@@ -45,7 +45,7 @@ embedding can at best draw the class that embedding stands for. The cosine k-NN 
 (:func:`infbrush.stats.knn_predict`, k = 20) is fit on the training split's embeddings and classifies the
 embedding each judged image was generated from; its per-class accuracy is the condition's ceiling, reported
 beside the generated figure (``condition_probe``), so that a shortfall of the encoder is not read as one of the
-generator (issue 12: on demo_naip the DINO embeddings of held-out water patches lie nearest forest ones).
+generator (on demo_naip the DINO embeddings of held-out water patches lie nearest forest ones).
 """
 from __future__ import annotations
 
@@ -57,8 +57,8 @@ import numpy as np
 
 from infbrush.errors import InfbrushError
 
-DEFAULT_GOAL = 0.8        # issue 8/12: mean per-class accuracy on generated images (embedding-conditioned demos)
-DEFAULT_JUDGE_GOAL = 0.9  # issue 12: the judge's own accuracy on real held-out images
+DEFAULT_GOAL = 0.8        # mean per-class accuracy on generated images (embedding-conditioned demos)
+DEFAULT_JUDGE_GOAL = 0.9  # the judge's own accuracy on real held-out images
 CONFIDENCE = 0.95
 DEFAULT_FEATURE_SIZE = 64  # images are resized to this side for the judge's features
 N_DRAWS = 20000           # Monte-Carlo draws of the mean-accuracy interval

@@ -17,7 +17,7 @@ KID is clean-fid's ``kernel_distance`` (cubic polynomial kernel, 100 subsets of 
 The real set's statistics are computed once (``infbrush fid-ref`` → ``fid_ref.npz``: μ, Σ and a seeded
 subset of ≤ ``kid_max`` feature rows for KID, per feature kind, plus JSON metadata) and reused.
 
-**Sanity pairs** (issue 12: the demo CLIP FID read 0.14, "excellent", for pure speckle noise). A metric is
+**Sanity pairs** (a demo CLIP FID once read 0.14, "excellent", for pure speckle noise). A metric is
 only reported as a result if, with the same feature extractor, the same reference statistics and sets of
 the same size as the generated one, it ranks three known sets correctly: *real* images outside the
 reference (the held-out split first) must score below *blurred* real images (the same images, Gaussian σ =

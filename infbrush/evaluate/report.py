@@ -502,7 +502,7 @@ def brush_shortfalls(result: dict) -> list[str]:
 
 
 def section_brush(results: Path) -> str:
-    """The brush (issue 16): the example map beside the painted image, per-region accuracy, seams and cost."""
+    """The brush: the example map beside the painted image, per-region accuracy, seams and cost."""
     result = read_json(results / "brush.json")
     if result is None:
         return not_run("brush.json")

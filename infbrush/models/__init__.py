@@ -11,7 +11,7 @@ from infbrush.models.denoiser import InfBrushDenoiser
 MODELS: dict[str, type] = {"infbrush": InfBrushDenoiser}
 
 # Size presets (the keys of InfBrushDenoiser). "demo": ~0.8 M parameters, trains in minutes on 2 CPU cores
-# (64² images, 16 × 1,024 points per step); issue 12: a 64² UNO grid (one cell per training pixel: the grid UNet
+# (64² images, 16 × 1,024 points per step): a 64² UNO grid (one cell per training pixel: the grid UNet
 # does the fine denoising the point path alone did not, which left grain), v-prediction and the value skip
 # (no single-pixel speckle). "paper": ~85 M parameters, close to the ~78 M of the paper's Table 4 (NUMBERS.md);
 # grid 128², UNO base 128 with 2 blocks per level and dropout 0.1 follow ∞-Diff's code (NUMBERS.md); the

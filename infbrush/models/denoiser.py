@@ -113,7 +113,7 @@ class InfBrushDenoiser(StagedStreaming, nn.Module):
         # A time-dependent linear map of the point's own value x_t added to the output (C × C per image, from the
         # time embedding, zero at init): the linear part of the denoiser — exact for Gaussian data, dominant at
         # high noise — bypasses the saturating layers, which otherwise shrink the rare extreme noise values
-        # (|ε| > 3σ) and leave them in x̂_0 as single-channel speckle (issue 12).
+        # (|ε| > 3σ) and leave them in x̂_0 as single-channel speckle.
         # Precision of the grid UNet alone (a run-time setting, not a weight: ``set_precision``); None = as the caller.
         self.grid_dtype: torch.dtype | None = None
         self._knn_cache: dict = {}  # the last kNN plan of an eval-mode single-chunk call (``knn_partial``)
@@ -214,7 +214,7 @@ class InfBrushDenoiser(StagedStreaming, nn.Module):
             grid = knn_to_grid(acc, self.grid_size)  # (B, Cg, G, G)
             if self.grid_dtype is None:
                 return grid + self.uno(grid, ctx.temb, ctx.tokens)
-            with torch.autocast(grid.device.type, dtype=self.grid_dtype):  # the grid UNet in bf16 (issue 13)
+            with torch.autocast(grid.device.type, dtype=self.grid_dtype):  # the grid UNet in bf16
                 return grid + self.uno(grid, ctx.temb, ctx.tokens).float()
         return self.sparse_out.finalize(acc)
 

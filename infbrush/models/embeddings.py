@@ -18,7 +18,7 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
 
 
 def max_fourier_freqs(size: tuple[int, int] | int) -> int:
-    """Most Fourier octaves that do not alias on an H×W training lattice (issue 12; ∞-Diff uses fixed octaves).
+    """Most Fourier octaves that do not alias on an H×W training lattice (∞-Diff uses fixed octaves).
 
     Octave k has 2^k periods per image side; the top one must keep ≥ 4 pixels per period, 2^(F-1) ≤ side / 4
     (at 2 pixels per period — Nyquist — its cosine is 0 at every pixel centre, so its weights never train and
@@ -57,14 +57,14 @@ class CondEmbedding(nn.Module):
     dimension of that unit vector is then shifted and scaled by the training set's mean and standard deviation
     (buffers set by ``fit``, saved with the weights) and L2-normalised again: SSL embeddings share
     a large common direction (mean cosine 0.47 between demo DINO embeddings), which standardising removes so that
-    what tells images apart is what the network sees (issue 12; paper silent). ``noise`` > 0 adds Gaussian noise
+    what tells images apart is what the network sees (paper silent). ``noise`` > 0 adds Gaussian noise
     of that standard deviation (in standardised units) to the standardised condition in training mode only
     (condition augmentation; paper silent; an A/B row of benchmarks/bench_learning.py, not a demo default).
     ``neighbors`` = k > 0 replaces each (L2-normalised) condition by the mean of its k nearest training conditions
     (cosine similarity; a training condition counts itself), L2-normalised again, before standardising: the model
     is steered by the neighbourhood an embedding falls in rather than by what is peculiar to one patch, and a new
     embedding (a held-out patch, a text prompt) is drawn onto the training conditions the model has learned
-    (paper silent; issue 12). The training table is a buffer saved with the weights (n × D floats).
+    (paper silent). The training table is a buffer saved with the weights (n × D floats).
     """
 
     def __init__(self, cond_dim: int, dim: int, normalize: bool = True, standardize: bool = False,

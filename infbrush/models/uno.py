@@ -13,7 +13,7 @@ def _groups(channels: int) -> int:
 
 
 def region_group_norm(norm: nn.GroupNorm, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """GroupNorm with statistics per region (the brush, issue 16): Σ_k w_k · (x − μ_k) / √(σ²_k + ε), affine after.
+    """GroupNorm with statistics per region (the brush): Σ_k w_k · (x − μ_k) / √(σ²_k + ε), affine after.
 
     x (B, C, H, W); weights (B, K, H, W), summing to 1 over K at every cell; μ_k, σ²_k are the w_k-weighted mean
     and variance of each channel group over the grid. With one region (weights all 1) this is ``norm(x)``.
@@ -92,7 +92,7 @@ class Attention2d(nn.Module):
 
     def forward_regions(self, x: torch.Tensor, tokens: torch.Tensor, weights: torch.Tensor,
                         region_weights: torch.Tensor | None = None) -> torch.Tensor:
-        """Cross-attention where each pixel attends to its own region's tokens (the brush, issue 16).
+        """Cross-attention where each pixel attends to its own region's tokens (the brush).
 
         x (B, C, H, W), tokens (B, R, M, token_dim) one token set per region, weights (B, R, H, W) region weights
         at the pixel centres (summing to 1 over R) → x + out(Σ_r w_r · attention(x → tokens_r)). With one region
@@ -155,7 +155,7 @@ class UNO(nn.Module):
                 token_weights: torch.Tensor | None = None, local_weights: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, C, G, G), temb (B, E), tokens (B, M, token_dim) or None → (B, C, G, G).
 
-        Region conditions (the brush, issue 16): tokens (B, R, M, token_dim) with ``token_weights`` (B, R, G, G),
+        Region conditions (the brush): tokens (B, R, M, token_dim) with ``token_weights`` (B, R, G, G),
         the region weights at the grid cells; each bottleneck cell attends to the tokens of its regions, blended
         by the weights area-averaged onto the bottleneck cells. ``local_weights`` (B, K, G, G), the weights of
         the K distinct conditions: every GroupNorm takes its statistics per condition (``region_group_norm``) and

@@ -53,7 +53,7 @@ def load_weights(path: str | os.PathLike, device: str = "cpu"):
 
 def split_over_ranks(model, device: str):
     """Under ``torchrun`` / ``srun`` with more than one process: join the process group (gloo on CPU, NCCL on
-    GPUs) and wrap ``model`` so that all ranks sample each image together, its chunks split over them (issue 13).
+    GPUs) and wrap ``model`` so that all ranks sample each image together, its chunks split over them.
     → (model or its wrapper, device, rank); a single process gets (model, device, 0) unchanged."""
     from infbrush.runtime.distributed import init_distributed, rank_layout
 

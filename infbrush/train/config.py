@@ -29,7 +29,7 @@ class TrainConfig:
     lr: float = 5e-5
     betas: tuple[float, float] = (0.9, 0.99)
     ema_rate: float = 0.995                     # reached after the warm-up min(rate, (1+n)/(10+n))
-    ema_warmup: bool = True                     # False: the constant rate from step 0 (before issue 12; A/B only)
+    ema_warmup: bool = True                     # False: the constant rate from step 0 (the old recipe; A/B only)
     ema_kind: str = "rate"                      # "rate" (ema_rate, the paper's) or "power" (EDM2's power function)
     ema_std: float = 0.1                        # power EMA: relative width σ_rel of the average (EDM2)
     lr_warmup: int = 0                          # linear lr warm-up steps (paper: none)

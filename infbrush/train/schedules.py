@@ -2,7 +2,7 @@
 
 The paper trains at a constant Adam lr of 5e-5 with EMA 0.995 (NUMBERS.md); real runs keep exactly that
 (``lr_warmup = 0``, ``lr_decay = "constant"``, and the EMA warm-up reaches 0.995 after ~1,800 updates).
-A minutes-long demo run gains from a short warm-up and a cosine decay (issue 12).
+A minutes-long demo run gains from a short warm-up and a cosine decay.
 """
 from __future__ import annotations
 
