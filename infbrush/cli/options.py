@@ -26,14 +26,18 @@ def _value_type(field: dataclasses.Field, default: Any) -> type:
 
 def add_config_options(parser: argparse.ArgumentParser, config: Any, helps: dict[str, str]) -> None:
     """One ``--field-name`` per field of ``config`` (a dataclass instance) named in ``helps``; booleans that
-    default to False are flags, tuples take as many values as the default has."""
+    default to False are flags ``--field-name``, those that default to True are ``--no-field-name``; tuples take
+    as many values as the default has."""
     for field in dataclasses.fields(config):
         if field.name not in helps:
             continue
         default = getattr(config, field.name)
         flag = "--" + field.name.replace("_", "-")
         text = f"{helps[field.name]} (default: %(default)s)" if helps[field.name] else "default: %(default)s"
-        if isinstance(default, bool):
+        if isinstance(default, bool) and default:  # on by default: the option turns it off
+            parser.add_argument("--no-" + field.name.replace("_", "-"), dest=field.name, action="store_false",
+                                help=helps[field.name])
+        elif isinstance(default, bool):
             parser.add_argument(flag, action="store_true", help=helps[field.name])
         elif isinstance(default, tuple):
             parser.add_argument(flag, type=type(default[0]), nargs=len(default), default=list(default), help=text)

@@ -4,6 +4,9 @@ Rerunning the same command resumes from the newest checkpoint in ``--out``. Exit
 75 (``infbrush.runtime.preemption.REQUEUE_EXIT_CODE``) after SIGTERM/SIGUSR1 with a checkpoint written —
 under SLURM the job is also requeued with ``scontrol requeue $SLURM_JOB_ID``; 2 on a user error or a
 non-finite loss (after saving the state before the bad step).
+
+Every option but the data, condition and output ones comes from ``TrainConfig`` (its defaults and types) through
+``add_config_options``; this module adds only the help texts and the checks.
 """
 from __future__ import annotations
 
@@ -16,8 +19,63 @@ from infbrush.train.schedules import EMA_KINDS, LR_DECAYS
 
 HELP = "Train the ∞-Brush diffusion model on an image store (DDP, AMP, EMA, resumable, preemption-safe)."
 
+MODEL = {  # option groups: field → help (the default is appended from TrainConfig)
+    "model_preset": "model size preset (demo | paper)",
+    "cano": "ablation: drop the cross-attention neural operator",
+    "cond_standardize": "with --cond-embeddings: standardise each embedding dimension over the training set "
+                        "(statistics saved with the weights)",
+    "cond_neighbors": "with --cond-embeddings: condition on the mean of each embedding's K nearest training "
+                      "embeddings (the training table is saved with the weights; 0 = off)",
+    "n_points": "random pixels per image per step",
+    "mollify_sigma": "noise mollifier std (fraction of the side)",
+    "cond_drop_prob": "probability of dropping the condition",
+    "timesteps": "diffusion steps T of the cosine schedule",
+}
+OPTIMISATION = {
+    "steps": "total optimizer steps",
+    "batch_size": "global batch (split over processes)",
+    "lr": "Adam learning rate",
+    "betas": "Adam betas",
+    "ema_rate": "EMA decay of --ema-kind rate",
+    "ema_warmup": "--ema-kind rate: the constant rate from step 0 (no warm-up; the old recipe, A/B only)",
+    "ema_kind": f"{' | '.join(EMA_KINDS)}: the fixed --ema-rate (with warm-up; the paper's) or EDM2's "
+                "power-function EMA of relative width --ema-std",
+    "ema_std": "power EMA: relative width σ_rel of the average (EDM2)",
+    "grad_clip": "max gradient norm (<= 0: no clipping)",
+    "seed": "initial weights; points, timesteps and noise per (seed, step, slot)",
+    "lr_warmup": "linear lr warm-up steps (0: the paper's constant lr)",
+    "lr_decay": f"lr after the warm-up: {' | '.join(LR_DECAYS)}",
+    "lr_final_fraction": "cosine decay ends at this fraction of --lr",
+    "balance_labels": "draw training images class-balanced by the store's labels",
+    "stratify_t": "stratify the timesteps of each global batch over [0, T)",
+    "t_dist": "law of the training timestep: uniform (the paper's), lognormal (EDM) or laplace "
+              "(Hang et al. 2024) on log-SNR",
+    "t_dist_loc": "location of log-SNR under --t-dist (None: the law's published value)",
+    "t_dist_scale": "scale of log-SNR under --t-dist (None: the law's published value)",
+    "loss_weighting": "none (the paper's plain mean) or min_snr (Min-SNR-γ, Hang et al. 2023)",
+    "min_snr_gamma": "γ of --loss-weighting min_snr",
+}
+RUN = {
+    "log_every": "steps between metrics.jsonl lines",
+    "ckpt_every": "steps between checkpoints (and on SIGTERM)",
+    "keep": "checkpoints kept",
+    "on_data_change": "existing checkpoints trained on other images/conditions or with another model "
+                      "configuration: error (stop) or restart",
+    "sample_every": "preview sample grid every N steps (0: never)",
+    "sample_steps": "DDIM steps of the preview",
+    "sample_images": "images in the preview",
+    "sample_size": "preview side in pixels (≤ training size)",
+    "amp": f"autocast: {' | '.join(AMP_MODES)} (auto = bf16 on GPU, off on CPU)",
+    "compile": "torch.compile the model",
+    "workers": "DataLoader worker processes",
+    "device": "auto | cpu | cuda",
+    "progress": "no tqdm bar",
+}
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from infbrush.cli.options import add_config_options
+
     d = TrainConfig(store="", out="")  # one owner of every default: the library's config
     io = parser.add_argument_group("data and outputs")
     io.add_argument("--store", required=True, help="image store (images.h5); images with split == 0 are used")
@@ -26,74 +84,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     cond.add_argument("--cond-labels", type=int, metavar="N_CLASSES", help="condition on one-hot store labels")
     cond.add_argument("--uncond", action="store_true", help="train without a condition")
     io.add_argument("--out", required=True, help="run folder: ckpt_*.pt, metrics.jsonl, samples/")
-    io.add_argument("--export", help="write the final EMA weights here ({model, model_args, config, step})")
-
+    io.add_argument("--export", help="write the final EMA weights here ({model, model_args, diffusion, config, step})")
     model = parser.add_argument_group("model and diffusion")
-    model.add_argument("--model-preset", default=d.model_preset, help="model size preset (demo | paper)")
     model.add_argument("--model-args", default="{}", metavar="JSON", help="overrides of the preset's model arguments")
-    model.add_argument("--no-cano", action="store_true", help="ablation: drop the cross-attention neural operator")
-    model.add_argument("--cond-standardize", action="store_true",
-                       help="with --cond-embeddings: standardise each embedding dimension over the training set "
-                            "(statistics saved with the weights)")
-    model.add_argument("--cond-neighbors", type=int, default=d.cond_neighbors, metavar="K",
-                       help="with --cond-embeddings: condition on the mean of each embedding's K nearest training "
-                            "embeddings (the training table is saved with the weights; 0 = off)")
-    model.add_argument("--n-points", type=int, default=d.n_points, help="random pixels per image per step")
-    model.add_argument("--mollify-sigma", type=float, default=d.mollify_sigma, help="noise mollifier std (fraction of side)")
-    model.add_argument("--cond-drop-prob", type=float, default=d.cond_drop_prob, help="probability of dropping the condition")
-    model.add_argument("--timesteps", type=int, default=d.timesteps, help="diffusion steps T of the cosine schedule")
-
-    opt = parser.add_argument_group("optimisation")
-    opt.add_argument("--steps", type=int, default=d.steps, help="total optimizer steps")
-    opt.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch (split over processes)")
-    opt.add_argument("--lr", type=float, default=d.lr)
-    opt.add_argument("--betas", type=float, nargs=2, default=list(d.betas), metavar=("B1", "B2"))
-    opt.add_argument("--ema-rate", type=float, default=d.ema_rate, help="EMA decay of --ema-kind rate")
-    opt.add_argument("--ema-kind", default=d.ema_kind,
-                     help=f"{' | '.join(EMA_KINDS)}: the fixed --ema-rate (with warm-up; the paper's) or EDM2's "
-                          "power-function EMA of relative width --ema-std (default %(default)s)")
-    opt.add_argument("--ema-std", type=float, default=d.ema_std,
-                     help="power EMA: relative width σ_rel of the average (EDM2; default %(default)s)")
-    opt.add_argument("--grad-clip", type=float, default=d.grad_clip, help="max gradient norm (<= 0: no clipping)")
-    opt.add_argument("--seed", type=int, default=d.seed)
-    opt.add_argument("--lr-warmup", type=int, default=d.lr_warmup,
-                     help="linear lr warm-up steps (default %(default)s: the paper's constant lr)")
-    opt.add_argument("--lr-decay", choices=LR_DECAYS, default=d.lr_decay,
-                     help="lr after the warm-up (default %(default)s)")
-    opt.add_argument("--lr-final-fraction", type=float, default=d.lr_final_fraction,
-                     help="cosine decay ends at this fraction of --lr (default %(default)s)")
-    opt.add_argument("--balance-labels", action="store_true",
-                     help="draw training images class-balanced by the store's labels")
-    opt.add_argument("--stratify-t", action="store_true",
-                     help="stratify the timesteps of each global batch over [0, T)")
-    opt.add_argument("--t-dist", default=d.t_dist,
-                     help="law of the training timestep: uniform (the paper's), lognormal (EDM) or laplace "
-                          "(Hang et al. 2024) on log-SNR (default %(default)s)")
-    opt.add_argument("--t-dist-loc", type=float, default=d.t_dist_loc, metavar="LAMBDA",
-                     help="location of log-SNR under --t-dist (default: the law's published value)")
-    opt.add_argument("--t-dist-scale", type=float, default=d.t_dist_scale,
-                     help="scale of log-SNR under --t-dist (default: the law's published value)")
-    opt.add_argument("--loss-weighting", default=d.loss_weighting,
-                     help="none (the paper's plain mean) or min_snr (Min-SNR-γ, Hang et al. 2023)")
-    opt.add_argument("--min-snr-gamma", type=float, default=d.min_snr_gamma, help="γ of --loss-weighting min_snr")
-
-    run = parser.add_argument_group("logging, checkpoints, hardware")
-    run.add_argument("--log-every", type=int, default=d.log_every)
-    run.add_argument("--ckpt-every", type=int, default=d.ckpt_every)
-    run.add_argument("--keep", type=int, default=d.keep, help="checkpoints kept")
-    run.add_argument("--on-data-change", default=d.on_data_change, choices=["error", "restart"],
-                     help="existing checkpoints trained on other images/conditions or with another model "
-                          "configuration: stop (default) or start over")
-    run.add_argument("--sample-every", type=int, default=d.sample_every, help="preview sample grid every N steps (0: never)")
-    run.add_argument("--sample-steps", type=int, default=d.sample_steps, help="DDIM steps of the preview")
-    run.add_argument("--sample-images", type=int, default=d.sample_images)
-    run.add_argument("--sample-size", type=int, default=d.sample_size, help="preview side in pixels (≤ training size)")
-    run.add_argument("--amp", default=d.amp, choices=AMP_MODES,
-                     help="autocast: auto = bf16 on GPU, off on CPU")
-    run.add_argument("--compile", action="store_true", help="torch.compile the model")
-    run.add_argument("--workers", type=int, default=d.workers, help="DataLoader worker processes")
-    run.add_argument("--device", default=d.device, help="auto | cpu | cuda")
-    run.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    add_config_options(model, d, MODEL)
+    add_config_options(parser.add_argument_group("optimisation"), d, OPTIMISATION)
+    add_config_options(parser.add_argument_group("logging, checkpoints, hardware"), d, RUN)
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -119,6 +115,10 @@ def _check(args: argparse.Namespace) -> None:
         raise InfbrushError(f"--cond-drop-prob must be in [0, 1], got {args.cond_drop_prob}")
     if not 0 < args.mollify_sigma <= 0.5:
         raise InfbrushError(f"--mollify-sigma must be in (0, 0.5], got {args.mollify_sigma}")
+    for flag, value, valid in (("--lr-decay", args.lr_decay, LR_DECAYS), ("--amp", args.amp, AMP_MODES),
+                               ("--on-data-change", args.on_data_change, ("error", "restart"))):
+        if value not in valid:
+            raise InfbrushError(f"{flag} {value!r} is not one of {', '.join(valid)}")
     _check_recipe(args)
 
 
@@ -139,8 +139,10 @@ def _check_recipe(args: argparse.Namespace) -> None:
             raise InfbrushError(f"{flag}: {err}") from None
 
 
-def config_from_args(args: argparse.Namespace):
-    """The :class:`infbrush.train.loop.TrainConfig` for parsed arguments (validated)."""
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The :class:`TrainConfig` of parsed arguments (validated)."""
+    from infbrush.cli.options import config_from_args as build
+
     _check(args)
     try:
         overrides = json.loads(args.model_args)
@@ -148,20 +150,7 @@ def config_from_args(args: argparse.Namespace):
         raise InfbrushError(f"--model-args is not valid JSON ({err})") from None
     if not isinstance(overrides, dict):
         raise InfbrushError(f"--model-args must be a JSON object, got {args.model_args!r}")
-    return TrainConfig(
-        store=args.store, out=args.out, export=args.export, cond_embeddings=args.cond_embeddings,
-        cond_labels=args.cond_labels, model_preset=args.model_preset, model_args=overrides, cano=not args.no_cano,
-        steps=args.steps, batch_size=args.batch_size, lr=args.lr, betas=tuple(args.betas), ema_rate=args.ema_rate,
-        grad_clip=args.grad_clip, n_points=args.n_points, mollify_sigma=args.mollify_sigma,
-        cond_drop_prob=args.cond_drop_prob, timesteps=args.timesteps, seed=args.seed, log_every=args.log_every,
-        ckpt_every=args.ckpt_every, keep=args.keep, sample_every=args.sample_every, sample_steps=args.sample_steps,
-        sample_images=args.sample_images, sample_size=args.sample_size, amp=args.amp, compile=args.compile,
-        workers=args.workers, device=args.device, progress=not args.no_progress,
-        on_data_change=args.on_data_change, lr_warmup=args.lr_warmup, lr_decay=args.lr_decay,
-        lr_final_fraction=args.lr_final_fraction, balance_labels=args.balance_labels, stratify_t=args.stratify_t,
-        cond_standardize=args.cond_standardize, cond_neighbors=args.cond_neighbors, ema_kind=args.ema_kind,
-        ema_std=args.ema_std, t_dist=args.t_dist, t_dist_loc=args.t_dist_loc, t_dist_scale=args.t_dist_scale,
-        loss_weighting=args.loss_weighting, min_snr_gamma=args.min_snr_gamma)
+    return build(TrainConfig, args, model_args=overrides)
 
 
 def main(args: argparse.Namespace) -> int:
