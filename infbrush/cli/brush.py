@@ -55,7 +55,8 @@ def load_painting(args: argparse.Namespace, model_ckpt=None):
     from infbrush.brush.legend import parse_legend, read_legend_yaml
     from infbrush.brush.maps import read_map
     from infbrush.brush.run import prepare
-    from infbrush.sample.run import load_weights, resolve_device
+    from infbrush.runtime.device import resolve_device
+    from infbrush.sample.run import load_weights
 
     data = read_legend_yaml(args.legend)
     weights = args.weights or data.get("weights")
@@ -81,7 +82,7 @@ def main(args: argparse.Namespace) -> int:
     from infbrush.diffusion.process import Diffusion
     from infbrush.io import write_json
     from infbrush.sample.outputs import write_image
-    from infbrush.sample.run import resolve_device
+    from infbrush.runtime.device import resolve_device
 
     if args.size < 1:
         raise InfbrushError(f"--size must be positive, got {args.size}")

@@ -46,7 +46,7 @@ def main(args: argparse.Namespace) -> int:
     from infbrush.diffusion.process import Diffusion
     from infbrush.errors import InfbrushError
     from infbrush.io import write_json
-    from infbrush.sample.run import resolve_device
+    from infbrush.runtime.device import resolve_device
 
     if args.size < 8:
         raise InfbrushError(f"--size must be >= 8, got {args.size}")

@@ -100,7 +100,8 @@ def main(args: argparse.Namespace) -> int:
     from infbrush.io import sha256_file
     from infbrush.sample import conditions as C
     from infbrush.runtime.distributed import cleanup_distributed, rank_layout
-    from infbrush.sample.run import load_weights, resolve_device, sample_resolution, split_over_ranks
+    from infbrush.runtime.device import resolve_device
+    from infbrush.sample.run import load_weights, sample_resolution, split_over_ranks
 
     if any(r < 1 for r in args.resolution):
         raise InfbrushError(f"--resolution must be positive, got {args.resolution}")

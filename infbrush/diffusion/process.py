@@ -19,10 +19,12 @@ SCHEDULES = ("cosine",)
 
 @dataclass(frozen=True)
 class Diffusion:
-    """Schedule, T and mollifier width (std in [0, 1] image coordinates) of a function-space diffusion."""
+    """Schedule, T and mollifier width (std in [0, 1] image coordinates) of a function-space diffusion. No
+    defaults here: a process is built from a training config (``TrainConfig`` owns the defaults) or read back
+    from a checkpoint."""
 
-    timesteps: int = 1000
-    mollify_sigma: float = 0.0039
+    timesteps: int
+    mollify_sigma: float
     schedule: str = "cosine"
 
     def __post_init__(self) -> None:

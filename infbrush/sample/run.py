@@ -65,15 +65,6 @@ def split_over_ranks(model, device: str):
     return RankSplitDenoiser(model.to(info.device)), str(info.device), info.rank
 
 
-def resolve_device(device: str) -> str:
-    """'auto' → 'cuda' when available else 'cpu'."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
 def sample_resolution(
     model,
     specs: Sequence[SampleSpec],
