@@ -19,7 +19,7 @@ rule brush:
         ds="|".join(P.brush_maps()) or "no-brush-map",
     params:
         images=lambda wc: f"{RESULTS}/{wc.ds}/brush",
-        flags=P.brush_flags(),
+        flags=lambda wc: P.brush_flags(wc.ds),
     resources:
         mem_mb=4000,
         runtime=60,

@@ -201,10 +201,12 @@ class Params:
         return {"map": entry["map"], "legend": entry["legend"], "store": f"{RESULTS}/{ds}/images.h5",
                 "weights": f"{self.model_dir(ds, entry.get('variant') or '')}/ema.pt"}
 
-    def brush_flags(self) -> str:
-        flags = self.top_flags({"brush.size": "--size", "brush.steps": "--steps", "brush.chunk_points": "--chunk-points",
+    def brush_flags(self, ds: str) -> str:
+        """The brush block's flags, and the dataset's own sampler steps (sample.steps: one owner)."""
+        flags = self.top_flags({"brush.size": "--size", "brush.chunk_points": "--chunk-points",
                                 "brush.crop_fraction": "--crop-fraction", "brush.margin_fraction": "--margin-fraction",
                                 "brush.crops_per_region": "--crops-per-region"})
+        flags += " " + self.flags(ds, {"sample.steps": "--steps"})
         seeds = self.top("brush.seeds")
         return flags + (" --seeds " + ",".join(str(s) for s in seeds) if seeds else "")
 
