@@ -37,10 +37,6 @@ class CallLog:
         self.max_points = max(self.max_points, x.shape[1])
         return self.model.segment(k, h, x, coords, ctx, summ)
 
-    def run_to(self, k, x, coords, ctx, summ):
-        self.max_points = max(self.max_points, x.shape[1])
-        return self.model.run_to(k, x, coords, ctx, summ)
-
 
 @pytest.mark.numeric
 def test_output_does_not_depend_on_chunking_cache_or_where_x_t_lives(tmp_path):

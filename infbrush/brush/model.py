@@ -1,9 +1,9 @@
 """Region conditions in the model (the brush), and the MultiDiffusion-style baseline.
 
-``RegionDenoiser`` wraps a trained ``InfBrushDenoiser`` and exposes the same staged interface (``begin`` /
-``segment`` / ``run_to`` / ``stage_partial`` / ``stage_merge`` / ``stage_finalize``), so ``ddim_sample`` and
-``streamed_forward`` run it unchanged, chunked and in bounded memory. The condition reaches every point
-through its own region:
+``RegionDenoiser`` wraps a trained ``InfBrushDenoiser`` and is a ``StagedDenoiser`` itself (models/staged.py): its
+segments and stages are the model's, and it supplies the ``ConditionHooks`` where the condition enters, so
+``ddim_sample`` and ``streamed_forward`` run it unchanged, chunked and in bounded memory. The condition reaches
+every point through its own region (each item below is one hook):
 
 * **CANO**: one condition summary per region (the region's tokens, or the null embedding's for an
   unconditional region); a point's cross-attention output for the condition source is Σ_r w_r(x) ·
@@ -55,7 +55,7 @@ from infbrush.errors import InfbrushError
 from infbrush.models.cano import feature_softmax, linear_apply
 from infbrush.models.chunked import StagedStreaming
 from infbrush.models.denoiser import Context
-from infbrush.models.interp import knn_to_grid
+from infbrush.models.staged import run_all
 
 
 class RegionCondition:
@@ -143,8 +143,23 @@ def _wrap(wrapper, model, region: "RegionCondition", guidance_scale: float) -> N
     wrapper.stage_merge, wrapper.check_inputs = model.stage_merge, model.check_inputs
 
 
+def _guide_per_region(wrapper, out: torch.Tensor, weights: torch.Tensor, cond_mask: torch.Tensor | None) -> torch.Tensor:
+    """Each region's own guidance scale, applied per point to a [conditional; null] prediction (B, n, C) with
+    the region weights (B/2, n, R) of its conditional half (see the module docstring)."""
+    if wrapper.region.guidance is None or not _guided_halves(cond_mask):
+        return out
+    ratio = wrapper.region.guidance_ratio(weights.to(out.dtype), wrapper.guidance_scale)
+    eps_c, eps_u = out.chunk(2)
+    return torch.cat([eps_u + ratio * (eps_c - eps_u), eps_u])
+
+
 class RegionDenoiser(StagedStreaming, nn.Module):
-    """The denoiser with a condition per region (see the module docstring); staged like the model itself."""
+    """The denoiser with a condition per region (see the module docstring).
+
+    Staged like the model (``StagedDenoiser``, models/staged.py): its segments and stages *are* the model's, and
+    its context names this object as the ``ConditionHooks``, so where the condition enters (CANO, the
+    self-attention, the UNO, the output under guidance) is done per region and nothing else is copied.
+    """
 
     def __init__(self, model, region: RegionCondition, guidance_scale: float = 1.0, local: bool = True):
         super().__init__()
@@ -155,6 +170,7 @@ class RegionDenoiser(StagedStreaming, nn.Module):
         if region.has_cond.any() and not model.cond_dim:
             raise InfbrushError("the model is unconditional (cond_dim 0); only unconditional regions are possible")
         _wrap(self, model, region, guidance_scale)
+        self.segment, self.stage_partial, self.stage_finalize = model.segment, model.stage_partial, model.stage_finalize
         self._grid_weights = None
 
     def grid_weights(self, device) -> torch.Tensor:
@@ -170,7 +186,8 @@ class RegionDenoiser(StagedStreaming, nn.Module):
         batch, dev = t.shape[0], t.device
         base = m.begin(t, None, None, n_total)  # time embedding + summary, window (the condition parts redone below)
         if not m.cond_dim:
-            return RegionContext(base.temb, None, base.source_summaries, n_total, base.window, cond_mask=cond_mask)
+            return RegionContext(base.temb, None, base.source_summaries, n_total, base.window, hooks=self,
+                                 cond_mask=cond_mask)
         n_reg = reg.n_regions
         conds = (reg.conds if reg.conds is not None else torch.zeros(n_reg, m.cond_dim)).to(dev)
         mask = reg.mask(batch, cond_mask, dev)  # (B, R)
@@ -186,14 +203,18 @@ class RegionDenoiser(StagedStreaming, nn.Module):
         groups = None if groups is None else groups.to(dev).unsqueeze(0).expand(batch, -1, -1)  # (B, R, K)
         grid_groups = None if groups is None else torch.einsum("brk,brhw->bkhw", groups, grid_w)
         return RegionContext(base.temb, tokens.unflatten(0, (batch, n_reg)), summaries, n_total, base.window,
-                             cond_summaries=cond_summ, region_tokens=tokens.unflatten(0, (batch, n_reg)),
+                             hooks=self, cond_summaries=cond_summ, region_tokens=tokens.unflatten(0, (batch, n_reg)),
                              grid_weights=grid_w, cond_mask=cond_mask, groups=groups, grid_groups=grid_groups)
 
     def group_weights(self, coords: torch.Tensor, ctx: RegionContext) -> torch.Tensor:
         """Weights of the distinct conditions at the points: (B, n, K)."""
         return torch.einsum("bnr,brk->bnk", self.region.weights.at(coords).to(ctx.groups.device), ctx.groups)
 
-    def _cano(self, h: torch.Tensor, coords: torch.Tensor, ctx: RegionContext, coord_summary) -> torch.Tensor:
+    # ---- condition hooks (models/staged.py ConditionHooks), per region -----------------------------------
+    def cano_attend(self, h: torch.Tensor, coords: torch.Tensor, ctx: RegionContext, coord_summary) -> torch.Tensor:
+        """CANO with each point's condition source blended from its regions' summaries by the region weights."""
+        if ctx.region_tokens is None:
+            return self.model.cano_attend(h, coords, ctx, coord_summary)
         cano = self.model.cano
         q = cano.query(h)  # (B, n, heads, dh)
         att = sum(linear_apply(q, s) for s in ctx.source_summaries)  # time (as the plain path: 0 + a_time)
@@ -207,68 +228,54 @@ class RegionDenoiser(StagedStreaming, nn.Module):
         att = att + linear_apply(q, coord_summary)
         return h + cano.out(att.flatten(-2).to(h.dtype))
 
-    def segment(self, k: int, h, x, coords, ctx: RegionContext, summ: list) -> torch.Tensor:
-        m = self.model
-        if k == 1 and ctx.region_tokens is not None:
-            h = m.mlp1(m.sparse_in(h, coords, summ[0]["field"]), ctx.temb)
-            return self._cano(h, coords, ctx, summ[0]["coord"]) if m.use_cano else h
-        if k == 2 and ctx.groups is not None:  # self-attention within each condition's region
-            sa = m.self_attn
-            q = feature_softmax(sa.q(sa.norm(h)), sa.heads)
-            kv, ksum = summ[1]
-            w = self.group_weights(coords, ctx).to(q.dtype)  # (B, n, K)
-            att = torch.zeros(*q.shape[:-1], kv.shape[-1], dtype=q.dtype, device=q.device)  # (B, n, h, dv)
-            for g in range(w.shape[-1]):  # each condition's summary applied only to the points it touches
-                touched = torch.nonzero((w[..., g] > 0).any(0)).flatten()  # (p,)
-                if touched.numel():
-                    part = linear_apply(q[:, touched], (kv[:, g], ksum[:, g]))  # (B, p, h, dv)
-                    att.index_add_(1, touched, w[:, touched, g, None, None] * part)
-            return m.mlp2(h + sa.out(att.flatten(-2).to(h.dtype)), ctx.temb)
-        out = m.segment(k, h, x, coords, ctx, summ)
-        if k == self.n_stages and self.region.guidance is not None and _guided_halves(ctx.cond_mask):
-            ratio = self.region.guidance_ratio(self.region.weights.at(coords[: coords.shape[0] // 2]).to(out.dtype),
-                                               self.guidance_scale)
-            eps_c, eps_u = out.chunk(2)
-            out = torch.cat([eps_u + ratio * (eps_c - eps_u), eps_u])
-        return out
+    def attention_summary(self, h: torch.Tensor, coords: torch.Tensor, ctx: RegionContext):
+        """Region-local: one self-attention summary per distinct condition, each point weighted by w_k."""
+        if ctx.groups is None:
+            return self.model.attention_summary(h, coords, ctx)
+        sa = self.model.self_attn
+        key, value = sa.kv(sa.norm(h)).chunk(2, dim=-1)
+        key = feature_softmax(key, sa.heads)  # (B, n, h, dk)
+        value = value.float().unflatten(-1, (sa.heads, -1))
+        w = self.group_weights(coords, ctx).to(key.dtype)  # (B, n, K)
+        n_groups = w.shape[-1]
+        kv = key.new_zeros(key.shape[0], n_groups, key.shape[2], key.shape[3], value.shape[3])  # (B, K, h, dk, dv)
+        ksum = key.new_zeros(key.shape[0], n_groups, key.shape[2], key.shape[3])
+        for g in range(n_groups):  # each condition's sums over the points it touches
+            touched = torch.nonzero((w[..., g] > 0).any(0)).flatten()
+            if touched.numel():
+                weighted = w[:, touched, g, None, None] * key[:, touched]  # (B, p, h, dk)
+                kv[:, g] = torch.einsum("bnhk,bnhv->bhkv", weighted, value[:, touched])
+                ksum[:, g] = weighted.sum(1)
+        return kv, ksum
 
-    def run_to(self, k: int, x, coords, ctx, summ) -> torch.Tensor:
-        h = None
-        for j in range(k + 1):
-            h = self.segment(j, h, x, coords, ctx, summ)
-        return h
+    def attention_apply(self, h: torch.Tensor, coords: torch.Tensor, ctx: RegionContext, summary) -> torch.Tensor:
+        """Region-local: each condition's summary read only by the points it touches, weighted by w_k."""
+        if ctx.groups is None:
+            return self.model.attention_apply(h, coords, ctx, summary)
+        sa = self.model.self_attn
+        q = feature_softmax(sa.q(sa.norm(h)), sa.heads)
+        kv, ksum = summary
+        w = self.group_weights(coords, ctx).to(q.dtype)  # (B, n, K)
+        att = torch.zeros(*q.shape[:-1], kv.shape[-1], dtype=q.dtype, device=q.device)  # (B, n, h, dv)
+        for g in range(w.shape[-1]):  # each condition's summary applied only to the points it touches
+            touched = torch.nonzero((w[..., g] > 0).any(0)).flatten()  # (p,)
+            if touched.numel():
+                part = linear_apply(q[:, touched], (kv[:, g], ksum[:, g]))  # (B, p, h, dv)
+                att.index_add_(1, touched, w[:, touched, g, None, None] * part)
+        return h + sa.out(att.flatten(-2).to(h.dtype))
 
-    def stage_partial(self, k: int, h, coords, ctx, index_offset: int = 0):
-        if k == 1 and ctx.groups is not None:  # self-attention summaries per condition (w_k)
-            sa = self.model.self_attn
-            key, value = sa.kv(sa.norm(h)).chunk(2, dim=-1)
-            key = feature_softmax(key, sa.heads)  # (B, n, h, dk)
-            value = value.float().unflatten(-1, (sa.heads, -1))
-            w = self.group_weights(coords, ctx).to(key.dtype)  # (B, n, K)
-            n_groups = w.shape[-1]
-            kv = key.new_zeros(key.shape[0], n_groups, key.shape[2], key.shape[3], value.shape[3])  # (B, K, h, dk, dv)
-            ksum = key.new_zeros(key.shape[0], n_groups, key.shape[2], key.shape[3])
-            for g in range(n_groups):  # each condition's sums over the points it touches
-                touched = torch.nonzero((w[..., g] > 0).any(0)).flatten()
-                if touched.numel():
-                    weighted = w[:, touched, g, None, None] * key[:, touched]  # (B, p, h, dk)
-                    kv[:, g] = torch.einsum("bnhk,bnhv->bhkv", weighted, value[:, touched])
-                    ksum[:, g] = weighted.sum(1)
-            return kv, ksum
-        return self.model.stage_partial(k, h, coords, ctx, index_offset)
+    def grid_unet(self, grid: torch.Tensor, ctx: RegionContext) -> torch.Tensor:
+        """The UNO with each cell attending to its regions' tokens (and, region-local, per-region statistics)."""
+        if ctx.region_tokens is None:
+            return self.model.grid_unet(grid, ctx)
+        return self.model.uno(grid, ctx.temb, ctx.region_tokens, token_weights=ctx.grid_weights,
+                              local_weights=ctx.grid_groups)
 
-    def stage_finalize(self, k: int, acc, ctx: RegionContext):
-        m = self.model
-        if k == 2 and ctx.region_tokens is not None:
-            grid = knn_to_grid(acc, m.grid_size)
-            grid_dtype = getattr(m, "grid_dtype", None)
-            if grid_dtype is None:
-                return grid + m.uno(grid, ctx.temb, ctx.region_tokens, token_weights=ctx.grid_weights,
-                                    local_weights=ctx.grid_groups)
-            with torch.autocast(grid.device.type, dtype=grid_dtype):  # the grid UNet's precision, as the model's
-                return grid + m.uno(grid, ctx.temb, ctx.region_tokens, token_weights=ctx.grid_weights,
-                                    local_weights=ctx.grid_groups).float()
-        return m.stage_finalize(k, acc, ctx)
+    def finish_output(self, out: torch.Tensor, coords: torch.Tensor, ctx: RegionContext) -> torch.Tensor:
+        """Per-region guidance scales (a [conditional; null] batch only)."""
+        if self.region.guidance is None or not _guided_halves(ctx.cond_mask):
+            return out
+        return _guide_per_region(self, out, self.region.weights.at(coords[: coords.shape[0] // 2]), ctx.cond_mask)
 
     def forward(self, x, coords, t, cond=None, image_size=None, cond_mask=None) -> torch.Tensor:
         return _one_pass(self, x, coords, t, cond_mask)
@@ -301,17 +308,7 @@ class MultiDiffusionDenoiser(StagedStreaming, nn.Module):
         w = self.region.weights.at(coords).to(out.dtype)  # (B, n, R)
         preds = out.unflatten(0, (self.region.n_regions, self._batch))  # (R, B, n, C)
         blended = (preds * w.permute(2, 0, 1).unsqueeze(-1)).sum(0)
-        if self.region.guidance is not None and _guided_halves(self._mask):
-            ratio = self.region.guidance_ratio(w[: w.shape[0] // 2], self.guidance_scale)
-            eps_c, eps_u = blended.chunk(2)
-            blended = torch.cat([eps_u + ratio * (eps_c - eps_u), eps_u])
-        return blended
-
-    def run_to(self, k, x, coords, ctx, summ):
-        h = None
-        for j in range(k + 1):
-            h = self.segment(j, h, x, coords, ctx, summ)
-        return h
+        return _guide_per_region(self, blended, w[: w.shape[0] // 2], self._mask)
 
     def stage_partial(self, k, h, coords, ctx, index_offset: int = 0):
         return self.model.stage_partial(k, h, self._rep(coords), ctx, index_offset)
@@ -324,12 +321,8 @@ class MultiDiffusionDenoiser(StagedStreaming, nn.Module):
 
 
 def _one_pass(wrapper, x, coords, t, cond_mask) -> torch.Tensor:
-    from infbrush.models.chunked import streamed_forward
-
-    out: list[torch.Tensor] = []
-    streamed_forward(wrapper, x.shape[1], lambda s, e: (x[:, s:e], coords[:, s:e]), lambda s, e, eps: out.append(eps),
-                     t, None, chunk_points=None, cond_mask=cond_mask)
-    return torch.cat(out, dim=1)
+    wrapper.check_inputs(x, coords, t)
+    return run_all(wrapper, x, coords, wrapper.begin(t, None, cond_mask, x.shape[1]))
 
 
 METHODS = {"model": RegionDenoiser, "baseline": MultiDiffusionDenoiser}

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import torch
 
+from infbrush.models.staged import run_all, run_segments
 from infbrush.runtime.chunks import ReadChunk, WriteChunk, check_chunk_points, chunk_spans
 
 
@@ -51,7 +52,7 @@ def streamed_forward(model, n_points: int, read: ReadChunk, write: WriteChunk, t
                      cond: torch.Tensor | None, *, chunk_points: int | None, cond_mask: torch.Tensor | None = None,
                      cache_bytes: int = 0, spans: list[tuple[int, int]] | None = None,
                      reduce: StageReduce | None = None) -> None:
-    """ε̂ of a staged denoiser (``begin``/``run_to``/``segment``/``stage_*``) over ``n_points`` points per image.
+    """ε̂ of a staged denoiser (``StagedDenoiser``, models/staged.py) over ``n_points`` points per image.
 
     ``read(s, e)`` gives the chunk's x (B, e-s, C) and coords (B, e-s, 2); ``write(s, e, eps)`` receives its
     ε̂ (B, e-s, C) once every global stage is done (chunks in increasing order, each exactly once, and after
@@ -70,25 +71,20 @@ def streamed_forward(model, n_points: int, read: ReadChunk, write: WriteChunk, t
     if len(spans) == 1 and reduce is None:  # one pass: no recomputation and no cache needed
         s, e = spans[0]
         x, coords = read(s, e)
-        if hasattr(model, "check_inputs"):
-            model.check_inputs(x, coords, t)
-        h = model.segment(0, None, x, coords, ctx, summ)
-        for k in range(model.n_stages):
-            summ.append(model.stage_finalize(k, model.stage_partial(k, h, coords, ctx), ctx))
-            h = model.segment(k + 1, h, x, coords, ctx, summ)
-        write(s, e, h)
+        model.check_inputs(x, coords, t)
+        write(s, e, run_all(model, x, coords, ctx))
         return
     reduce = LocalReduce(model) if reduce is None else reduce
     for k in range(model.n_stages + 1):
         acc = None
         for i, (s, e) in enumerate(spans):
             x, coords = read(s, e)
-            if k == 0 and i == 0 and hasattr(model, "check_inputs"):
+            if k == 0 and i == 0:
                 model.check_inputs(x, coords, t)
             if i in cache:  # continue from the previous pass (segments 0..k-1 already done)
                 h = model.segment(k, cache[i], x, coords, ctx, summ)
             else:
-                h = model.run_to(k, x, coords, ctx, summ)
+                h = run_segments(model, k, x, coords, ctx, summ)
             if k == model.n_stages:
                 cache.pop(i, None)
                 write(s, e, h)
@@ -107,7 +103,7 @@ def streamed_forward(model, n_points: int, read: ReadChunk, write: WriteChunk, t
 
 
 class StagedStreaming:
-    """Mixin of staged denoisers (``begin`` / ``segment`` / ``run_to`` / ``stage_*``): ``stream`` is what the
+    """Mixin of staged denoisers (``StagedDenoiser``, models/staged.py): ``stream`` is what the
     sampler calls to evaluate ε̂ of ``n_points`` points per image, read and written chunk by chunk."""
 
     def stream(self, n_points: int, read: ReadChunk, write: WriteChunk, t: torch.Tensor, cond: torch.Tensor | None,

@@ -3,17 +3,18 @@
 Point path (B images × N points, coords (x, y) in [0, 1]²), as segments separated by the operations that
 are global over points:
 
-    lift([x, γ(coords)])                                         seg 0
+    lift([x, γ(coords)])                                         seg 0 lift_points
     ── sparse kernel integral (splat sums) + CANO coordinate summary ──   stage 0
-    sparse operator, FiLM-MLP, CANO(time, condition, coordinate tokens)  seg 1
-    ── linear self-attention summary ──                                  stage 1
-    self-attention, FiLM-MLP                                             seg 2
-    ── kNN (k=3) interpolation to the G×G grid → UNO (cross-attn to c at the bottleneck) ──  stage 2
-    + bilinear read-back of the grid (skip connection)                   seg 3
+    sparse operator, FiLM-MLP, CANO(time, condition, coordinate tokens)  seg 1 after_kernel_in   [cano_attend]
+    ── linear self-attention summary ──                                  stage 1                 [attention_summary]
+    self-attention, FiLM-MLP                                             seg 2 after_attention   [attention_apply]
+    ── kNN (k=3) interpolation to the G×G grid → UNO (cross-attn to c at the bottleneck) ──  stage 2   [grid_unet]
+    + bilinear read-back of the grid (skip connection)                   seg 3 after_grid
     ── sparse kernel integral ──                                         stage 3
-    sparse operator, FiLM-MLP, output head → ε̂                           seg 4
+    sparse operator, FiLM-MLP, output head → ε̂                           seg 4 predict           [finish_output]
 
-``forward`` runs it in one pass. ``chunked_forward`` (models/chunked.py) runs the segments over chunks of
+The interface (segments, stages as partial / merge / finalise, and the condition hooks in brackets) is written
+down in models/staged.py. ``forward`` runs it in one pass. ``chunked_forward`` (models/chunked.py) runs the segments over chunks of
 points, accumulating each stage's partial sums over all chunks before applying it, so peak memory is set by
 the chunk size and the result equals ``forward``. With ``cano=False`` the CANO block is removed and the
 condition enters only at the UNO bottleneck (the paper's ablation).
@@ -32,6 +33,7 @@ from infbrush.models.chunked import StagedStreaming
 from infbrush.models.embeddings import CondEmbedding, TimeEmbedding, Tokens, fourier_features
 from infbrush.models.interp import knn_merge, knn_partial, knn_to_grid, knn_window
 from infbrush.models.sparse import SparseKernelIntegral, bilinear_gather
+from infbrush.models.staged import run_all
 from infbrush.models.uno import UNO
 
 
@@ -51,13 +53,32 @@ class FiLMMLP(nn.Module):
 
 @dataclass
 class Context:
-    """Per-call quantities that do not depend on the points: embeddings, token summaries, point count."""
+    """Per-call quantities that do not depend on the points: embeddings, token summaries, point count, and the
+    object whose ``ConditionHooks`` the segments and stages call (the model itself, or the brush's regions)."""
 
     temb: torch.Tensor  # (B, E) time embedding (+ the condition embedding when cond_film)
     tokens: torch.Tensor | None  # (B, M, E) condition tokens (None: unconditional model)
     source_summaries: list  # CANO summaries of the time / condition tokens
     n_total: int  # points per image over all chunks
     window: int  # kNN proposal half-width (cells)
+    hooks: Any = None  # ConditionHooks (models/staged.py)
+
+
+@dataclass
+class KernelPartial:
+    """Stage 0's partial of one chunk: the splat sums of the input kernel integral and the CANO coordinate
+    source's summary (None without CANO)."""
+
+    splat: torch.Tensor
+    coord: Any
+
+
+@dataclass
+class KernelSummary:
+    """Stage 0 finished: the kernel integral's field on its grid and the coordinate source's summary."""
+
+    field: torch.Tensor
+    coord: Any
 
 
 class InfBrushDenoiser(StagedStreaming, nn.Module):
@@ -141,54 +162,60 @@ class InfBrushDenoiser(StagedStreaming, nn.Module):
             summaries.append(self.cano.summarize("time", self.time_tokens(temb)))
             if tokens is not None:
                 summaries.append(self.cano.summarize("cond", tokens))
-        return Context(film, tokens, summaries, n_total, knn_window(n_total, self.grid_size, 4.0 * self.knn))
+        return Context(film, tokens, summaries, n_total, knn_window(n_total, self.grid_size, 4.0 * self.knn),
+                       hooks=self)
 
-    # ---- segments (pointwise given the finished stages) -------------------------------------------
+    # ---- segments (pointwise given the finished stages; see models/staged.py) --------------------------
     def segment(self, k: int, h: torch.Tensor | None, x: torch.Tensor, coords: torch.Tensor, ctx: Context,
                 summ: list) -> torch.Tensor:
-        """Run segment k on one chunk of points: (B, n, ·) → (B, n, d) (segment 4 → ε̂ (B, n, C))."""
-        if k == 0:
-            return self.lift(torch.cat([x.float(), fourier_features(coords.float(), self.fourier_freqs)], dim=-1))
-        if k == 1:
-            h = self.mlp1(self.sparse_in(h, coords, summ[0]["field"]), ctx.temb)
-            if self.use_cano:
-                h = self.cano(h, ctx.source_summaries + [summ[0]["coord"]])
-            return h
-        if k == 2:
-            return self.mlp2(self.self_attn(h, summ[1]), ctx.temb)
-        if k == 3:
-            return h + self.from_grid(bilinear_gather(summ[2], coords))
+        """Run segment k on one chunk of points: (B, n, ·) → (B, n, d) (segment 4 → the prediction (B, n, C))."""
+        segments = (self.lift_points, self.after_kernel_in, self.after_attention, self.after_grid, self.predict)
+        return segments[k](h, x, coords, ctx, summ)
+
+    def lift_points(self, h, x: torch.Tensor, coords: torch.Tensor, ctx: Context, summ: list) -> torch.Tensor:
+        """Segment 0: lift [x, γ(coords)] to d channels."""
+        return self.lift(torch.cat([x.float(), fourier_features(coords.float(), self.fourier_freqs)], dim=-1))
+
+    def after_kernel_in(self, h: torch.Tensor, x, coords: torch.Tensor, ctx: Context, summ: list) -> torch.Tensor:
+        """Segment 1: the sparse operator read at the points, FiLM-MLP, CANO (a condition hook)."""
+        h = self.mlp1(self.sparse_in(h, coords, summ[0].field), ctx.temb)
+        return ctx.hooks.cano_attend(h, coords, ctx, summ[0].coord) if self.use_cano else h
+
+    def after_attention(self, h: torch.Tensor, x, coords: torch.Tensor, ctx: Context, summ: list) -> torch.Tensor:
+        """Segment 2: the self-attention read from its summary (a condition hook), FiLM-MLP."""
+        return self.mlp2(ctx.hooks.attention_apply(h, coords, ctx, summ[1]), ctx.temb)
+
+    def after_grid(self, h: torch.Tensor, x, coords: torch.Tensor, ctx: Context, summ: list) -> torch.Tensor:
+        """Segment 3: the UNO grid read back at the points (bilinear), added as a skip."""
+        return h + self.from_grid(bilinear_gather(summ[2], coords))
+
+    def predict(self, h: torch.Tensor, x: torch.Tensor, coords: torch.Tensor, ctx: Context,
+                summ: list) -> torch.Tensor:
+        """Segment 4: the output kernel integral, FiLM-MLP, head (+ the value skip) → ε̂ or v̂ (B, n, C)."""
         h = self.mlp3(self.sparse_out(h, coords, summ[3]), ctx.temb)
         out = self.head(self.head_norm(h))
         if self.value_skip is not None:
             c = self.in_channels
             skip = self.value_skip(ctx.temb).view(-1, c, c)  # (B, C, C)
             out = out + torch.einsum("bij,bnj->bni", skip, x.float())
-        return out
-
-    def run_to(self, k: int, x: torch.Tensor, coords: torch.Tensor, ctx: Context, summ: list) -> torch.Tensor:
-        """Segments 0..k on one chunk (recomputes the prefix; used by the chunked forward)."""
-        h = None
-        for j in range(k + 1):
-            h = self.segment(j, h, x, coords, ctx, summ)
-        return h
+        return ctx.hooks.finish_output(out, coords, ctx)
 
     # ---- stages (global over points) --------------------------------------------------------------
     def stage_partial(self, k: int, h: torch.Tensor, coords: torch.Tensor, ctx: Context, index_offset: int = 0) -> Any:
         """Contribution of one chunk (h = output of segment k) to stage k's accumulator."""
-        if k == 0:
+        if k == 0:  # the input kernel integral's splats and the CANO coordinate source
             coord = self.cano.summarize("coord", self.coord_embed(fourier_features(coords.float(), self.fourier_freqs))) \
                 if self.use_cano else None
-            return {"splat": self.sparse_in.partial(h, coords), "coord": coord}
-        if k == 1:
-            return self.self_attn.summarize(h)
-        if k == 2:
+            return KernelPartial(self.sparse_in.partial(h, coords), coord)
+        if k == 1:  # the self-attention summary (a condition hook)
+            return ctx.hooks.attention_summary(h, coords, ctx)
+        if k == 2:  # the kNN grid
             # sampling (eval mode) evaluates the same lattice at every step: reuse the kNN selection of a
             # single-chunk call (a chunked call over many chunks would need one plan per chunk: not cached)
             cache = self._knn_cache if not self.training and index_offset == 0 and coords.shape[1] == ctx.n_total \
                 else None
             return knn_partial(self.to_grid(h), coords, self.grid_size, self.knn, ctx.window, index_offset, cache)
-        return self.sparse_out.partial(h, coords)
+        return self.sparse_out.partial(h, coords)  # the output kernel integral's splats
 
     @staticmethod
     def stage_merge(k: int, acc: Any, part: Any) -> Any:
@@ -196,8 +223,8 @@ class InfBrushDenoiser(StagedStreaming, nn.Module):
         if acc is None:
             return part
         if k == 0:
-            coord = add_summaries(acc["coord"], part["coord"]) if part["coord"] is not None else None
-            return {"splat": acc["splat"] + part["splat"], "coord": coord}
+            coord = add_summaries(acc.coord, part.coord) if part.coord is not None else None
+            return KernelPartial(acc.splat + part.splat, coord)
         if k == 1:
             return add_summaries(acc, part)
         if k == 2:
@@ -207,16 +234,32 @@ class InfBrushDenoiser(StagedStreaming, nn.Module):
     def stage_finalize(self, k: int, acc: Any, ctx: Context) -> Any:
         """Turn the accumulated partials into what segment k + 1 reads (fields, summaries, the UNO grid)."""
         if k == 0:
-            return {"field": self.sparse_in.finalize(acc["splat"]), "coord": acc["coord"]}
+            return KernelSummary(self.sparse_in.finalize(acc.splat), acc.coord)
         if k == 1:
             return acc
         if k == 2:
             grid = knn_to_grid(acc, self.grid_size)  # (B, Cg, G, G)
             if self.grid_dtype is None:
-                return grid + self.uno(grid, ctx.temb, ctx.tokens)
+                return grid + ctx.hooks.grid_unet(grid, ctx)
             with torch.autocast(grid.device.type, dtype=self.grid_dtype):  # the grid UNet in bf16
-                return grid + self.uno(grid, ctx.temb, ctx.tokens).float()
+                return grid + ctx.hooks.grid_unet(grid, ctx).float()
         return self.sparse_out.finalize(acc)
+
+    # ---- condition hooks (models/staged.py ConditionHooks): one condition per image -----------------
+    def cano_attend(self, h: torch.Tensor, coords: torch.Tensor, ctx: Context, coord_summary: Any) -> torch.Tensor:
+        return self.cano(h, ctx.source_summaries + [coord_summary])
+
+    def attention_summary(self, h: torch.Tensor, coords: torch.Tensor, ctx: Context) -> Any:
+        return self.self_attn.summarize(h)
+
+    def attention_apply(self, h: torch.Tensor, coords: torch.Tensor, ctx: Context, summary: Any) -> torch.Tensor:
+        return self.self_attn(h, summary)
+
+    def grid_unet(self, grid: torch.Tensor, ctx: Context) -> torch.Tensor:
+        return self.uno(grid, ctx.temb, ctx.tokens)
+
+    def finish_output(self, out: torch.Tensor, coords: torch.Tensor, ctx: Context) -> torch.Tensor:
+        return out
 
     # ---- one-pass forward -------------------------------------------------------------------------
     def check_inputs(self, x: torch.Tensor, coords: torch.Tensor, t: torch.Tensor) -> None:
@@ -234,10 +277,4 @@ class InfBrushDenoiser(StagedStreaming, nn.Module):
         cond (B, D) | None, image_size (H, W) of the lattice (geometry lives in coords; accepted for the
         API), cond_mask (B,) bool (False → null condition) → ε̂ (B, N, C) float32."""
         self.check_inputs(x, coords, t)
-        ctx = self.begin(t, cond, cond_mask, x.shape[1])
-        summ: list = []
-        h = self.segment(0, None, x, coords, ctx, summ)
-        for k in range(self.n_stages):
-            summ.append(self.stage_finalize(k, self.stage_partial(k, h, coords, ctx), ctx))
-            h = self.segment(k + 1, h, x, coords, ctx, summ)
-        return h
+        return run_all(self, x, coords, self.begin(t, cond, cond_mask, x.shape[1]))
