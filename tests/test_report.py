@@ -35,10 +35,45 @@ def _srcs(text):
 
 
 def test_report_with_nothing_says_not_run(tmp_path):
-    text = build_report("demo_brca", tmp_path)
+    text = build_report("demo_brca", tmp_path, paper_row="TCGA-BRCA 4096²", miniature=True)
     assert text.count("not run") >= 6
     assert "TCGA-BRCA 4096²" in text and "reference only" in text  # demo: paper rows labelled as a reference
     assert "2.63" in text and "14.76" in text
+    text = build_report("demo_brca", tmp_path)  # the library reads no dataset name: no paper row, none shown
+    assert "no paper experiment corresponds" in text and "2.63" not in text
+
+
+def _run_cli(results, *argv):
+    """``infbrush report`` on ``results`` with extra options ``argv``: the report's HTML text."""
+    from infbrush.cli import report as cli
+
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    out = results / "report.html"
+    assert cli.main(parser.parse_args(["--results", str(results), "--out", str(out), *argv])) == 0
+    return out.read_text()
+
+
+def test_paper_row_and_miniature_options_choose_the_paper_rows(tmp_path):
+    from infbrush.cli import report as cli
+    from infbrush.cli.options import signature_defaults
+    from infbrush.errors import InfbrushError
+    from infbrush.evaluate.report import write_report
+
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    defaults = parser.parse_args(["--dataset", "x", "--results", "r", "--out", "o"])
+    library = signature_defaults(write_report)
+    assert (defaults.paper_row, defaults.miniature) == (library["paper_row"], library["miniature"])
+    fid = _section(_run_cli(tmp_path, "--dataset", "my_run", "--paper-row", "NAIP 1024²", "--miniature"),
+                   "<h2>CLIP FID")
+    assert "paper rows (NAIP 1024²) are shown for reference only" in fid and "6.32" in fid and "48.65" in fid
+    # the options win over the dataset-name table: demo_brca shown beside the CelebA-HQ rows, as the paper's own
+    fid = _section(_run_cli(tmp_path, "--dataset", "demo_brca", "--paper-row", "CelebA-HQ 256²"), "<h2>CLIP FID")
+    assert "paper rows: CelebA-HQ 256²" in fid and "9.44" in fid and "TCGA-BRCA" not in fid
+    assert "reference only" not in fid
+    with pytest.raises(InfbrushError, match="'NAIP 2048²': not an experiment of the paper's tables; valid: .*NAIP"):
+        _run_cli(tmp_path, "--dataset", "x", "--paper-row", "NAIP 2048²")
 
 
 def test_report_with_partial_inputs(tmp_path):
