@@ -11,7 +11,7 @@ every point through its own region (each item below is one hook):
   before). The outputs, not the summaries, are blended, so a point inside a region sees exactly that region's
   condition.
 * **UNO bottleneck**: each bottleneck cell attends to the tokens of each region and blends the results by the
-  region weights area-averaged onto the cell (``Attention2d.forward_regions``).
+  region weights area-averaged onto the cell (``brush.grid.RegionGrid``).
 * **Guidance per region**: under classifier-free guidance the null pass is shared (the null condition does
   not depend on the region); a region's own ``guidance_scale`` s_r is applied per point by rescaling the
   conditional output, ε_c' = ε_∅ + (s_r / s)(ε_c − ε_∅), so the sampler's ε_∅ + s(ε_c' − ε_∅) gives each
@@ -20,7 +20,7 @@ every point through its own region (each item below is one hook):
 * **Region-local operations** (``local=True``, the default): the model's only operations global over the
   image are made per condition, so that each region is denoised as if it were the whole image: the linear
   self-attention sums over the points of each region (one summary per distinct condition, weighted by its
-  w_k), every GroupNorm of the UNO takes its statistics per region (``models.uno.region_group_norm``) and the
+  w_k), every GroupNorm of the UNO takes its statistics per region (``brush.grid.region_group_norm``) and the
   bottleneck self-attention stays within regions (logit bias log Σ_k w_k(i) w_k(j)). Regions holding the same
   condition share one partition cell; the null pass of guidance uses the same partition. Convolutions,
   kernel integrals and kNN remain, and join regions only near their boundaries.
@@ -50,6 +50,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from infbrush.brush.grid import RegionGrid
 from infbrush.brush.maps import RegionWeights
 from infbrush.errors import InfbrushError
 from infbrush.models.cano import feature_softmax, linear_apply
@@ -268,8 +269,7 @@ class RegionDenoiser(StagedStreaming, nn.Module):
         """The UNO with each cell attending to its regions' tokens (and, region-local, per-region statistics)."""
         if ctx.region_tokens is None:
             return self.model.grid_unet(grid, ctx)
-        return self.model.uno(grid, ctx.temb, ctx.region_tokens, token_weights=ctx.grid_weights,
-                              local_weights=ctx.grid_groups)
+        return self.model.uno(grid, ctx.temb, ctx.region_tokens, hooks=RegionGrid(ctx.grid_weights, ctx.grid_groups))
 
     def finish_output(self, out: torch.Tensor, coords: torch.Tensor, ctx: RegionContext) -> torch.Tensor:
         """Per-region guidance scales (a [conditional; null] batch only)."""

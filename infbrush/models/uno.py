@@ -3,6 +3,8 @@ condition tokens at the bottleneck (paper sec. 4.2). Attention uses ``scaled_dot
 (flash / memory-efficient kernels where the device has them)."""
 from __future__ import annotations
 
+from typing import Protocol
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -12,37 +14,34 @@ def _groups(channels: int) -> int:
     return 8 if channels % 8 == 0 else 1
 
 
-def region_group_norm(norm: nn.GroupNorm, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """GroupNorm with statistics per region (the brush): Σ_k w_k · (x − μ_k) / √(σ²_k + ε), affine after.
+class GridHooks(Protocol):
+    """Where the UNO's statistics and attention may be changed without changing its weights (the brush's
+    ``brush.grid.RegionGrid`` gives each region its own; ``PlainGrid`` is the model's own behaviour)."""
 
-    x (B, C, H, W); weights (B, K, H, W), summing to 1 over K at every cell; μ_k, σ²_k are the w_k-weighted mean
-    and variance of each channel group over the grid. With one region (weights all 1) this is ``norm(x)``.
-    """
-    batch, channels, height, width = x.shape
-    groups = norm.num_groups
-    xf = x.float().reshape(batch, channels, height * width)
-    xg = xf.view(batch, groups, -1, height * width)  # (B, g, C/g, HW)
-    w = weights.float().flatten(2)  # (B, K, HW)
-    mass = (w.sum(-1) * xg.shape[2]).clamp_min(1e-12).unsqueeze(-1)  # (B, K, 1)
-    mean = torch.einsum("bgcn,bkn->bkg", xg, w) / mass  # (B, K, g)
-    var = (torch.einsum("bgcn,bkn->bkg", xg * xg, w) / mass - mean * mean).clamp_min(0)
-    inv = torch.rsqrt(var + norm.eps)
-    scale = torch.einsum("bkn,bkg->bgn", w, inv).repeat_interleave(channels // groups, dim=1)  # (B, C, HW)
-    shift = torch.einsum("bkn,bkg->bgn", w, mean * inv).repeat_interleave(channels // groups, dim=1)
-    if norm.affine:  # the affine folded into the per-cell scale and shift: y = x·scale' + shift'
-        scale = scale * norm.weight[:, None]
-        shift = norm.bias[:, None] - shift * norm.weight[:, None]
-    else:
-        shift = -shift
-    y = torch.addcmul(shift, xf, scale).reshape(batch, channels, height, width)
-    return y.to(x.dtype)
+    def norm(self, norm: nn.GroupNorm, x: torch.Tensor) -> torch.Tensor:
+        """Every GroupNorm of the UNet: (B, C, H, W) → same."""
+
+    def self_attention(self, attn: "Attention2d", h: torch.Tensor) -> torch.Tensor:
+        """The bottleneck self-attention (residual included)."""
+
+    def cross_attention(self, attn: "Attention2d", h: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """The bottleneck cross-attention to the condition tokens (residual included)."""
 
 
-def _norm(norm: nn.GroupNorm, x: torch.Tensor, region_weights: torch.Tensor | None) -> torch.Tensor:
-    """``norm(x)``, or per region when ``region_weights`` (B, K, G, G) are given (area-averaged onto x's cells)."""
-    if region_weights is None:
+class PlainGrid:
+    """One condition per image: the modules as they are."""
+
+    def norm(self, norm: nn.GroupNorm, x: torch.Tensor) -> torch.Tensor:
         return norm(x)
-    return region_group_norm(norm, x, F.adaptive_avg_pool2d(region_weights.float(), x.shape[-2:]))
+
+    def self_attention(self, attn: "Attention2d", h: torch.Tensor) -> torch.Tensor:
+        return attn(h)
+
+    def cross_attention(self, attn: "Attention2d", h: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        return attn(h, tokens)
+
+
+PLAIN_GRID = PlainGrid()
 
 
 class ResBlock(nn.Module):
@@ -58,9 +57,9 @@ class ResBlock(nn.Module):
         self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
         self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
 
-    def forward(self, x: torch.Tensor, temb: torch.Tensor, region_weights: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.conv1(F.silu(_norm(self.norm1, x, region_weights))) + self.temb(F.silu(temb))[:, :, None, None]
-        h = self.conv2(self.drop(F.silu(_norm(self.norm2, h, region_weights))))
+    def forward(self, x: torch.Tensor, temb: torch.Tensor, hooks: GridHooks = PLAIN_GRID) -> torch.Tensor:
+        h = self.conv1(F.silu(hooks.norm(self.norm1, x))) + self.temb(F.silu(temb))[:, :, None, None]
+        h = self.conv2(self.drop(F.silu(hooks.norm(self.norm2, h))))
         return self.skip(x) + h
 
 
@@ -76,42 +75,19 @@ class Attention2d(nn.Module):
         self.out = nn.Linear(channels, channels)
 
     def forward(self, x: torch.Tensor, tokens: torch.Tensor | None = None, attn_bias: torch.Tensor | None = None,
-                region_weights: torch.Tensor | None = None) -> torch.Tensor:
+                hooks: GridHooks = PLAIN_GRID) -> torch.Tensor:
+        """x (B, C, H, W) → x + attention(x → tokens or x); ``attn_bias`` (B, 1, HW, M): added to the logits."""
         batch, channels, height, width = x.shape
-        seq = _norm(self.norm, x, region_weights).flatten(2).transpose(1, 2)  # (B, HW, C)
+        seq = hooks.norm(self.norm, x).flatten(2).transpose(1, 2)  # (B, HW, C)
         q = self.q(seq).unflatten(-1, (self.heads, -1)).transpose(1, 2)  # (B, h, HW, dh)
         k, v = self.kv(seq if tokens is None else tokens).chunk(2, dim=-1)
         k = k.unflatten(-1, (self.heads, -1)).transpose(1, 2)
         v = v.unflatten(-1, (self.heads, -1)).transpose(1, 2)
         if attn_bias is None:
             att = F.scaled_dot_product_attention(q, k, v)
-        else:  # an additive bias (B, 1, HW, M) on the logits (the brush: attention kept within regions)
+        else:  # an additive bias on the logits (the brush: attention kept within regions)
             att = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias.to(q.dtype))
         att = att.transpose(1, 2).flatten(2)  # (B, HW, C)
-        return x + self.out(att).transpose(1, 2).reshape(batch, channels, height, width)
-
-    def forward_regions(self, x: torch.Tensor, tokens: torch.Tensor, weights: torch.Tensor,
-                        region_weights: torch.Tensor | None = None) -> torch.Tensor:
-        """Cross-attention where each pixel attends to its own region's tokens (the brush).
-
-        x (B, C, H, W), tokens (B, R, M, token_dim) one token set per region, weights (B, R, H, W) region weights
-        at the pixel centres (summing to 1 over R) → x + out(Σ_r w_r · attention(x → tokens_r)). With one region
-        (or all regions holding the same tokens) this equals ``forward(x, tokens_r)``. ``region_weights``: the
-        normalisation's statistics per region (``region_group_norm``).
-        """
-        batch, channels, height, width = x.shape
-        n_regions = tokens.shape[1]
-        seq = _norm(self.norm, x, region_weights).flatten(2).transpose(1, 2)  # (B, HW, C)
-        q = self.q(seq).unflatten(-1, (self.heads, -1)).transpose(1, 2)  # (B, h, HW, dh)
-        k, v = self.kv(tokens.flatten(0, 1)).chunk(2, dim=-1)  # (B·R, M, C)
-        k = k.unflatten(-1, (self.heads, -1)).transpose(1, 2).unflatten(0, (batch, n_regions))  # (B, R, h, M, dh)
-        v = v.unflatten(-1, (self.heads, -1)).transpose(1, 2).unflatten(0, (batch, n_regions))
-        w = weights.flatten(2).to(seq.dtype)  # (B, R, HW)
-        att = None
-        for r in range(n_regions):
-            part = F.scaled_dot_product_attention(q, k[:, r], v[:, r]).transpose(1, 2).flatten(2)  # (B, HW, C)
-            part = part * w[:, r, :, None]
-            att = part if att is None else att + part
         return x + self.out(att).transpose(1, 2).reshape(batch, channels, height, width)
 
 
@@ -152,43 +128,27 @@ class UNO(nn.Module):
         self.out = nn.Conv2d(c, in_channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor, tokens: torch.Tensor | None,
-                token_weights: torch.Tensor | None = None, local_weights: torch.Tensor | None = None) -> torch.Tensor:
-        """x (B, C, G, G), temb (B, E), tokens (B, M, token_dim) or None → (B, C, G, G).
-
-        Region conditions (the brush): tokens (B, R, M, token_dim) with ``token_weights`` (B, R, G, G),
-        the region weights at the grid cells; each bottleneck cell attends to the tokens of its regions, blended
-        by the weights area-averaged onto the bottleneck cells. ``local_weights`` (B, K, G, G), the weights of
-        the K distinct conditions: every GroupNorm takes its statistics per condition (``region_group_norm``) and
-        the bottleneck self-attention stays within them (logit bias log Σ_k w_k(i) w_k(j)), so no statistic
-        over the whole grid mixes the regions.
-        """
-        lw = local_weights
+                hooks: GridHooks | None = None) -> torch.Tensor:
+        """x (B, C, G, G), temb (B, E), tokens (B, M, token_dim) or None → (B, C, G, G). ``hooks``: where the
+        normalisation and the bottleneck attention take other statistics or tokens (the brush's regions)."""
+        hooks = PLAIN_GRID if hooks is None else hooks
         h = self.inp(x)
         hs = [h]
         for blocks, down in zip(self.down, self.downsample):
             for block in blocks:
-                h = block(h, temb, lw)
+                h = block(h, temb, hooks)
                 hs.append(h)
             if not isinstance(down, nn.Identity):
                 h = down(h)
                 hs.append(h)
-        h = self.mid1(h, temb, lw)
-        if lw is not None:
-            weights = F.adaptive_avg_pool2d(lw.to(h.dtype), h.shape[-2:]).flatten(2)  # (B, K, g²)
-            overlap = torch.einsum("bri,brj->bij", weights, weights)  # (B, g², g²)
-            h = self.mid_self(h, attn_bias=overlap.clamp_min(1e-6).log().unsqueeze(1), region_weights=lw)
-        else:
-            h = self.mid_self(h)
+        h = self.mid1(h, temb, hooks)
+        h = hooks.self_attention(self.mid_self, h)
         if self.mid_cross is not None and tokens is not None:
-            if token_weights is None:
-                h = self.mid_cross(h, tokens)
-            else:
-                weights = F.adaptive_avg_pool2d(token_weights.to(h.dtype), h.shape[-2:])  # (B, R, g, g)
-                h = self.mid_cross.forward_regions(h, tokens, weights, region_weights=lw)
-        h = self.mid2(h, temb, lw)
+            h = hooks.cross_attention(self.mid_cross, h, tokens)
+        h = self.mid2(h, temb, hooks)
         for blocks, up in zip(self.up, self.upsample):
             for block in blocks:
-                h = block(torch.cat([h, hs.pop()], dim=1), temb, lw)
+                h = block(torch.cat([h, hs.pop()], dim=1), temb, hooks)
             if not isinstance(up, nn.Identity):
                 h = up(F.interpolate(h, scale_factor=2, mode="nearest"))
-        return self.out(F.silu(_norm(self.out_norm, h, lw)))
+        return self.out(F.silu(hooks.norm(self.out_norm, h)))
