@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -34,10 +35,11 @@ ROWS = ("global", "local", "baseline")
 def main(argv=None) -> dict:
     from infbrush.brush.evaluate import crop_positions, fit_crop_judge, judge_region, to_uint8
     from infbrush.brush.run import paint
-    from infbrush.brush.settings import CROP_FRACTION, CROPS_PER_REGION, EVAL_SEEDS, MARGIN_FRACTION
+    from infbrush.brush.settings import EvalProtocol, PaintSettings
     from infbrush.cli.brush import load_painting
-    from infbrush.diffusion import cosine_alpha_bar
-    from infbrush.evaluate.control import DEFAULT_FEATURE_SIZE
+    from infbrush.diffusion.process import Diffusion
+
+    protocol = EvalProtocol()
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--weights", required=True)
@@ -45,8 +47,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--map", required=True)
     ap.add_argument("--legend", required=True)
     ap.add_argument("--size", type=int, default=128)
-    ap.add_argument("--seeds", default=",".join(str(s) for s in EVAL_SEEDS))
-    ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--seeds", default=",".join(str(s) for s in protocol.seeds))
+    ap.add_argument("--steps", type=int, default=PaintSettings().steps)
     ap.add_argument("--rows", nargs="+", default=list(ROWS), choices=ROWS)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--images", help="folder for one PNG strip per row (the seeds side by side) and the map")
@@ -55,22 +57,23 @@ def main(argv=None) -> dict:
     args = argparse.Namespace(legend=a.legend, map=a.map, weights=a.weights, size=a.size, blend=None, device="cpu")
     model, ckpt, painting, _ = load_painting(args)
     model.eval()
-    config = ckpt["config"]
     seeds = [int(s) for s in a.seeds.split(",")]
-    scale = painting.legend.guidance_scale or 1.0
-    judge, names, judge_summary = fit_crop_judge(a.store, CROP_FRACTION, feature_size=DEFAULT_FEATURE_SIZE)
+    sampling = PaintSettings(steps=a.steps, chunk_points=None)  # guidance: the legend's, else 1
+    scale = sampling.guidance_for(painting.legend)
+    judge, names, judge_summary = fit_crop_judge(a.store, protocol.crop_fraction, seed=protocol.judge_seed,
+                                                 feature_size=protocol.feature_size)
     index = painting.weights.lattice_index((a.size, a.size))
-    crop, margin = max(8, int(round(CROP_FRACTION * a.size))), int(round(MARGIN_FRACTION * a.size))
-    common = dict(steps=a.steps, seeds=seeds, alpha_bar=cosine_alpha_bar(int(config["timesteps"])),
-                  mollify_sigma=float(config["mollify_sigma"]), guidance_scale=scale, chunk_points=None, device="cpu")
+    crop = max(8, int(round(protocol.crop_fraction * a.size)))
+    margin = int(round(protocol.margin_fraction * a.size))
+    common = dict(seeds=seeds, diffusion=Diffusion.of_checkpoint(ckpt, a.weights), device="cpu")
     rows = {}
     for row in a.rows:
         start = time.perf_counter()
         if row == "baseline":
-            images = paint(model, painting, (a.size, a.size), method="baseline", **common)
+            settings = replace(sampling, method="baseline")
         else:
-            images = paint(model, painting, (a.size, a.size), method="model",
-                           method_options={"local": row == "local"}, **common)
+            settings = replace(sampling, method="model", method_options={"local": row == "local"})
+        images = paint(model, painting, (a.size, a.size), settings=settings, **common)
         seconds = time.perf_counter() - start
         images8 = [to_uint8(im) for im in images]
         regions = {}
@@ -78,8 +81,9 @@ def main(argv=None) -> dict:
             spec = painting.legend.regions[r]
             if spec.name not in names:
                 continue
-            positions = crop_positions(index, r, crop, margin, CROPS_PER_REGION)
-            regions[spec.name] = judge_region(judge, names, images8, positions, crop, names.index(spec.name))
+            positions = crop_positions(index, r, crop, margin, protocol.crops_per_region)
+            regions[spec.name] = judge_region(judge, names, images8, positions, crop, names.index(spec.name),
+                                              protocol.feature_size)
         mean = float(np.mean([s["accuracy"] for s in regions.values()]))
         rows[row] = {"mean_region_accuracy": mean, "regions": regions, "wall_seconds": seconds}
         print(f"{row:8s} mean region accuracy {mean:.3f}  "

@@ -8,11 +8,13 @@ from infbrush.brush.legend import parse_legend
 from infbrush.brush.maps import RegionWeights, parse_blend, read_map, region_index
 from infbrush.brush.model import MultiDiffusionDenoiser, RegionCondition, RegionDenoiser
 from infbrush.brush.run import paint, prepare
+from infbrush.brush.settings import PaintSettings
 from infbrush.diffusion import cosine_alpha_bar, ddim_sample
+from infbrush.diffusion.process import Diffusion
 from infbrush.diffusion.points import index_to_coords
 from infbrush.errors import InfbrushError
 from infbrush.models import build_model
-from infbrush.models.uno import region_group_norm
+from infbrush.brush.grid import region_group_norm
 from numeric_helpers import assert_within
 
 TINY = {"name": "infbrush", "in_channels": 3, "cond_dim": 4, "cano": True, "sparse_channels": 16, "sparse_grid": 16,
@@ -177,7 +179,8 @@ def test_single_region_map_is_a_plain_conditional_sample(tmp_path):
     model = tiny_model()
     cmap = read_map(write_png(tmp_path / "one.png", np.full((5, 7, 3), 40, np.uint8)))
     painting = prepare(cmap, legend({"#282828": {"label": "field"}}), 16, 4)
-    img = paint(model, painting, (16, 16), steps=3, seeds=[0], alpha_bar=AB, mollify_sigma=0.05, guidance_scale=3.0)
+    img = paint(model, painting, (16, 16), seeds=[0], diffusion=Diffusion(timesteps=1000, mollify_sigma=0.05),
+                settings=PaintSettings(steps=3, guidance_scale=3.0, chunk_points=None))
     assert torch.equal(img, sample(model, cond=torch.tensor(EYE[[2]])))
 
 

@@ -109,16 +109,18 @@ def test_command_defaults_are_the_library_defaults():
         assert _parse(*command).device == signature_defaults(resolve_device)["device"]
 
 
-def test_brush_eval_defaults_are_evaluate_brush_defaults():
-    """brush-eval's defaults are evaluate_brush's (one owner: infbrush.brush.settings and the sampler's)."""
-    from infbrush.brush import settings
-    from infbrush.brush.evaluate import evaluate_brush
-    from infbrush.cli.options import signature_defaults
+def test_brush_eval_defaults_are_the_brush_settings():
+    """brush-eval's and brush's defaults are PaintSettings' and EvalProtocol's (one owner: infbrush.brush.settings)."""
+    from infbrush.brush.settings import EvalProtocol, PaintSettings
 
     args = _parse("brush-eval", "--map", "m.png", "--legend", "l.yaml", "--store", "s.h5", "--size", "64",
                   "--out", "b.json")
-    library = signature_defaults(evaluate_brush)
-    for name in ("guidance_interval", "chunk_points", "crop_fraction", "margin_fraction", "crops_per_region",
-                 "judge_seed", "feature_size"):
-        assert getattr(args, name) == library[name], name
-    assert args.seeds == list(settings.EVAL_SEEDS)
+    paint, protocol = PaintSettings(), EvalProtocol()
+    for name in ("steps", "guidance_scale", "guidance_interval", "chunk_points"):
+        assert getattr(args, name) == getattr(paint, name), name
+    for name in ("crop_fraction", "margin_fraction", "crops_per_region", "judge_seed", "feature_size"):
+        assert getattr(args, name) == getattr(protocol, name), name
+    assert args.seeds == list(protocol.seeds)
+    brush = _parse("brush", "--map", "m.png", "--legend", "l.yaml", "--size", "64", "--out", "o.png")
+    for name in ("steps", "guidance_scale", "guidance_interval", "chunk_points", "method"):
+        assert getattr(brush, name) == getattr(paint, name), name

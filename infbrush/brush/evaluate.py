@@ -25,22 +25,28 @@ For one painted map, over several seeds, three ways to make the same image side 
   the baseline relative to a single-condition sample of the same size, measured in the same process one after
   the other after a one-step warm-up (the machine's load average is recorded: wall times on a shared machine
   are noisy).
+
+This module measures; the settings it measures with are :class:`~infbrush.brush.settings.PaintSettings` and
+:class:`~infbrush.brush.settings.EvalProtocol`, and the images it judged come back as :class:`BrushSamples` for
+the figures (:mod:`infbrush.brush.figures`), so that drawing never reruns the sampling.
 """
 from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
-from typing import Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
 
 from infbrush.errors import InfbrushError
-from infbrush.brush.settings import CROP_FRACTION, CROPS_PER_REGION, JUDGE_SEED, MARGIN_FRACTION
+from infbrush.brush.settings import EvalProtocol, PaintSettings
 from infbrush.evaluate.control import DEFAULT_FEATURE_SIZE, accuracy_summary, image_features, make_judge
-from infbrush.evaluate.seams import boundary_distance, seam_ratio
-from infbrush.sample.run import DEFAULT_CHUNK_POINTS
+from infbrush.evaluate.seams import seam_ratio
+
+if TYPE_CHECKING:
+    from infbrush.diffusion.process import Diffusion
 
 SEAM_GOAL = 1.5  # boundary gradient energy within 1.5× of the interiors
 ACCURACY_GOAL = 0.8  # per-region accuracy
@@ -106,8 +112,8 @@ def real_crops(store_path, split: int, fraction: float, per_image: int, seed: in
     return np.stack(feats), np.asarray(labels), names
 
 
-def fit_crop_judge(store_path, fraction: float, *, per_image: int = 2, seed: int = JUDGE_SEED,
-                   feature_size: int = DEFAULT_FEATURE_SIZE):
+def fit_crop_judge(store_path, fraction: float, *, per_image: int = 2, seed: int = EvalProtocol.judge_seed,
+                   feature_size: int = EvalProtocol.feature_size):
     """(judge, names, summary): the demo judge fit on real training crops, scored on real held-out crops."""
     train_x, train_y, names = real_crops(store_path, 0, fraction, per_image, seed, feature_size)
     held_x, held_y, _ = real_crops(store_path, 1, fraction, per_image, seed, feature_size)
@@ -161,34 +167,44 @@ def guided_call_flops(denoiser, n_points: int, size: tuple[int, int], chunk_poin
 
 
 # --------------------------------------------------------------------------------------------- main
-def evaluate_brush(model, painting, *, store: str | os.PathLike, size: int, seeds: Sequence[int], steps: int,
-                   alpha_bar, mollify_sigma: float, guidance_scale: float,
-                   guidance_interval: tuple[int, int] | None = None,
-                   chunk_points: int | None = DEFAULT_CHUNK_POINTS, crop_fraction: float = CROP_FRACTION,
-                   margin_fraction: float = MARGIN_FRACTION, crops_per_region: int = CROPS_PER_REGION,
-                   band_px: float | None = None, judge_seed: int = JUDGE_SEED,
-                   feature_size: int = DEFAULT_FEATURE_SIZE, out_dir: str | os.PathLike | None = None, device="cpu",
-                   progress: bool = False) -> dict:
-    """Render ours / baseline / single-condition for ``seeds`` at size², judge region crops, seams, cost → dict."""
+@dataclass
+class BrushSamples:
+    """The images one evaluation judged, handed to the figures so that drawing does not sample again."""
+
+    index: np.ndarray                      # (H, W) hard regions at the output pixels
+    ours: torch.Tensor                     # (B, C, H, W) in [-1, 1], one image per seed
+    baseline: torch.Tensor                 # (B, C, H, W) in [-1, 1]
+    single: dict[int, list[np.ndarray]]    # region → its single-condition samples, (H, W, 3) uint8 per seed
+    mosaics: list[np.ndarray]              # real mosaics cut along the map (empty: a region's class is not stored)
+
+
+def evaluate_brush(model, painting, diffusion: Diffusion, *, store: str | os.PathLike, size: int,
+                   sampling: PaintSettings = PaintSettings(), protocol: EvalProtocol = EvalProtocol(), device="cpu",
+                   progress: bool = False) -> tuple[dict, BrushSamples]:
+    """Render ours / baseline / single-condition for the protocol's seeds at size², judge region crops, seams,
+    cost → (the brush.json dict, the samples for the figures). Ours paints with ``sampling`` as given (its
+    method options included), the baseline with the same steps and guidance."""
     from infbrush.brush.run import paint
     from infbrush.diffusion import ddim_sample
     from infbrush.brush.model import MultiDiffusionDenoiser, RegionDenoiser
-    from infbrush.sample.outputs import write_image
 
     legend, region = painting.legend, painting.region
     present = painting.present
     if len(present) < 2:
         raise InfbrushError("brush evaluation needs a map with at least two regions")
-    seeds = list(seeds)
+    seeds = list(protocol.seeds)
+    steps, guidance_scale, chunk_points = sampling.steps, sampling.guidance_for(legend), sampling.chunk
+    sampling = replace(sampling, guidance_scale=guidance_scale)
     lattice = (size, size)
     index = painting.weights.lattice_index(lattice)  # (H, W) hard regions at the output pixels
     blend_px = painting.blend * size
-    band = float(band_px if band_px is not None else max(2.0, blend_px / 2 + 2))
-    interior = max(3 * band, margin_fraction * size + band)
+    band = float(protocol.band_px if protocol.band_px is not None else max(2.0, blend_px / 2 + 2))
+    interior = max(3 * band, protocol.margin_fraction * size + band)
     load_before = os.getloadavg()
-    common = dict(steps=steps, seeds=seeds, alpha_bar=alpha_bar, mollify_sigma=mollify_sigma,
-                  guidance_scale=guidance_scale, guidance_interval=guidance_interval, chunk_points=chunk_points,
-                  device=device, progress=progress)
+    common = dict(steps=steps, seeds=seeds, alpha_bar=diffusion.alpha_bar(), mollify_sigma=diffusion.mollify_sigma,
+                  guidance_scale=guidance_scale, guidance_interval=sampling.guidance_interval,
+                  chunk_points=chunk_points, device=device, progress=progress)
+    how = dict(seeds=seeds, diffusion=diffusion, device=device, progress=progress)
 
     def timed(fn):
         start = time.perf_counter()
@@ -198,23 +214,27 @@ def evaluate_brush(model, painting, *, store: str | os.PathLike, size: int, seed
     # warm-up (thread pools, first-call allocations) so that the first timed method does not pay for it
     ddim_sample(model, None if region.conds is None else region.conds[:1].repeat(len(seeds), 1), lattice,
                 in_channels=model.in_channels, **(common | {"steps": 1, "progress": False}))
-    ours, t_ours = timed(lambda: paint(model, painting, lattice, method="model", **common))
-    base, t_base = timed(lambda: paint(model, painting, lattice, method="baseline", **common))
+    ours, t_ours = timed(lambda: paint(model, painting, lattice, settings=replace(sampling, method="model"), **how))
+    base, t_base = timed(lambda: paint(model, painting, lattice, **how,
+                                       settings=replace(sampling, method="baseline", method_options=None)))
     singles, t_single = {}, {}
     for r in present:
         spec = legend.regions[r]
         cond = None if spec.cond is None else torch.as_tensor(spec.cond).float().unsqueeze(0).repeat(len(seeds), 1)
         singles[r], t_single[r] = timed(lambda: ddim_sample(model, cond, lattice, in_channels=model.in_channels,
-                                                            **{k: v for k, v in common.items()}))
+                                                            **common))
     load_after = os.getloadavg()
     ours8 = [to_uint8(im) for im in ours]
     base8 = [to_uint8(im) for im in base]
     single8 = {r: [to_uint8(im) for im in ims] for r, ims in singles.items()}
 
     # ---- per-region accuracy
-    judge, names, judge_summary = fit_crop_judge(store, crop_fraction, seed=judge_seed, feature_size=feature_size)
+    crop_fraction, crops_per_region = protocol.crop_fraction, protocol.crops_per_region
+    feature_size = protocol.feature_size
+    judge, names, judge_summary = fit_crop_judge(store, crop_fraction, seed=protocol.judge_seed,
+                                                 feature_size=feature_size)
     crop = max(8, int(round(crop_fraction * size)))
-    margin = int(round(margin_fraction * size))
+    margin = int(round(protocol.margin_fraction * size))
     regions_out = []
     for r in present:
         spec = legend.regions[r]
@@ -249,7 +269,8 @@ def evaluate_brush(model, painting, *, store: str | os.PathLike, size: int, seed
     seam_summary = {k: {"mean": _mean(v), "min": _min(v), "max": _max(v), "per_image": v} for k, v in seams.items()}
 
     # ---- cost
-    flops = {"ours": guided_call_flops(RegionDenoiser(model, region, guidance_scale), size * size, lattice, chunk_points),
+    flops = {"ours": guided_call_flops(RegionDenoiser(model, region, guidance_scale), size * size, lattice,
+                                       chunk_points),
              "baseline": guided_call_flops(MultiDiffusionDenoiser(model, region, guidance_scale), size * size, lattice,
                                            chunk_points)}
     first = next((legend.regions[r].cond for r in present if legend.regions[r].cond is not None), None)
@@ -270,25 +291,9 @@ def evaluate_brush(model, painting, *, store: str | os.PathLike, size: int, seed
             "note": "wall times measured one after the other in one process on a shared machine (see load "
                     "averages); FLOPs count matmul/conv/attention only (torch FlopCounterMode)"}
 
-    files = {}
-    if out_dir is not None:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        write_image(out / "brush.png", ours[0], "png")
-        write_image(out / "baseline.png", base[0], "png")
-        _save_png(out / "map.png", render_map(index, painting))
-        _save_png(out / "seeds.png", np.concatenate(ours8, axis=1))
-        _save_png(out / "baseline_seeds.png", np.concatenate(base8, axis=1))
-        _save_png(out / "single_condition.png", np.concatenate([single8[r][0] for r in present], axis=1))
-        _save_png(out / "real_mosaic.png", mosaics[0])
-        files = {k: str(out / f) for k, f in (("brush", "brush.png"), ("baseline", "baseline.png"), ("map", "map.png"),
-                                                ("seeds", "seeds.png"), ("baseline_seeds", "baseline_seeds.png"),
-                                                ("single_condition", "single_condition.png"),
-                                                ("real_mosaic", "real_mosaic.png"))}
-
     acc = {k: mean_of(k) for k in ("ours", "baseline", "single_condition")}
     seam_ours = seam_summary["ours"]["mean"]
-    return {
+    result = {
         "size": size, "seeds": seeds, "steps": steps, "guidance_scale": guidance_scale,
         "blend_fraction": painting.blend, "blend_px": blend_px,
         "protocol": {"crop_px": crop, "crop_fraction": crop_fraction, "margin_px": margin,
@@ -306,8 +311,8 @@ def evaluate_brush(model, painting, *, store: str | os.PathLike, size: int, seed
                   "cost_met_flops": cost["flops_ratio_ours_vs_single"] <= COST_GOAL,
                   "cost_met_wall": cost["wall_ratio_ours_vs_single"] <= COST_GOAL,
                   "cheaper_than_baseline": cost["flops_ratio_ours_vs_baseline"] < 1},
-        "files": files,
     }
+    return result, BrushSamples(index, ours, base, single8, mosaics)
 
 
 def _mean(v):
@@ -323,29 +328,6 @@ def _min(v):
 def _max(v):
     v = [x for x in v if x is not None]
     return float(np.max(v)) if v else None
-
-
-def _save_png(path: Path, pixels: np.ndarray) -> None:
-    from PIL import Image
-
-    from infbrush.io import atomic_path
-
-    with atomic_path(path) as tmp:
-        Image.fromarray(pixels).save(tmp, format="PNG")
-
-
-def render_map(index: np.ndarray, painting) -> np.ndarray:
-    """The hard region map at the output size in the legend's colours (integer maps: a fixed palette)."""
-    palette = np.array([[31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40], [148, 103, 189],
-                        [140, 86, 75], [227, 119, 194], [127, 127, 127]], np.uint8)
-    colours = []
-    for r, spec in enumerate(painting.legend.regions):
-        if painting.rgb:
-            k = spec.key
-            colours.append([(k >> 16) & 255, (k >> 8) & 255, k & 255])
-        else:
-            colours.append(palette[r % len(palette)])
-    return np.asarray(colours, np.uint8)[index]
 
 
 def real_mosaics(store_path, legend, present: list[int], index: np.ndarray, n: int, size: int) -> list[np.ndarray]:

@@ -3,13 +3,18 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 
 from infbrush.brush.legend import Legend
 from infbrush.brush.maps import ConditionMap, RegionWeights, parse_blend, region_index
 from infbrush.brush.model import METHODS, RegionCondition
+from infbrush.brush.settings import PaintSettings
 from infbrush.errors import InfbrushError
+
+if TYPE_CHECKING:
+    from infbrush.diffusion.process import Diffusion
 
 
 @dataclass
@@ -37,35 +42,34 @@ def prepare(cmap: ConditionMap, legend: Legend, size: int, cond_dim: int, blend=
     return Painting(legend, weights, region, blend_frac, present, cmap.rgb)
 
 
-def paint(model, painting: Painting, size: tuple[int, int], *, steps: int, seeds: list[int], alpha_bar,
-          mollify_sigma: float, guidance_scale: float = 1.0, guidance_interval: tuple[int, int] | None = None,
-          chunk_points: int | None = None,
-          method: str = "model", method_options: dict | None = None, device=None,
-          state_dir: str | os.PathLike | None = None, progress: bool = False) -> torch.Tensor:
-    """Sample len(seeds) images of the painted map → (B, C, H, W) in [-1, 1].
+def paint(model, painting: Painting, size: tuple[int, int], *, seeds: Sequence[int], diffusion: Diffusion,
+          settings: PaintSettings = PaintSettings(), device=None, state_dir: str | os.PathLike | None = None,
+          progress: bool = False) -> torch.Tensor:
+    """Sample len(seeds) images of the painted map with the process ``diffusion`` → (B, C, H, W) in [-1, 1].
 
-    ``method``: "model" (region conditions inside the denoiser) or "baseline" (MultiDiffusion-style, one
-    denoiser pass per region, predictions blended); ``method_options`` go to its wrapper (e.g. ``local``). A map
-    holding a single region is a plain conditional sample (the model without any wrapper), as ``infbrush sample``
-    would make it.
+    ``settings.method``: "model" (region conditions inside the denoiser) or "baseline" (MultiDiffusion-style,
+    one denoiser pass per region, predictions blended); ``settings.method_options`` go to its wrapper (e.g.
+    ``local``); ``settings.guidance_scale`` None takes the legend's. A map holding a single region is a plain
+    conditional sample (the model without any wrapper), as ``infbrush sample`` would make it.
     """
     from infbrush.diffusion import ddim_sample
 
-    if method not in METHODS:
-        raise InfbrushError(f"brush method {method!r} is not one of {sorted(METHODS)}")
+    if settings.method not in METHODS:
+        raise InfbrushError(f"brush method {settings.method!r} is not one of {sorted(METHODS)}")
     region = painting.region
     batch = len(seeds)
-    common = dict(steps=steps, seeds=seeds, alpha_bar=alpha_bar, mollify_sigma=mollify_sigma,
-                  guidance_interval=guidance_interval, chunk_points=chunk_points,
-                  in_channels=int(getattr(model, "in_channels", 3)), device=device, state_dir=state_dir,
-                  progress=progress)
+    guidance_scale = settings.guidance_for(painting.legend)
+    common = dict(steps=settings.steps, seeds=list(seeds), alpha_bar=diffusion.alpha_bar(),
+                  mollify_sigma=diffusion.mollify_sigma, guidance_interval=settings.guidance_interval,
+                  chunk_points=settings.chunk, in_channels=int(getattr(model, "in_channels", 3)), device=device,
+                  state_dir=state_dir, progress=progress)
     if len(painting.present) == 1:  # one region: the plain conditional (or unconditional) sample
         r = painting.present[0]
         spec = painting.legend.regions[r]
         scale = spec.guidance_scale if spec.guidance_scale is not None else guidance_scale
         cond = None if spec.cond is None else torch.as_tensor(spec.cond).float().unsqueeze(0).repeat(batch, 1)
         return ddim_sample(model, cond, size, guidance_scale=scale, **common)
-    wrapper = METHODS[method](model, region, guidance_scale, **(method_options or {}))
+    wrapper = METHODS[settings.method](model, region, guidance_scale, **(settings.method_options or {}))
     any_cond = bool(region.has_cond.any())
     dummy = torch.zeros(batch, 1) if any_cond else None  # each region's condition lives in the wrapper
     scale = guidance_scale

@@ -6,12 +6,25 @@ import sys
 import time
 from pathlib import Path
 
-from infbrush.cli.options import add_device_option, add_guidance_interval_option, check_guidance_interval_option
+from infbrush.brush.settings import PaintSettings
+from infbrush.cli.options import (add_config_options, add_device_option, add_guidance_interval_option,
+                                  check_guidance_interval_option, config_from_args)
 from infbrush.errors import InfbrushError
-from infbrush.sample.run import DEFAULT_CHUNK_POINTS, DEFAULT_SEED, DEFAULT_STEPS
+from infbrush.sample.run import DEFAULT_SEED
 
 HELP = ("paint conditions into regions of one image: a condition map (PNG/TIFF) + a legend (YAML) → PNG, or "
         "pyramidal TIFF for large outputs")
+
+
+def add_paint_options(parser: argparse.ArgumentParser) -> None:
+    """The sampling options of ``brush`` and ``brush-eval``: :class:`PaintSettings` owns their defaults."""
+    d = PaintSettings()
+    add_config_options(parser, d, {"steps": "DDIM steps"})
+    parser.add_argument("--guidance-scale", type=float, default=d.guidance_scale,
+                        help="classifier-free guidance (default: the legend's, else 1)")
+    add_guidance_interval_option(parser, d.guidance_interval)
+    add_config_options(parser, d, {"chunk_points": "points per denoiser chunk (bounds activation memory; 0 = whole "
+                                                   "image at once)"})
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,15 +37,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", help="exported EMA weights (default: the legend's 'weights')")
     parser.add_argument("--blend", help="soft-edge width: pixels ('8px') or a fraction of the side (0.05); "
                                         "default: the legend's 'blend', else hard edges")
-    parser.add_argument("--method", choices=("model", "baseline"), default="model",
+    parser.add_argument("--method", choices=("model", "baseline"), default=PaintSettings().method,
                         help="model: each point's region condition inside the denoiser (default); baseline: the "
                              "denoiser once per region, predictions blended (MultiDiffusion-style reference)")
-    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="DDIM steps (default: %(default)s)")
-    parser.add_argument("--guidance-scale", type=float, help="classifier-free guidance (default: the legend's, else 1)")
-    add_guidance_interval_option(parser)
+    add_paint_options(parser)
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    parser.add_argument("--chunk-points", type=int, default=DEFAULT_CHUNK_POINTS,
-                        help="points per denoiser chunk (bounds activation memory; 0 = whole image at once)")
     parser.add_argument("--compression", choices=("jpeg", "deflate"), default="jpeg", help="TIFF tile compression")
     parser.add_argument("--mollify-sigma", type=float, help="default: the value the model was trained with")
     parser.add_argument("--timesteps", type=int, help="diffusion T; default: the value the model was trained with")
@@ -92,11 +101,10 @@ def main(args: argparse.Namespace) -> int:
     model, ckpt, painting, _ = load_painting(args)
     diffusion = Diffusion.of_checkpoint(ckpt, args.weights, timesteps=args.timesteps, mollify_sigma=args.mollify_sigma)
     check_guidance_interval_option(args.guidance_interval, diffusion.timesteps)
-    scale = args.guidance_scale if args.guidance_scale is not None else (painting.legend.guidance_scale or 1.0)
+    settings = config_from_args(PaintSettings, args)
+    scale = settings.guidance_for(painting.legend)
     start = time.perf_counter()
-    images = paint(model, painting, (args.size, args.size), steps=args.steps, seeds=[args.seed],
-                   alpha_bar=diffusion.alpha_bar(), mollify_sigma=diffusion.mollify_sigma, guidance_scale=scale,
-                   guidance_interval=args.guidance_interval, chunk_points=args.chunk_points or None, method=args.method,
+    images = paint(model, painting, (args.size, args.size), seeds=[args.seed], diffusion=diffusion, settings=settings,
                    device=resolve_device(args.device), state_dir=args.state_dir, progress=not args.no_progress)
     seconds = time.perf_counter() - start
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
