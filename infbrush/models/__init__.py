@@ -1,7 +1,7 @@
 """Denoiser models: registry, builder and the chunked-forward wrapper."""
 from __future__ import annotations
 
-import inspect
+import dataclasses
 
 import torch
 
@@ -10,7 +10,7 @@ from infbrush.models.denoiser import InfBrushDenoiser
 
 MODELS: dict[str, type] = {"infbrush": InfBrushDenoiser}
 
-# Size presets (the keys of InfBrushDenoiser). "demo": ~0.8 M parameters, trains in minutes on 2 CPU cores
+# Size presets (the fields of DenoiserConfig). "demo": ~0.8 M parameters, trains in minutes on 2 CPU cores
 # (64² images, 16 × 1,024 points per step): a 64² UNO grid (one cell per training pixel: the grid UNet
 # does the fine denoising the point path alone did not, which left grain), v-prediction and the value skip
 # (no single-pixel speckle). "paper": ~85 M parameters, close to the ~78 M of the paper's Table 4 (NUMBERS.md);
@@ -47,11 +47,11 @@ def build_model(model_args: dict) -> torch.nn.Module:
     if name not in MODELS:
         raise ValueError(f"model name {name!r} is not one of {sorted(MODELS)}")
     cls = MODELS[name]
-    valid = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    valid = {f.name for f in dataclasses.fields(cls.Config)}
     unknown = sorted(set(args) - valid)
     if unknown:
         raise ValueError(f"model {name!r}: unknown keys {unknown}; valid keys are {sorted(valid)}")
-    return cls(**args)
+    return cls(cls.Config(**args))
 
 
 PRECISIONS = ("off", "bf16", "bf16-grid")  # float32 | bf16 autocast of the whole forward | of the grid UNet only

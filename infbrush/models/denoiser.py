@@ -81,20 +81,49 @@ class KernelSummary:
     coord: Any
 
 
+@dataclass(frozen=True)
+class DenoiserConfig:
+    """The denoiser's architecture (the ``model_args`` a checkpoint stores, less the registry ``name``); the size
+    presets are in models/__init__.py. Shapes: C = in_channels, D = cond_dim, d = sparse_channels, E = emb_dim."""
+
+    in_channels: int = 3
+    cond_dim: int = 0  # 0: unconditional
+    cano: bool = True  # False: the paper's ablation (the condition enters at the UNO bottleneck only)
+    sparse_channels: int = 64
+    sparse_grid: int = 64  # the kernel integrals' lattice (G_s × G_s)
+    sparse_kernel: int = 5
+    fourier_freqs: int = 8  # γ(coords): 2 + 4·freqs features
+    emb_dim: int = 128
+    cond_tokens: int = 4
+    num_heads: int = 4
+    grid_size: int = 64  # the UNO grid (G × G)
+    grid_channels: int = 32
+    channel_mult: tuple[int, ...] = (1, 2, 2)
+    num_blocks: int = 1
+    grid_heads: int = 4
+    knn: int = 3  # neighbours interpolated onto each grid cell
+    dropout: float = 0.0
+    cond_normalize: bool = True
+    prediction: str = "eps"  # "eps" or "v": what the output means
+    value_skip: bool = False  # a time-dependent C × C map of x_t added to the output (see __init__)
+    cond_film: bool = False  # the condition embedding also drives the FiLM layers (ADM-style)
+    cond_standardize: bool = False
+    cond_noise: float = 0.0
+    cond_neighbors: int = 0
+
+
 class InfBrushDenoiser(StagedStreaming, nn.Module):
     """ε̂ (or v̂ when ``prediction == "v"``) = model(x (B, N, C), coords (B, N, 2), t (B,), cond (B, D) | None,
-    image_size) → (B, N, C)."""
+    image_size) → (B, N, C). Built from a ``DenoiserConfig`` (``models.build_model`` from a checkpoint's dict)."""
 
     n_stages = 4
+    Config = DenoiserConfig
 
-    def __init__(self, in_channels: int = 3, cond_dim: int = 0, cano: bool = True, sparse_channels: int = 64,
-                 sparse_grid: int = 64, sparse_kernel: int = 5, fourier_freqs: int = 8, emb_dim: int = 128,
-                 cond_tokens: int = 4, num_heads: int = 4, grid_size: int = 64, grid_channels: int = 32,
-                 channel_mult: list[int] | tuple[int, ...] = (1, 2, 2), num_blocks: int = 1, grid_heads: int = 4,
-                 knn: int = 3, dropout: float = 0.0, cond_normalize: bool = True, prediction: str = "eps",
-                 value_skip: bool = False, cond_film: bool = False, cond_standardize: bool = False,
-                 cond_noise: float = 0.0, cond_neighbors: int = 0):
+    def __init__(self, config: DenoiserConfig):
         super().__init__()
+        self.config = config
+        c = config
+        in_channels, cond_dim, cano, prediction = c.in_channels, c.cond_dim, c.cano, c.prediction
         if in_channels < 1 or cond_dim < 0:
             raise ValueError(f"bad in_channels={in_channels} or cond_dim={cond_dim}")
         if prediction not in ("eps", "v"):
@@ -102,30 +131,30 @@ class InfBrushDenoiser(StagedStreaming, nn.Module):
         self.prediction = prediction  # what the output means: ε or v (the sampler converts v to ε̂)
         # cond_film: the condition embedding is also added to the time embedding that drives every FiLM layer
         # and the UNO (ADM-style class conditioning), beside its tokens in CANO and the UNO bottleneck.
-        self.cond_film = bool(cond_film and cond_dim)
-        d, e = sparse_channels, emb_dim
+        self.cond_film = bool(c.cond_film and cond_dim)
+        d, e = c.sparse_channels, c.emb_dim
         self.in_channels, self.cond_dim, self.use_cano = in_channels, cond_dim, cano
-        self.fourier_freqs, self.grid_size, self.knn = fourier_freqs, grid_size, knn
-        n_fourier = 2 + 4 * fourier_freqs
+        self.fourier_freqs, self.grid_size, self.knn = c.fourier_freqs, c.grid_size, c.knn
+        n_fourier = 2 + 4 * c.fourier_freqs
         self.time_embed = TimeEmbedding(e)
-        self.cond_embed = CondEmbedding(cond_dim, e, cond_normalize, cond_standardize, cond_noise,
-                                        cond_neighbors) if cond_dim else None
-        self.cond_tokens = Tokens(e, cond_tokens, e) if cond_dim else None
+        self.cond_embed = CondEmbedding(cond_dim, e, c.cond_normalize, c.cond_standardize, c.cond_noise,
+                                        c.cond_neighbors) if cond_dim else None
+        self.cond_tokens = Tokens(e, c.cond_tokens, e) if cond_dim else None
         self.lift = nn.Linear(in_channels + n_fourier, d)
-        self.sparse_in = SparseKernelIntegral(d, sparse_grid, sparse_kernel)
+        self.sparse_in = SparseKernelIntegral(d, c.sparse_grid, c.sparse_kernel)
         self.mlp1 = FiLMMLP(d, e)
         if cano:
-            self.time_tokens = Tokens(e, cond_tokens, e)
+            self.time_tokens = Tokens(e, c.cond_tokens, e)
             self.coord_embed = nn.Sequential(nn.Linear(n_fourier, d), nn.SiLU(), nn.Linear(d, d))
             sources = {"time": e, "coord": d} | ({"cond": e} if cond_dim else {})
-            self.cano = CrossAttentionNeuralOperator(d, sources, num_heads)
-        self.self_attn = LinearSelfAttention(d, num_heads)
+            self.cano = CrossAttentionNeuralOperator(d, sources, c.num_heads)
+        self.self_attn = LinearSelfAttention(d, c.num_heads)
         self.mlp2 = FiLMMLP(d, e)
-        self.to_grid = nn.Linear(d, grid_channels)
-        self.uno = UNO(grid_channels, grid_channels, list(channel_mult), num_blocks, e, grid_heads,
-                       e if cond_dim else None, dropout)
-        self.from_grid = nn.Linear(grid_channels, d)
-        self.sparse_out = SparseKernelIntegral(d, sparse_grid, sparse_kernel)
+        self.to_grid = nn.Linear(d, c.grid_channels)
+        self.uno = UNO(c.grid_channels, c.grid_channels, list(c.channel_mult), c.num_blocks, e, c.grid_heads,
+                       e if cond_dim else None, c.dropout)
+        self.from_grid = nn.Linear(c.grid_channels, d)
+        self.sparse_out = SparseKernelIntegral(d, c.sparse_grid, c.sparse_kernel)
         self.mlp3 = FiLMMLP(d, e)
         self.head_norm = nn.LayerNorm(d)
         self.head = nn.Linear(d, in_channels)
@@ -138,7 +167,7 @@ class InfBrushDenoiser(StagedStreaming, nn.Module):
         # Precision of the grid UNet alone (a run-time setting, not a weight: ``set_precision``); None = as the caller.
         self.grid_dtype: torch.dtype | None = None
         self._knn_cache: dict = {}  # the last kNN plan of an eval-mode single-chunk call (``knn_partial``)
-        self.value_skip = nn.Linear(e, in_channels * in_channels) if value_skip else None
+        self.value_skip = nn.Linear(e, in_channels * in_channels) if c.value_skip else None
         if self.value_skip is not None:
             nn.init.zeros_(self.value_skip.weight)
             nn.init.zeros_(self.value_skip.bias)
