@@ -13,6 +13,7 @@ starting again from the inputs; memory stays bounded by the budget, and the resu
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
@@ -48,10 +49,18 @@ class LocalReduce:
         return acc
 
 
+@dataclass
+class ChunkShare:
+    """The chunks one of several processes evaluates (``spans``) and how every process's partials are folded
+    (``reduce``), so that each finalises every stage as a single process would (``RankSplitDenoiser``)."""
+
+    spans: list[tuple[int, int]]
+    reduce: StageReduce
+
+
 def streamed_forward(model, n_points: int, read: ReadChunk, write: WriteChunk, t: torch.Tensor,
                      cond: torch.Tensor | None, *, chunk_points: int | None, cond_mask: torch.Tensor | None = None,
-                     cache_bytes: int = 0, spans: list[tuple[int, int]] | None = None,
-                     reduce: StageReduce | None = None) -> None:
+                     cache_bytes: int = 0, share: ChunkShare | None = None) -> None:
     """ε̂ of a staged denoiser (``StagedDenoiser``, models/staged.py) over ``n_points`` points per image.
 
     ``read(s, e)`` gives the chunk's x (B, e-s, C) and coords (B, e-s, 2); ``write(s, e, eps)`` receives its
@@ -59,11 +68,11 @@ def streamed_forward(model, n_points: int, read: ReadChunk, write: WriteChunk, t
     the last ``read`` of that chunk, so the caller may overwrite x in place). Peak memory: one chunk's
     activations + the stage summaries + ``cache_bytes``.
 
-    Several processes evaluating one image (``RankSplitDenoiser``): ``spans`` are the chunks this process
-    evaluates (default: all of them) and ``reduce`` (a ``StageReduce``) folds the partials of every process's
-    chunks in chunk order, so each process finalises every stage exactly as a single process would.
+    Several processes evaluating one image (``RankSplitDenoiser``): ``share`` names the chunks this process
+    evaluates (default: all of them) and the ``StageReduce`` that folds the partials of every process's chunks in
+    chunk order, so each process finalises every stage exactly as a single process would.
     """
-    spans = chunk_spans(n_points, chunk_points) if spans is None else spans
+    spans, reduce = (chunk_spans(n_points, chunk_points), None) if share is None else (share.spans, share.reduce)
     ctx = model.begin(t, cond, cond_mask, n_points)
     summ: list = []
     cache: dict[int, torch.Tensor] = {}  # chunk number → output of the last segment run on it

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from infbrush.models.chunked import ReadChunk, WriteChunk, streamed_forward
+from infbrush.models.chunked import ChunkShare, ReadChunk, WriteChunk, streamed_forward
 from infbrush.runtime.chunks import chunk_spans
 
 
@@ -129,8 +129,9 @@ class RankSplitDenoiser(torch.nn.Module):
         """This rank's share of a streamed evaluation: its chunks are read and written, stages combined over ranks."""
         n_chunks = len(chunk_spans(n_points, chunk_points))
         streamed_forward(self.model, n_points, read, write, t, cond, chunk_points=chunk_points, cond_mask=cond_mask,
-                         cache_bytes=cache_bytes, spans=rank_spans(n_points, chunk_points, self.rank, self.world),
-                         reduce=RankReduce(self.model, self.group, self.rank, self.world, n_chunks))
+                         cache_bytes=cache_bytes,
+                         share=ChunkShare(rank_spans(n_points, chunk_points, self.rank, self.world),
+                                          RankReduce(self.model, self.group, self.rank, self.world, n_chunks)))
 
     def gather_state(self, n_points: int, read, write, chunk_points: int | None) -> None:
         """Send every rank's chunks of x to rank 0 (one chunk at a time, so memory stays bounded)."""
