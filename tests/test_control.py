@@ -14,7 +14,7 @@ from infbrush.errors import InfbrushError
 from infbrush.evaluate.control import (accuracy_summary, controllability, fit_judge, image_features,
                                        mean_accuracy_interval, read_generated, wilson_interval)
 from infbrush.io import write_json
-from infbrush.sample.tiff import array_bands, write_pyramid_tiff
+from infbrush.sample.tiff import PyramidOptions, array_bands, write_pyramid_tiff
 
 SIZE = 64
 
@@ -51,7 +51,7 @@ def _fake_samples(folder, per_class: int, label_of, seed: int, tiff_every: int =
             if tiff_every and j % tiff_every == 0:
                 file = name + ".tiff"
                 write_pyramid_tiff(folder / file, array_bands(image, 64), 2 * SIZE, 2 * SIZE,
-                                   compression="deflate", tile=64)
+                                   options=PyramidOptions(compression="deflate", tile=64))
             else:
                 file = name + ".png"
                 Image.fromarray(image).save(folder / file)
@@ -119,7 +119,8 @@ def test_intervals_shrink_with_more_samples():
 
 def test_tiff_samples_are_read_from_a_pyramid_level(tmp_path):
     image = render_patch(np.random.default_rng(3), 512, 1)
-    write_pyramid_tiff(tmp_path / "x.tiff", array_bands(image), 512, 512, compression="deflate", tile=128)
+    write_pyramid_tiff(tmp_path / "x.tiff", array_bands(image), 512, 512,
+                       options=PyramidOptions(compression="deflate", tile=128))
     level = read_generated(tmp_path / "x.tiff", min_side=128)
     assert level.shape == (128, 128, 3)  # 512 → 256 → 128: the smallest level ≥ 128
     # colour features of the level and of the full image agree closely (both resized to the feature size)

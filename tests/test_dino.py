@@ -49,9 +49,10 @@ def store(tmp_path_factory):
 def test_uses_lightly_dino_head_and_loss():
     from lightly.models.modules import DINOProjectionHead
 
-    from infbrush.ssl.dino import DINOPair
+    from infbrush.ssl.dino import BackboneSpec, DINOPair, DinoHead
 
-    pair = DINOPair("vit_tiny_patch16_224", 32, out_dim=128, hidden_dim=32, bottleneck_dim=16, patch_size=8)
+    pair = DINOPair(BackboneSpec("vit_tiny_patch16_224", 32, patch_size=8),
+                    DinoHead(out_dim=128, hidden_dim=32, bottleneck_dim=16, freeze_last_layer=1), drop_path=0.1)
     assert isinstance(pair.student.head, DINOProjectionHead)
     assert all(not p.requires_grad for p in pair.teacher.parameters())
     for a, b in zip(pair.student.state_dict().values(), pair.teacher.state_dict().values()):
@@ -113,16 +114,17 @@ def test_accuracy_intervals():
 
 def test_untrained_baseline_is_the_training_init():
     """The k-NN baseline network equals the student's step-0 weights (same seed), not just the same architecture."""
-    from infbrush.ssl.dino import DINOPair, untrained_backbone
+    from infbrush.ssl.dino import BackboneSpec, DINOPair, DinoHead, untrained_backbone
     from infbrush.ssl.train import seed_everything
 
+    spec = BackboneSpec("vit_tiny_patch16_224", 32, patch_size=8, depth=2)
     seed_everything(3)
-    pair = DINOPair("vit_tiny_patch16_224", 32, out_dim=64, hidden_dim=32, bottleneck_dim=16, patch_size=8, depth=2)
-    baseline = untrained_backbone("vit_tiny_patch16_224", 32, 8, seed=3, depth=2)
+    pair = DINOPair(spec, DinoHead(out_dim=64, hidden_dim=32, bottleneck_dim=16, freeze_last_layer=1), drop_path=0.1)
+    baseline = untrained_backbone(spec, seed=3)
     assert len(baseline.blocks) == 2
     for (key, value), init in zip(pair.student.backbone.state_dict().items(), baseline.state_dict().values()):
         torch.testing.assert_close(value, init, msg=key)
-    other = untrained_backbone("vit_tiny_patch16_224", 32, 8, seed=4, depth=2)
+    other = untrained_backbone(spec, seed=4)
     assert not torch.equal(other.patch_embed.proj.weight, baseline.patch_embed.proj.weight)
 
 

@@ -12,7 +12,7 @@ tifffile = pytest.importorskip("tifffile")
 
 from infbrush.errors import InfbrushError  # noqa: E402
 from infbrush.sample.tiff import (  # noqa: E402
-    array_bands, downsample_rows, level_shapes, needs_bigtiff, write_pyramid_tiff)
+    PyramidOptions, array_bands, downsample_rows, level_shapes, needs_bigtiff, write_pyramid_tiff)
 
 
 def _image(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -34,7 +34,7 @@ def test_deflate_pyramid_opens_in_openslide_with_exact_pixels(tmp_path):
     image = _image(2048, 2048)
     bands = (image[y0:y0 + 100] for y0 in range(0, 2048, 100))  # band heights unrelated to the tile
     out = tmp_path / "big.tiff"
-    info = write_pyramid_tiff(out, bands, 2048, 2048, compression="deflate", mpp=0.25, tile=256)
+    info = write_pyramid_tiff(out, bands, 2048, 2048, options=PyramidOptions(compression="deflate", tile=256), mpp=0.25)
     slide = openslide.OpenSlide(str(out))
     assert slide.level_count == 4 == len(info.level_shapes)  # 2048 → 1024 → 512 → 256
     assert slide.level_dimensions == ((2048, 2048), (1024, 1024), (512, 512), (256, 256))
@@ -59,8 +59,8 @@ def test_deflate_pyramid_opens_in_openslide_with_exact_pixels(tmp_path):
 def test_jpeg_pyramid_is_close_and_odd_sizes_work(tmp_path):
     image = _image(700, 1100, seed=1)
     out = tmp_path / "odd.tiff"
-    info = write_pyramid_tiff(out, array_bands(image, 64), 700, 1100, compression="jpeg", quality=95,
-                              tile=512, level_factor=4)
+    info = write_pyramid_tiff(out, array_bands(image, 64), 700, 1100,
+                              options=PyramidOptions(compression="jpeg", quality=95, tile=512, level_factor=4))
     assert info.level_shapes == ((700, 1100), (175, 275))
     slide = openslide.OpenSlide(str(out))
     assert slide.level_count == 2
@@ -79,7 +79,8 @@ def test_forced_bigtiff_opens_and_auto_threshold():
 def test_bigtiff_file_opens(tmp_path):
     image = _image(300, 300)
     out = tmp_path / "bt.tiff"
-    write_pyramid_tiff(out, array_bands(image), 300, 300, compression="deflate", bigtiff=True, mpp=1.0)
+    write_pyramid_tiff(out, array_bands(image), 300, 300, options=PyramidOptions(compression="deflate", bigtiff=True),
+                       mpp=1.0)
     with tifffile.TiffFile(out) as tif:
         assert tif.is_bigtiff
     slide = openslide.OpenSlide(str(out))
@@ -91,12 +92,12 @@ def test_wrong_rows_leave_no_file(tmp_path):
     image = _image(256, 256)
     out = tmp_path / "short.tiff"
     with pytest.raises(InfbrushError, match="expected 300"):
-        write_pyramid_tiff(out, array_bands(image), 300, 256, compression="deflate")
+        write_pyramid_tiff(out, array_bands(image), 300, 256, options=PyramidOptions(compression="deflate"))
     with pytest.raises(InfbrushError, match="width 200"):
-        write_pyramid_tiff(out, array_bands(image), 256, 200, compression="deflate")
+        write_pyramid_tiff(out, array_bands(image), 256, 200, options=PyramidOptions(compression="deflate"))
     assert list(tmp_path.iterdir()) == []  # atomic: neither the output nor temporaries remain
     with pytest.raises(ValueError, match="valid: jpeg, deflate"):
-        write_pyramid_tiff(out, array_bands(image), 256, 256, compression="lzw")
+        write_pyramid_tiff(out, array_bands(image), 256, 256, options=PyramidOptions(compression="lzw"))
 
 
 def _peak_bytes(tmp_path, height: int, width: int, band_rows: int = 128) -> int:
@@ -105,7 +106,8 @@ def _peak_bytes(tmp_path, height: int, width: int, band_rows: int = 128) -> int:
             yield np.full((band_rows, width, 3), y0 % 251, dtype=np.uint8)
 
     tracemalloc.start()
-    write_pyramid_tiff(tmp_path / f"m{height}.tiff", bands(), height, width, compression="deflate")
+    write_pyramid_tiff(tmp_path / f"m{height}.tiff", bands(), height, width,
+                       options=PyramidOptions(compression="deflate"))
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     return peak
@@ -143,7 +145,8 @@ def test_openslide_tifffile_and_libvips_read_the_same_pixels_and_mpp(tmp_path, c
     vips = _vips()
     image = _image(700, 1100, seed=2)
     out = tmp_path / f"s_{compression}.tiff"
-    write_pyramid_tiff(out, array_bands(image, 100), 700, 1100, compression=compression, mpp=0.25, tile=256)
+    write_pyramid_tiff(out, array_bands(image, 100), 700, 1100, options=PyramidOptions(compression=compression),
+                       mpp=0.25)
     slide = openslide.OpenSlide(str(out))
     levels_os = [_read_level(slide, k) for k in range(slide.level_count)]
     mpp_os = float(slide.properties["openslide.mpp-x"])

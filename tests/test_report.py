@@ -113,15 +113,15 @@ def test_report_with_partial_inputs(tmp_path):
 
 def test_report_reads_pyramidal_tiff_samples(tmp_path):
     pytest.importorskip("openslide")
-    from infbrush.sample.tiff import write_pyramid_tiff
+    from infbrush.sample.tiff import PyramidOptions, write_pyramid_tiff
 
     folder = tmp_path / "samples" / "1024"
     folder.mkdir(parents=True)
     image = np.zeros((1024, 1024, 3), np.uint8)
     image[:, :512] = (200, 30, 30)
     image[:, 512:] = (30, 30, 200)
-    write_pyramid_tiff(folder / "img_00000.tiff", iter([image]), 1024, 1024, 3, tile=256,
-                       compression="deflate", mpp=0.5, description="test")
+    write_pyramid_tiff(folder / "img_00000.tiff", iter([image]), 1024, 1024, 3,
+                       options=PyramidOptions(tile=256, compression="deflate"), mpp=0.5, description="test")
     (folder / "index.json").write_text(json.dumps({"images": [
         {"file": "img_00000.tiff", "seed": 0, "source_id": "x", "label": -1, "resolution": [1024, 1024]}]}))
     text = build_report("demo_brca", tmp_path)

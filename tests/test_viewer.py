@@ -13,7 +13,7 @@ from PIL import Image
 
 from infbrush.data.tiling import TilingParams, tile_slides
 from infbrush.sample.outputs import SampleIndex
-from infbrush.sample.tiff import array_bands, write_pyramid_tiff
+from infbrush.sample.tiff import PyramidOptions, array_bands, write_pyramid_tiff
 from infbrush.viewer.build import OSD_SUBDIR, REPO_ROOT
 from slide_helpers import write_pyramidal_tiff
 
@@ -68,8 +68,8 @@ def world(tmp_path_factory, osd):
     # resolution 2048: a pyramidal TIFF conditioned on a held-out patch, a strip TIFF, a missing file
     big = samples / str(GEN)
     big.mkdir(parents=True)
-    write_pyramid_tiff(big / "img_00000.tiff", array_bands(stripes(GEN)), GEN, GEN, compression="jpeg", quality=95,
-                       mpp=2.0 * 64 / GEN)
+    write_pyramid_tiff(big / "img_00000.tiff", array_bands(stripes(GEN)), GEN, GEN,
+                       options=PyramidOptions(compression="jpeg", quality=95), mpp=2.0 * 64 / GEN)
     import tifffile
 
     tifffile.imwrite(big / "img_00001.tiff", stripes(GEN), photometric="rgb")  # not tiled, not pyramidal
@@ -137,7 +137,7 @@ def test_viewer_tiles_page_and_failures(built, world):
 def test_brush_paintings_are_shown_beside_their_condition_maps(tmp_path, osd):
     """`--brush brush.json`: the painted image on the left, its condition map on the right (same field, zoom
     synchronised over the whole image); a brush.json without its images is one failure line, the rest shown."""
-    from infbrush.viewer.build import build_viewer
+    from infbrush.viewer.build import GeneratedSources, build_viewer
 
     ds = tmp_path / "results" / "demo_x"
     (ds / "brush").mkdir(parents=True)
@@ -149,7 +149,8 @@ def test_brush_paintings_are_shown_beside_their_condition_maps(tmp_path, osd):
         "mean_region_accuracy": {"ours": 0.75},
         "files": {"brush": "results/demo_x/brush/brush.png", "map": "results/demo_x/brush/map.png"}}))
     (tmp_path / "broken.json").write_text('{"files": {}}')
-    summary = build_viewer(tmp_path / "viewer", brush=[ds / "brush.json", tmp_path / "broken.json"], install=False)
+    summary = build_viewer(tmp_path / "viewer", GeneratedSources(brush=[ds / "brush.json", tmp_path / "broken.json"]),
+                           install=False)
     assert summary.pairs == 1
     html = (tmp_path / "viewer" / "index.html").read_text()
     data = json.loads(html.split('type="application/json">', 1)[1].split("</script>", 1)[0].replace("<\\/", "</"))

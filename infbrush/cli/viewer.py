@@ -12,42 +12,48 @@ PREVIEW = ("auto", "always", "never")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from infbrush.cli.options import signature_defaults
     from infbrush.viewer.browser import capture_viewer
-    from infbrush.viewer.build import build_viewer
+    from infbrush.viewer.build import DeepZoomOptions, GeneratedSources, RealSources, build_viewer
 
-    d = signature_defaults(build_viewer)  # the library owns the defaults
+    # the library owns the defaults
+    gen, real, tiling, run = GeneratedSources(), RealSources(), DeepZoomOptions(), signature_defaults(build_viewer)
     parser.add_argument("--out", required=True, help="output folder (results/<ds>/viewer), replaced when complete")
-    parser.add_argument("--samples", nargs="*", default=[], metavar="INDEX_OR_DIR",
+    parser.add_argument("--samples", nargs="*", default=list(gen.samples), metavar="INDEX_OR_DIR",
                         help="sample index.json files of `infbrush sample`, or folders holding them "
                              "(default: none)")
-    parser.add_argument("--images", nargs="*", default=[], metavar="IMAGE",
+    parser.add_argument("--images", nargs="*", default=list(gen.images), metavar="IMAGE",
                         help="more generated images (pyramidal TIFF, PNG) without an index (default: none)")
-    parser.add_argument("--brush", nargs="*", default=[], metavar="BRUSH_JSON",
+    parser.add_argument("--brush", nargs="*", default=list(gen.brush), metavar="BRUSH_JSON",
                         help="brush.json files of `infbrush brush-eval`: the painted image beside its condition map "
                              "(default: none)")
-    parser.add_argument("--store", default=None,
+    parser.add_argument("--store", default=real.store,
                         help="image store of the real images (results/<ds>/images.h5) (default: none)")
-    parser.add_argument("--tiles", default=None,
+    parser.add_argument("--tiles", default=real.tiles,
                         help="tiles folder of a WSI dataset (results/<ds>/tiles): show real images as regions "
                              "of their slides (default: none, stored patches)")
-    parser.add_argument("--slides", nargs="*", default=[], metavar="SLIDE_OR_DIR",
+    parser.add_argument("--slides", nargs="*", default=list(real.slides), metavar="SLIDE_OR_DIR",
                         help="where the slides are, when not at the path recorded in the tiles (default: none)")
-    parser.add_argument("--dataset", default=None, help="dataset name shown (default: the parent folder of --out)")
-    parser.add_argument("--max-images", type=int, default=d["max_images"],
+    parser.add_argument("--dataset", default=run["dataset"],
+                        help="dataset name shown (default: the parent folder of --out)")
+    parser.add_argument("--max-images", type=int, default=gen.max_images,
                         help="generated images shown per sample index (default: %(default)s)")
-    parser.add_argument("--context", type=float, default=d["context"],
+    parser.add_argument("--context", type=float, default=real.context,
                         help="side of the real slide region shown, in condition-patch sides (default: %(default)s)")
-    parser.add_argument("--tile-size", type=int, default=d["tile_size"], help="Deep Zoom tile side (default: %(default)s)")
-    parser.add_argument("--overlap", type=int, default=d["overlap"], help="Deep Zoom tile overlap (default: %(default)s)")
-    parser.add_argument("--format", choices=("jpeg", "png"), default=d["fmt"],
+    parser.add_argument("--tile-size", type=int, default=tiling.tile_size,
+                        help="Deep Zoom tile side (default: %(default)s)")
+    parser.add_argument("--overlap", type=int, default=tiling.overlap,
+                        help="Deep Zoom tile overlap (default: %(default)s)")
+    parser.add_argument("--format", choices=("jpeg", "png"), default=tiling.fmt,
                         help="tile format (default: %(default)s)")
-    parser.add_argument("--quality", type=int, default=d["quality"], help="JPEG quality of the tiles (default: %(default)s)")
-    parser.add_argument("--openseadragon", default=None, metavar="DIR",
+    parser.add_argument("--quality", type=int, default=tiling.quality,
+                        help="JPEG quality of the tiles (default: %(default)s)")
+    parser.add_argument("--openseadragon", default=run["openseadragon"], metavar="DIR",
                         help="OpenSeadragon's build folder (default: node_modules/openseadragon/build/openseadragon "
                              "of the working directory or the repository, installed by `npm ci`)")
     parser.add_argument("--no-install", action="store_true",
                         help="never run `npm ci` (by default it runs, where package.json is, when OpenSeadragon "
                              "is not installed and --openseadragon is not given) (default: off)")
-    parser.add_argument("--workers", type=int, default=d["workers"], help="threads writing tiles (default: %(default)s)")
+    parser.add_argument("--workers", type=int, default=tiling.workers,
+                        help="threads writing tiles (default: %(default)s)")
     parser.add_argument("--preview", choices=PREVIEW, default="auto",
                         help="screenshot the page in headless Chromium after zooming in (preview.png, "
                              "preview.json): auto = when Chromium is installed (default: %(default)s)")
@@ -73,9 +79,10 @@ def write_preview(out, *, executable: str | None, zoom_steps: int) -> dict:
 
 
 def main(args: argparse.Namespace) -> int:
+    from infbrush.cli.options import config_from_args
     from infbrush.errors import InfbrushError
     from infbrush.viewer.browser import BrowserError, find_chromium
-    from infbrush.viewer.build import build_viewer
+    from infbrush.viewer.build import DeepZoomOptions, GeneratedSources, RealSources, build_viewer
 
     for name in ("max_images", "tile_size", "workers"):
         if getattr(args, name) < 1:
@@ -92,11 +99,9 @@ def main(args: argparse.Namespace) -> int:
     def log(line: str) -> None:
         print(f"infbrush viewer: {line}", file=sys.stderr)
 
-    summary = build_viewer(args.out, samples=args.samples, images=args.images, brush=args.brush, store=args.store,
-                           tiles=args.tiles, slides=args.slides, dataset=args.dataset, max_images=args.max_images,
-                           context=args.context, tile_size=args.tile_size, overlap=args.overlap, fmt=args.format,
-                           quality=args.quality, openseadragon=args.openseadragon, install=not args.no_install,
-                           workers=args.workers, log=log)
+    summary = build_viewer(args.out, config_from_args(GeneratedSources, args), config_from_args(RealSources, args),
+                           config_from_args(DeepZoomOptions, args, fmt=args.format), dataset=args.dataset,
+                           openseadragon=args.openseadragon, install=not args.no_install, log=log)
     log(f"{summary.pairs} generated images shown ({summary.tiles} tiles) in {summary.seconds:.1f} s, "
         f"{len(summary.failures)} skipped (see {args.out}/failures.tsv); open {args.out}/index.html")
     if summary.pairs == 0:

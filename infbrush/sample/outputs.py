@@ -63,7 +63,7 @@ def write_image(path: str | os.PathLike, image, fmt: str, *, mpp: float | None =
     """Write a (C, H, W) tensor in [-1, 1] as PNG (``fmt='png'``) or pyramidal TIFF (``'tiff'``), atomically."""
     from PIL import Image
 
-    from infbrush.sample.tiff import write_pyramid_tiff
+    from infbrush.sample.tiff import PyramidOptions, write_pyramid_tiff
 
     channels, height, width = image.shape
     if fmt == "png":
@@ -73,8 +73,9 @@ def write_image(path: str | os.PathLike, image, fmt: str, *, mpp: float | None =
             kwargs = {"dpi": (25400.0 / mpp, 25400.0 / mpp)} if mpp else {}
             pil.save(tmp, format="PNG", **kwargs)
     elif fmt == "tiff":
-        write_pyramid_tiff(path, uint8_bands(image), height, width, channels, tile=tile, compression=compression,
-                           mpp=mpp, description=f"infbrush sample {Path(path).stem}")
+        write_pyramid_tiff(path, uint8_bands(image), height, width, channels,
+                           options=PyramidOptions(tile=tile, compression=compression), mpp=mpp,
+                           description=f"infbrush sample {Path(path).stem}")
     else:
         raise ValueError(f"unknown output format {fmt!r}; valid: png, tiff")
 

@@ -169,6 +169,27 @@ def _memmap_blocks(level: np.ndarray, tile: int) -> Iterator[np.ndarray]:
         yield block
 
 
+@dataclass(frozen=True)
+class PyramidOptions:
+    """How the pyramid is stored, whatever the image: square ``tile`` side (a multiple of 16, for JPEG's 2×2
+    chroma subsampling; 256 or 512 as SVS), ``level_factor`` between levels (2 or 4), ``compression`` ("jpeg" at
+    ``quality``, or "deflate"), ``bigtiff`` (None: only when the pyramid needs 64-bit offsets)."""
+
+    tile: int = 256
+    compression: str = "jpeg"
+    quality: int = 90
+    level_factor: int = 2
+    bigtiff: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.compression not in COMPRESSIONS:
+            raise ValueError(f"unknown compression {self.compression!r}; valid: {', '.join(COMPRESSIONS)}")
+        if self.level_factor not in (2, 4):
+            raise ValueError(f"level_factor must be 2 or 4, got {self.level_factor}")
+        if self.tile % 16 or self.tile < 16 or self.tile % self.level_factor:
+            raise ValueError(f"tile must be a positive multiple of 16, got {self.tile}")
+
+
 def write_pyramid_tiff(
     path: str | os.PathLike,
     bands: Iterable[np.ndarray],
@@ -176,31 +197,22 @@ def write_pyramid_tiff(
     width: int,
     channels: int = 3,
     *,
-    tile: int = 256,
-    compression: str = "jpeg",
-    quality: int = 90,
+    options: PyramidOptions = PyramidOptions(),
     mpp: float | None = None,
-    level_factor: int = 2,
-    bigtiff: bool | None = None,
     description: str | None = None,
     progress: bool = False,
 ) -> PyramidInfo:
     """Write row ``bands`` ((rows, width, channels) uint8 each, top to bottom, any heights summing to
     ``height``) as a tiled pyramidal TIFF at ``path``, atomically. Returns the levels written.
 
-    ``tile``: 256 or 512 (multiple of 16 for JPEG's 2×2 chroma subsampling); ``level_factor``: 2 or 4;
-    ``mpp``: microns per pixel of level 0 (written as resolution in pixels/cm); ``bigtiff``: None = auto.
+    ``options``: tiling, level factor, compression (:class:`PyramidOptions`); ``mpp``: microns per pixel of
+    level 0 (written as resolution in pixels/cm); ``description``: ImageDescription of level 0.
     """
     import tifffile
     from tqdm import tqdm
 
     path = Path(path)
-    if compression not in COMPRESSIONS:
-        raise ValueError(f"unknown compression {compression!r}; valid: {', '.join(COMPRESSIONS)}")
-    if level_factor not in (2, 4):
-        raise ValueError(f"level_factor must be 2 or 4, got {level_factor}")
-    if tile % 16 or tile < 16 or tile % level_factor:
-        raise ValueError(f"tile must be a positive multiple of 16, got {tile}")
+    tile, level_factor, compression = options.tile, options.level_factor, options.compression
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
     if height < 1 or width < 1:
@@ -208,15 +220,15 @@ def write_pyramid_tiff(
     if mpp is not None and not mpp > 0:
         raise ValueError(f"mpp must be positive, got {mpp}")
     shapes = level_shapes(height, width, tile, level_factor)
-    big = needs_bigtiff(shapes, channels) if bigtiff is None else bool(bigtiff)
+    big = needs_bigtiff(shapes, channels) if options.bigtiff is None else bool(options.bigtiff)
     photometric = "rgb" if channels == 3 else "minisblack"
-    options: dict = dict(tile=(tile, tile), photometric=photometric, metadata=None, software="infbrush")
+    tiff_args: dict = dict(tile=(tile, tile), photometric=photometric, metadata=None, software="infbrush")
     if compression == "jpeg":
-        options.update(compression="jpeg", compressionargs={"level": int(quality)})
+        tiff_args.update(compression="jpeg", compressionargs={"level": int(options.quality)})
     else:
-        options.update(compression="zlib", compressionargs={"level": 6}, predictor=True)
+        tiff_args.update(compression="zlib", compressionargs={"level": 6}, predictor=True)
     if mpp is not None:
-        options.update(resolution=(1e4 / mpp, 1e4 / mpp), resolutionunit="CENTIMETER")
+        tiff_args.update(resolution=(1e4 / mpp, 1e4 / mpp), resolutionunit="CENTIMETER")
 
     bar = tqdm(total=sum(h for h, _ in shapes), desc=path.name, unit="row", disable=not progress)
     with atomic_path(path) as tmp, tempfile.TemporaryDirectory(prefix=".pyramid.", dir=path.parent) as work:
@@ -232,7 +244,7 @@ def write_pyramid_tiff(
                 tif.write(tiles, shape=(h, w, channels), dtype=np.uint8,
                           buffersize=tile * tile * channels * math.ceil(w / tile),
                           description=description if k == 0 else None,
-                          subfiletype=0 if k == 0 else 1, **options)
+                          subfiletype=0 if k == 0 else 1, **tiff_args)
                 if k == 0 and next(blocks, None) is not None:  # runs _rebuffer's end-of-input checks
                     raise InfbrushError(f"{path}: bands hold more than the declared {height} rows")
                 if nxt is not None:

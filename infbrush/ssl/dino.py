@@ -10,7 +10,9 @@ uses for downstream features::
 from __future__ import annotations
 
 import os
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import torch.nn as nn
 
@@ -45,8 +47,38 @@ def build_backbone(model: str, img_size: int, patch_size: int | None = None, dro
         raise InfbrushError(f"timm model {model!r} does not take img_size/patch_size/depth/global_pool ({err}); use a ViT") from None
 
 
-def untrained_backbone(model: str, img_size: int, patch_size: int | None, seed: int, depth: int | None = None,
-                       global_pool: str | None = None):
+@dataclass(frozen=True)
+class BackboneSpec:
+    """The backbone's architecture (the arguments of :func:`build_backbone` except the training-only drop path): set
+    by the training config, recorded in ``dino.pt`` and read back from it to rebuild the same network."""
+
+    model: str
+    img_size: int
+    patch_size: int | None = None
+    depth: int | None = None
+    global_pool: str | None = None
+
+    @classmethod
+    def of(cls, settings: Any) -> BackboneSpec:
+        """The spec held by ``settings``: a training config (attributes) or a ``dino.pt``'s metadata (a dict)."""
+        get = settings.get if isinstance(settings, dict) else lambda name: getattr(settings, name)
+        return cls(**{f.name: get(f.name) for f in fields(cls)})
+
+
+@dataclass(frozen=True)
+class DinoHead:
+    """lightly's DINO projection head: an MLP to ``hidden_dim``, a ``bottleneck_dim`` projection, then ``out_dim``
+    prototypes in a last layer that is weight-normalised (``norm_last_layer``) and frozen for the first
+    ``freeze_last_layer`` epochs."""
+
+    out_dim: int
+    hidden_dim: int
+    bottleneck_dim: int
+    freeze_last_layer: int
+    norm_last_layer: bool = True
+
+
+def untrained_backbone(spec: BackboneSpec, seed: int):
     """The backbone exactly as ``train_dino`` initialises it (torch seeded with ``seed``; rank 0), in eval mode.
 
     The k-NN baseline "same network, untrained": the student's (and teacher's) weights at step 0.
@@ -54,7 +86,7 @@ def untrained_backbone(model: str, img_size: int, patch_size: int | None, seed: 
     import torch
 
     torch.manual_seed(seed)
-    return build_backbone(model, img_size, patch_size, depth=depth, global_pool=global_pool).eval()
+    return build_backbone(**asdict(spec)).eval()
 
 
 class BackboneHead(nn.Module):
@@ -74,17 +106,17 @@ class BackboneHead(nn.Module):
 class DINOPair:
     """Student and teacher (backbone + head); the teacher is an EMA of the student and gets no gradients."""
 
-    def __init__(self, model: str, img_size: int, out_dim: int, hidden_dim: int = 2048, bottleneck_dim: int = 256,
-                 patch_size: int | None = None, drop_path: float = 0.1, freeze_last_layer: int = 1,
-                 norm_last_layer: bool = True, depth: int | None = None, global_pool: str | None = None) -> None:
+    def __init__(self, backbone: BackboneSpec, head: DinoHead, drop_path: float) -> None:
+        """``drop_path``: the student's stochastic depth rate (the teacher has none)."""
         from lightly.models.modules import DINOProjectionHead
         from lightly.models.utils import deactivate_requires_grad
 
         def make(drop: float) -> BackboneHead:
-            backbone = build_backbone(model, img_size, patch_size, drop, depth, global_pool)
-            head = DINOProjectionHead(backbone.num_features, hidden_dim, bottleneck_dim, out_dim, batch_norm=False,
-                                      freeze_last_layer=freeze_last_layer, norm_last_layer=norm_last_layer)
-            return BackboneHead(backbone, head)
+            net = build_backbone(**asdict(backbone), drop_path=drop)
+            projection = DINOProjectionHead(net.num_features, head.hidden_dim, head.bottleneck_dim, head.out_dim,
+                                            batch_norm=False, freeze_last_layer=head.freeze_last_layer,
+                                            norm_last_layer=head.norm_last_layer)
+            return BackboneHead(net, projection)
 
         self.student = make(drop_path)
         self.teacher = make(0.0)  # built, not deep-copied: weight_norm modules cannot be deep-copied
@@ -99,16 +131,15 @@ class DINOPair:
         return self
 
 
-def export_dino(out: str | os.PathLike, teacher_backbone, *, model: str, img_size: int, patch_size: int | None,
-                step: int, config: dict, depth: int | None = None, global_pool: str | None = None) -> Path:
-    """Write the teacher backbone as ``dino.pt`` (atomic)."""
+def export_dino(out: str | os.PathLike, teacher_backbone, spec: BackboneSpec, *, step: int, config: dict) -> Path:
+    """Write the teacher backbone of architecture ``spec`` as ``dino.pt`` (atomic)."""
     import torch
 
     from infbrush.io import atomic_path
 
-    state = {"format": FORMAT, "model": model, "img_size": int(img_size),
-             "patch_size": None if patch_size is None else int(patch_size),
-             "depth": None if depth is None else int(depth), "global_pool": global_pool,
+    state = {"format": FORMAT, "model": spec.model, "img_size": int(spec.img_size),
+             "patch_size": None if spec.patch_size is None else int(spec.patch_size),
+             "depth": None if spec.depth is None else int(spec.depth), "global_pool": spec.global_pool,
              "embed_dim": int(teacher_backbone.num_features), "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
              "backbone": {k: v.detach().cpu() for k, v in teacher_backbone.state_dict().items()},
              "step": int(step), "config": config}
@@ -124,8 +155,7 @@ def load_dino_backbone(path: str | os.PathLike, expected_model: str | None = Non
     state = read_tagged_checkpoint(path, FORMAT, "DINO checkpoint", "infbrush train-dino")
     if expected_model and expected_model != state["model"]:
         raise InfbrushError(f"{path}: checkpoint is a {state['model']!r}, but the model is set to {expected_model!r}")
-    backbone = build_backbone(state["model"], state["img_size"], state.get("patch_size"), depth=state.get("depth"),
-                              global_pool=state.get("global_pool"))
+    backbone = build_backbone(**asdict(BackboneSpec.of(state)))
     load_timm_weights(backbone, path, state["backbone"])
     meta = {k: v for k, v in state.items() if k != "backbone"}
     return backbone.eval(), meta

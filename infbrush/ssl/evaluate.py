@@ -47,7 +47,7 @@ def evaluate_dino(store_path, out, model: str, k: int, seed: int, device: str) -
     from infbrush.data.store import ImageStore
     from infbrush.embed.encoders import load_encoder, timm_encoder
     from infbrush.runtime.weights import sha256_state_dict
-    from infbrush.ssl.dino import dino_data_config, load_dino_backbone, untrained_backbone
+    from infbrush.ssl.dino import BackboneSpec, dino_data_config, load_dino_backbone, untrained_backbone
     from infbrush.ssl.knn import knn_report
 
     store = ImageStore(store_path)
@@ -55,9 +55,7 @@ def evaluate_dino(store_path, out, model: str, k: int, seed: int, device: str) -
         return {"knn_accuracy": None}
     encoder = load_encoder("dino", model, str(out), device=device)
     _, meta = load_dino_backbone(out)
-    random_backbone = untrained_backbone(meta["model"], meta["img_size"], meta.get("patch_size"),
-                                         int(meta["config"].get("seed", seed)), meta.get("depth"),
-                                         meta.get("global_pool"))
+    random_backbone = untrained_backbone(BackboneSpec.of(meta), int(meta["config"].get("seed", seed)))
     baseline = timm_encoder("dino", "random-init", random_backbone, dino_data_config(meta),
                             sha256_state_dict(random_backbone.state_dict()), encoder.device)
     return knn_report(store, encoder, baseline, k=k, seed=seed)

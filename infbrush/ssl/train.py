@@ -161,7 +161,7 @@ def train_dino(store_path: str | os.PathLike, out: str | os.PathLike, ckpt_dir: 
 
     from infbrush.data.store import ImageStore
     from infbrush.io import append_jsonl
-    from infbrush.ssl.dino import DINOPair, export_dino
+    from infbrush.ssl.dino import BackboneSpec, DINOPair, DinoHead, export_dino
     from infbrush.runtime.checkpoint import (capture_rng_state, load_latest_checkpoint, restore_rng_state,
                                            save_checkpoint)
     from infbrush.runtime.distributed import (all_reduce_mean, any_rank, barrier, cleanup_distributed,
@@ -182,8 +182,9 @@ def train_dino(store_path: str | os.PathLike, out: str | os.PathLike, ckpt_dir: 
     total = cfg.epochs * steps_per_epoch
     base_lr = cfg.lr * global_batch / 256.0  # linear scaling rule (DINO, Goyal et al.)
 
-    pair = DINOPair(cfg.model, cfg.img_size, cfg.out_dim, cfg.hidden_dim, cfg.bottleneck_dim, cfg.patch_size,
-                    cfg.drop_path, cfg.freeze_last_layer, depth=cfg.depth, global_pool=cfg.global_pool).to(dev)
+    spec = BackboneSpec.of(cfg)
+    head = DinoHead(cfg.out_dim, cfg.hidden_dim, cfg.bottleneck_dim, cfg.freeze_last_layer)
+    pair = DINOPair(spec, head, cfg.drop_path).to(dev)
     student = pair.student
     if info.distributed:
         student = torch.nn.parallel.DistributedDataParallel(pair.student, device_ids=[dev] if dev.type == "cuda"
@@ -286,9 +287,7 @@ def train_dino(store_path: str | os.PathLike, out: str | os.PathLike, ckpt_dir: 
         bar.close()
         flag.restore()
     if info.is_main:
-        export_dino(out, pair.teacher.backbone, model=cfg.model, img_size=cfg.img_size,
-                    patch_size=cfg.patch_size, step=step, config=asdict(cfg), depth=cfg.depth,
-                    global_pool=cfg.global_pool)
+        export_dino(out, pair.teacher.backbone, spec, step=step, config=asdict(cfg))
     cleanup_distributed()
     last_loss = loss_value if math.isfinite(loss_value) else None  # None: resumed after the last step
     return {"steps": step, "epochs": cfg.epochs, "last_loss": last_loss, "is_main": info.is_main,

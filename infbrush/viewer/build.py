@@ -14,7 +14,7 @@ import re
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -73,6 +73,39 @@ def openseadragon_version(folder: Path) -> str:
         return str(json.loads((folder.parents[1] / "package.json").read_text())["version"])
     except (OSError, ValueError, KeyError, IndexError):
         return "unknown"
+
+
+@dataclass(frozen=True)
+class GeneratedSources:
+    """The generated side of the page: sample indexes of ``infbrush sample`` (index.json files or folders holding
+    them; the first ``max_images`` of each), loose ``images`` without an index, ``brush`` results (brush.json)."""
+
+    samples: Sequence[str | os.PathLike] = ()
+    images: Sequence[str | os.PathLike] = ()
+    brush: Sequence[str | os.PathLike] = ()
+    max_images: int = 4
+
+
+@dataclass(frozen=True)
+class RealSources:
+    """Where the real counterparts are: the image ``store``; for WSI datasets the ``tiles`` folder and the
+    ``slides`` (when not at the path recorded in the tiles), shown as a region ``context`` patch sides wide."""
+
+    store: str | os.PathLike | None = None
+    tiles: str | os.PathLike | None = None
+    slides: Sequence[str | os.PathLike] = ()
+    context: float = 2.0
+
+
+@dataclass(frozen=True)
+class DeepZoomOptions:
+    """How every image is cut into Deep Zoom tiles: the keywords of :func:`write_dzi`."""
+
+    tile_size: int = 254
+    overlap: int = 1
+    fmt: str = "jpeg"
+    quality: int = 90
+    workers: int = 1
 
 
 @dataclass
@@ -164,15 +197,14 @@ def condition_text(entry: dict[str, Any], label_names: Sequence[str]) -> str:
 class RealImages:
     """Real counterparts of samples: store rows, shown as slide regions where the slide can be found."""
 
-    def __init__(self, store: str | os.PathLike | None, tiles: str | os.PathLike | None,
-                 slides: Sequence[str | os.PathLike], context: float) -> None:
+    def __init__(self, sources: RealSources) -> None:
         from infbrush.data.store import ImageStore
         from infbrush.data.tiling import find_slides, slide_id_of
 
-        self.store = ImageStore(store) if store else None
-        self.tiles = Path(tiles) if tiles else None
-        self.context = context
-        self.slides = {slide_id_of(p): p for p in find_slides(slides)} if slides else {}
+        self.store = ImageStore(sources.store) if sources.store else None
+        self.tiles = Path(sources.tiles) if sources.tiles else None
+        self.context = sources.context
+        self.slides = {slide_id_of(p): p for p in find_slides(sources.slides)} if sources.slides else {}
         if self.store is not None:
             rows = range(len(self.store))
             self.held_out = [i for i in rows if self.store.split[i] == 1] or list(rows)
@@ -224,15 +256,11 @@ def _pane_lines(*parts: str | None) -> list[str]:
     return [p for p in parts if p]
 
 
-def build_viewer(out: str | os.PathLike, *, samples: Sequence[str | os.PathLike] = (),
-                 images: Sequence[str | os.PathLike] = (), brush: Sequence[str | os.PathLike] = (),
-                 store: str | os.PathLike | None = None,
-                 tiles: str | os.PathLike | None = None, slides: Sequence[str | os.PathLike] = (),
-                 dataset: str | None = None, max_images: int = 4, context: float = 2.0, tile_size: int = 254,
-                 overlap: int = 1, fmt: str = "jpeg", quality: int = 90,
-                 openseadragon: str | os.PathLike | None = None, install: bool = False, workers: int = 1,
-                 log=None) -> ViewerSummary:
-    """Write the viewer folder ``out`` (replaced as a whole when complete); see the module docstring."""
+def build_viewer(out: str | os.PathLike, generated: GeneratedSources, real: RealSources = RealSources(),
+                 tiling: DeepZoomOptions = DeepZoomOptions(), *, dataset: str | None = None,
+                 openseadragon: str | os.PathLike | None = None, install: bool = False, log=None) -> ViewerSummary:
+    """Write the viewer folder ``out`` (replaced as a whole when complete; see the module docstring) showing
+    ``dataset`` (default: the parent folder of ``out``); ``openseadragon``, ``install``: :func:`find_openseadragon`."""
     from infbrush.runtime.jobs import write_failures
     from infbrush.viewer.page import render
 
@@ -240,22 +268,22 @@ def build_viewer(out: str | os.PathLike, *, samples: Sequence[str | os.PathLike]
     start = time.perf_counter()
     out = Path(out)
     osd = find_openseadragon(openseadragon, install=install, log=log)
-    generated, failures = collect_generated(samples, images, max_images)
-    painted, brush_failures = collect_paintings(brush)
-    generated, failures = generated + painted, failures + brush_failures
-    if not generated and not failures:
+    found, failures = collect_generated(generated.samples, generated.images, generated.max_images)
+    painted, brush_failures = collect_paintings(generated.brush)
+    found, failures = found + painted, failures + brush_failures
+    if not found and not failures:
         raise InfbrushError("no generated images to show (give --samples, --images or --brush)")
-    real = RealImages(store, tiles, slides, context)
+    real_images = RealImages(real)
     summary = ViewerSummary(out=out, failures=failures)
     out.parent.mkdir(parents=True, exist_ok=True)
     work = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
     (work / "tiles").mkdir(parents=True)
-    tile_args = dict(tile_size=tile_size, overlap=overlap, fmt=fmt, quality=quality, workers=workers)
+    tile_args = asdict(tiling)
     real_panes: dict[int, tuple[dict, dict]] = {}
     pairs = []
     try:
-        for k, gen in enumerate(generated):
+        for k, gen in enumerate(found):
             try:
                 slide = open_image(gen.path)
             except ViewerInputError as err:
@@ -275,13 +303,13 @@ def build_viewer(out: str | os.PathLike, *, samples: Sequence[str | os.PathLike]
                 f"seed {entry['seed']}" if "seed" in entry else None, f"file {gen.path}")}
             pair: dict[str, Any] = {"name": gen.name, "generated": generated_pane, "real": None,
                                     "box": {"x": 0, "y": 0, "w": 1},
-                                    "condition": gen.condition or condition_text(entry, real.label_names)}
-            row = None if gen.beside is not None else real.pick(entry, k)
+                                    "condition": gen.condition or condition_text(entry, real_images.label_names)}
+            row = None if gen.beside is not None else real_images.pick(entry, k)
             if gen.beside is not None:
                 pair["real"] = _beside_pane(gen, work / "tiles", f"map_{k:03d}", tile_args, summary, log)
             elif row is not None:
                 if row not in real_panes:
-                    real_panes[row] = _real_pane(real, row, work / "tiles", f"real_{len(real_panes):03d}",
+                    real_panes[row] = _real_pane(real_images, row, work / "tiles", f"real_{len(real_panes):03d}",
                                                  tile_args, summary, log)
                 pair["real"], pair["box"] = real_panes[row]
             pairs.append(pair)
