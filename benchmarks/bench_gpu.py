@@ -86,14 +86,15 @@ def sample_once(model, size: int, steps: int, args) -> tuple[float, float]:
     """Wall seconds and peak GiB of one guided DDIM run of ``steps`` steps at size²."""
     import torch
 
-    from infbrush.diffusion import cosine_alpha_bar, ddim_sample
+    from infbrush.diffusion import Diffusion, SamplingMemory, SamplingSettings, ddim_sample
 
     cond = torch.randn(1, 512, device=args.device)
     _reset_peak(args.device)
     t0 = time.perf_counter()
     with torch.no_grad(), torch.autocast(args.device, dtype=torch.bfloat16):
-        ddim_sample(model, cond, (size, size), steps=steps, seeds=[0], alpha_bar=cosine_alpha_bar(1000),
-                    mollify_sigma=1 / size, guidance_scale=3.0, chunk_points=args.chunk_points, device=args.device)
+        ddim_sample(model, cond, (size, size), seeds=[0], diffusion=Diffusion(timesteps=1000, mollify_sigma=1 / size),
+                    settings=SamplingSettings(steps=steps, guidance_scale=3.0),
+                    memory=SamplingMemory(chunk_points=args.chunk_points), device=args.device)
     _sync(args.device)
     return time.perf_counter() - t0, _peak_gib(args.device)
 

@@ -86,7 +86,7 @@ def evaluate_checkpoint(ckpt_path: Path, cfg, store, judge, inception, real_feat
                         guidance: float = 3.0, device: str = "cpu", real_labels=None) -> dict:
     """Sample with the checkpoint's EMA weights (guidance scale ``guidance``), judge, KID (when ``inception``),
     per-class precision / recall (bench_samplers' prdc), speckle; ``correct`` per image for paired intervals."""
-    from infbrush.diffusion import cosine_alpha_bar, ddim_sample
+    from infbrush.diffusion import Diffusion, SamplingSettings, ddim_sample
     from infbrush.evaluate.control import class_scores, image_features
     from infbrush.evaluate.fid import kernel_inception_distance
     from infbrush.models import build_model
@@ -97,9 +97,9 @@ def evaluate_checkpoint(ckpt_path: Path, cfg, store, judge, inception, real_feat
     model.eval().to(device)
     height, width = store.image_size
     t0 = time.perf_counter()
-    images = ddim_sample(model, cond.to(device), (height, width), steps=steps, seeds=list(range(len(labels))),
-                         alpha_bar=cosine_alpha_bar(cfg.timesteps), mollify_sigma=cfg.mollify_sigma,
-                         guidance_scale=guidance, device=device).cpu()
+    images = ddim_sample(model, cond.to(device), (height, width), seeds=list(range(len(labels))),
+                         diffusion=Diffusion(timesteps=cfg.timesteps, mollify_sigma=cfg.mollify_sigma),
+                         settings=SamplingSettings(steps=steps, guidance_scale=guidance), device=device).cpu()
     sample_s = time.perf_counter() - t0
     u8 = ((images.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()  # (B, H, W, 3)
     predicted = judge.predict(np.stack([image_features(im) for im in u8]))

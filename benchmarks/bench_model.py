@@ -105,7 +105,7 @@ def child(kind: str, n: int, device: str, threads: int) -> dict:
     elif kind == "sample":
         import tempfile
 
-        from infbrush.diffusion import cosine_alpha_bar, ddim_sample
+        from infbrush.diffusion import Diffusion, SamplingMemory, SamplingSettings, ddim_sample
         from infbrush.models import build_model, model_args_from_preset
 
         model = build_model(model_args_from_preset("demo", in_channels=3, cond_dim=64, cano=True)).to(device).eval()
@@ -114,9 +114,12 @@ def child(kind: str, n: int, device: str, threads: int) -> dict:
         state_dir = scratch.name if device == "cpu" else None  # x_t on disk (CPU)
 
         def run():
-            return ddim_sample(model, cond, (n, n), steps=1, seeds=[0], alpha_bar=cosine_alpha_bar(),
-                               mollify_sigma=1 / 64, chunk_points=SAMPLE_CHUNK[device == "cpu"],
-                               cache_bytes=SAMPLE_CACHE_BYTES, state_dir=state_dir, device=device)
+            return ddim_sample(model, cond, (n, n), seeds=[0],
+                               diffusion=Diffusion(timesteps=1000, mollify_sigma=1 / 64),
+                               settings=SamplingSettings(steps=1),
+                               memory=SamplingMemory(chunk_points=SAMPLE_CHUNK[device == "cpu"],
+                                                     cache_bytes=SAMPLE_CACHE_BYTES, state_dir=state_dir),
+                               device=device)
     else:
         raise ValueError(f"unknown benchmark kind {kind!r}")
     start = _peak_start(device)

@@ -44,7 +44,7 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
 
     from infbrush.data.store import ImageStore
-    from infbrush.diffusion import cosine_alpha_bar, ddim_sample
+    from infbrush.diffusion import Diffusion, SamplingSettings, cosine_alpha_bar, ddim_sample
     from infbrush.diffusion.mollifier import mollified_noise_grid
     from infbrush.diffusion.points import lattice_coords
     from infbrush.diffusion.schedule import eps_from_v
@@ -95,8 +95,9 @@ def main(argv=None) -> None:
         set_precision(model, "bf16-grid" if mode == "bf16-grid" else "off")
         t0 = time.perf_counter()
         with torch.no_grad(), _context(mode):
-            images = ddim_sample(model, sample_cond, (height, width), steps=args.steps, seeds=list(range(len(labels))),
-                                 alpha_bar=alpha_bar, mollify_sigma=sigma, guidance_scale=args.guidance)
+            images = ddim_sample(model, sample_cond, (height, width), seeds=list(range(len(labels))),
+                                 diffusion=Diffusion(timesteps=len(alpha_bar), mollify_sigma=sigma),
+                                 settings=SamplingSettings(steps=args.steps, guidance_scale=args.guidance))
         seconds[mode] = time.perf_counter() - t0
         sets[mode] = ((images.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
     set_precision(model, "off")

@@ -64,7 +64,7 @@ def child(model_kind: str, size: int, steps: int, chunk_points: int, device: str
           state_dir: str | None = None) -> dict:
     import torch
 
-    from infbrush.diffusion import cosine_alpha_bar, ddim_sample
+    from infbrush.diffusion import Diffusion, SamplingMemory, SamplingSettings, ddim_sample
     from infbrush.models import build_model
     from infbrush.sample.outputs import choose_format, write_image
 
@@ -84,10 +84,12 @@ def child(model_kind: str, size: int, steps: int, chunk_points: int, device: str
         torch.cuda.synchronize()
     t0 = time.perf_counter()
     with torch.no_grad():
-        image = ddim_sample(model, cond, (size, size), steps=steps, seeds=[0], alpha_bar=cosine_alpha_bar(1000),
-                            mollify_sigma=1 / 256, in_channels=3,
-                            chunk_points=None if model_kind == "zero" and not state_dir else chunk_points,
-                            device=device, state_dir=state_dir)[0]  # (C, H, W); a memory map with state_dir
+        chunks = None if model_kind == "zero" and not state_dir else chunk_points
+        image = ddim_sample(model, cond, (size, size), seeds=[0],
+                            diffusion=Diffusion(timesteps=1000, mollify_sigma=1 / 256),
+                            settings=SamplingSettings(steps=steps),
+                            memory=SamplingMemory(chunk_points=chunks, state_dir=state_dir),
+                            device=device)[0]  # (C, H, W); a memory map with state_dir
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     t_sample = time.perf_counter() - t0
@@ -142,7 +144,7 @@ def child_ranks(size: int, steps: int, chunk_points: int) -> None:
     """One demo-model image of size², sampled by this process alone or, under torchrun, by all ranks together."""
     import torch
 
-    from infbrush.diffusion import cosine_alpha_bar, ddim_sample
+    from infbrush.diffusion import Diffusion, SamplingMemory, SamplingSettings, ddim_sample
     from infbrush.models import build_model
     from infbrush.models.ranks import RankSplitDenoiser
     from infbrush.runtime.distributed import cleanup_distributed, init_distributed, rank_layout
@@ -158,8 +160,10 @@ def child_ranks(size: int, steps: int, chunk_points: int) -> None:
     cond = torch.randn(1, 64)
     t0 = time.perf_counter()
     with torch.no_grad():
-        image = ddim_sample(model, cond, (size, size), steps=steps, seeds=[0], alpha_bar=cosine_alpha_bar(1000),
-                            mollify_sigma=1 / 256, guidance_scale=2.0, chunk_points=chunk_points)
+        image = ddim_sample(model, cond, (size, size), seeds=[0],
+                            diffusion=Diffusion(timesteps=1000, mollify_sigma=1 / 256),
+                            settings=SamplingSettings(steps=steps, guidance_scale=2.0),
+                            memory=SamplingMemory(chunk_points=chunk_points))
     seconds = time.perf_counter() - t0
     if rank == 0:
         print(json.dumps({"processes": world, "size": size, "steps": steps, "seconds": round(seconds, 2),

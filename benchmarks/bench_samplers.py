@@ -74,7 +74,7 @@ def parse_setting(text: str) -> dict:
 
 def gaussian_part(steps_list: list[int]) -> list[dict]:
     """RMS error against the exact sample of a Gaussian target, per sampler × spacing × steps."""
-    from infbrush.diffusion import SAMPLERS, cosine_alpha_bar, ddim_sample, initial_noise
+    from infbrush.diffusion import SAMPLERS, Diffusion, SamplingSettings, cosine_alpha_bar, ddim_sample, initial_noise
     from infbrush.diffusion.schedule import SPACINGS
 
     ab = cosine_alpha_bar(1000)
@@ -95,8 +95,11 @@ def gaussian_part(steps_list: list[int]) -> list[dict]:
         for spacing in SPACINGS:
             for steps in steps_list:
                 net = Counting(v_hat, len(seeds))
-                out = ddim_sample(net, None, size, steps=steps, seeds=seeds, alpha_bar=ab, mollify_sigma=1 / size[0],
-                                  clip_x0=False, prediction="v", sampler=sampler, spacing=spacing)
+                net.prediction = "v"  # what a plain callable outputs is its attribute, as a denoiser's
+                out = ddim_sample(net, None, size, seeds=seeds,
+                                  diffusion=Diffusion(timesteps=1000, mollify_sigma=1 / size[0]),
+                                  settings=SamplingSettings(steps=steps, sampler=sampler, spacing=spacing,
+                                                            clip_x0=False))
                 rows.append({"sampler": sampler, "spacing": spacing, "steps": steps, "nfe": net.nfe,
                              "rms_error": float(((out.double() - exact) ** 2).mean().sqrt())})
     return rows
@@ -120,7 +123,7 @@ def _mean(values) -> float | None:
 
 def model_part(args, settings: list[dict]) -> dict:
     from infbrush.data.store import ImageStore
-    from infbrush.diffusion import cosine_alpha_bar, ddim_sample
+    from infbrush.diffusion import Diffusion, SamplingSettings, ddim_sample
     from infbrush.evaluate.control import class_scores, fit_judge, image_features
     from infbrush.evaluate.extractors import load_inception
     from infbrush.evaluate.fid import kernel_inception_distance
@@ -140,17 +143,17 @@ def model_part(args, settings: list[dict]) -> dict:
     held = np.flatnonzero((store.split == 1) & (store.labels >= 0))
     real_labels = np.asarray(store.labels)[held]
     real_feats = inception.features([store.image(int(r))[..., :3] for r in held])
-    alpha_bar = cosine_alpha_bar(int(config["timesteps"]))
+    diffusion = Diffusion(timesteps=int(config["timesteps"]), mollify_sigma=float(config["mollify_sigma"]))
     rows, reference = [], None
     for setting in settings:
         net = Counting(model, len(seeds))
         t0 = time.perf_counter()
         with torch.no_grad():
-            images = ddim_sample(net, cond, store.image_size, steps=setting["steps"], seeds=seeds,
-                                 alpha_bar=alpha_bar, mollify_sigma=float(config["mollify_sigma"]),
-                                 guidance_scale=setting["guidance"] if setting["guidance"] is not None
-                                 else args.guidance, guidance_interval=setting["interval"],
-                                 sampler=setting["sampler"], spacing=setting["spacing"], chunk_points=None)
+            scale = setting["guidance"] if setting["guidance"] is not None else args.guidance
+            images = ddim_sample(net, cond, store.image_size, seeds=seeds, diffusion=diffusion,
+                                 settings=SamplingSettings(steps=setting["steps"], sampler=setting["sampler"],
+                                                           spacing=setting["spacing"], guidance_scale=scale,
+                                                           guidance_interval=setting["interval"]))
         seconds = time.perf_counter() - t0
         u8 = ((images.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
         predicted = judge.predict(np.stack([image_features(im) for im in u8]))

@@ -9,7 +9,7 @@ from infbrush.brush.maps import RegionWeights, parse_blend, read_map, region_ind
 from infbrush.brush.model import MultiDiffusionDenoiser, RegionCondition, RegionDenoiser
 from infbrush.brush.run import paint, prepare
 from infbrush.brush.settings import PaintSettings
-from infbrush.diffusion import cosine_alpha_bar, ddim_sample
+from infbrush.diffusion import SamplingMemory, SamplingSettings, ddim_sample
 from infbrush.diffusion.process import Diffusion
 from infbrush.diffusion.points import index_to_coords
 from infbrush.errors import InfbrushError
@@ -23,7 +23,6 @@ TINY = {"name": "infbrush", "in_channels": 3, "cond_dim": 4, "cano": True, "spar
         "prediction": "v", "value_skip": True}
 NAMES = ["water", "forest", "field", "developed"]
 EYE = np.eye(4, dtype=np.float32)
-AB = cosine_alpha_bar(1000)
 
 
 def tiny_model(seed=0, **kw):
@@ -51,8 +50,10 @@ def legend(regions, **top):
 
 
 def sample(model, denoiser=None, cond=None, size=(16, 16), guidance=3.0, chunk=None, seeds=(0,)):
-    return ddim_sample(denoiser or model, cond, size, steps=3, seeds=list(seeds), alpha_bar=AB, mollify_sigma=0.05,
-                       guidance_scale=guidance, chunk_points=chunk)
+    return ddim_sample(denoiser or model, cond, size, seeds=list(seeds),
+                       diffusion=Diffusion(timesteps=1000, mollify_sigma=0.05),
+                       settings=SamplingSettings(steps=3, guidance_scale=guidance),
+                       memory=SamplingMemory(chunk_points=chunk))
 
 
 # ------------------------------------------------------------------------------------------------ maps

@@ -69,6 +69,7 @@ def test_command_defaults_are_the_library_defaults():
     from infbrush.cli.options import signature_defaults
     from infbrush.data.adapters import CELEBA_ATTRIBUTE, adapt_bach
     from infbrush.data.geotiff import PatchParams, patch_geotiffs
+    from infbrush.diffusion.settings import SamplingSettings
     from infbrush.data.patches import extract_patches
     from infbrush.embed.images import embed_store
     from infbrush.evaluate.bach import bach_downstream
@@ -100,10 +101,14 @@ def test_command_defaults_are_the_library_defaults():
     same(_parse("bach-eval", "--bach", "b", "--synthetic", "s", "--model", "m", "--out", "o"), bach_downstream,
          "seeds", "val_fraction", "batch_size")
     sample = _parse("sample", "--weights", "w", "--out", "o", "--resolution", "64")
-    same(sample, run.sample_resolution, "guidance_scale", "guidance_interval", "sampler", "spacing", "png_max_side",
-         "compression", "batch_pixels")
-    assert (sample.steps, sample.chunk_points, sample.seed, sample.per_class, sample.amp, sample.format) == \
-        (run.DEFAULT_STEPS, run.DEFAULT_CHUNK_POINTS, run.DEFAULT_SEED, run.DEFAULT_PER_CLASS, "off", "auto")
+    sampling, output, execution = SamplingSettings(), run.ImageOutput(), run.Execution()
+    for name in ("steps", "guidance_scale", "guidance_interval", "sampler", "spacing"):
+        assert getattr(sample, name) == getattr(sampling, name), name
+    assert (sample.png_max_side, sample.compression, sample.format) == (output.png_max_side, output.compression,
+                                                                        output.fmt)
+    assert (sample.batch_pixels, sample.amp) == (execution.batch_pixels, execution.precision)
+    assert (sample.chunk_points, sample.seed, sample.per_class) == \
+        (run.DEFAULT_CHUNK_POINTS, run.DEFAULT_SEED, run.DEFAULT_PER_CLASS)
     for command in (["embed-text", "--model", "m", "--prompts", "a=b", "--out", "o"], ["sample", "--weights", "w",
                     "--out", "o", "--resolution", "64"]):
         assert _parse(*command).device == signature_defaults(resolve_device)["device"]

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from infbrush.diffusion import cosine_alpha_bar, ddim_sample
+from infbrush.diffusion import Diffusion, SamplingSettings, ddim_sample
 from infbrush.models import build_model, model_args_from_preset
 from infbrush.models.interp import knn_partial, knn_window
 
@@ -35,8 +35,9 @@ def test_sampling_with_the_cache_equals_sampling_without():
 
     def sample():
         with torch.no_grad():
-            return ddim_sample(model, torch.eye(4)[:2], (24, 24), steps=4, seeds=[5, 6],
-                               alpha_bar=cosine_alpha_bar(1000), mollify_sigma=1 / 24, guidance_scale=2.0)
+            return ddim_sample(model, torch.eye(4)[:2], (24, 24), seeds=[5, 6],
+                               diffusion=Diffusion(timesteps=1000, mollify_sigma=1 / 24),
+                               settings=SamplingSettings(steps=4, guidance_scale=2.0))
 
     model.train()  # no dropout in the preset: train mode only switches the cache off
     plain = sample()

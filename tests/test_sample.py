@@ -14,10 +14,10 @@ from infbrush.data.store import ImageStoreWriter
 from infbrush.errors import InfbrushError
 
 pytest.importorskip("infbrush.diffusion", reason="model core not present")
-from infbrush.diffusion import cosine_alpha_bar  # noqa: E402
+from infbrush.diffusion import Diffusion, SamplingSettings  # noqa: E402
 from infbrush.models import build_model  # noqa: E402
 from infbrush.sample import conditions as C  # noqa: E402
-from infbrush.sample.run import load_weights, sample_resolution  # noqa: E402
+from infbrush.sample.run import Execution, load_weights, sample_resolution  # noqa: E402
 
 COND_DIM = 8
 TINY = dict(name="infbrush", in_channels=3, cond_dim=COND_DIM, sparse_channels=16, sparse_grid=16, emb_dim=32,
@@ -128,10 +128,11 @@ def test_batching_does_not_change_images_and_resume_skips_done(world, tmp_path):
     model, ckpt = load_weights(world / "ema.pt")
     specs = C.from_text(world / "text.h5", per_class=2, seed=0)
     assert [s.label for s in specs] == [0, 0, 1, 1] and [s.seed for s in specs] == [0, 1, 2, 3]
-    common = dict(steps=2, alpha_bar=cosine_alpha_bar(1000), mollify_sigma=1 / 32, settings={"k": 1},
-                  chunk_points=None, progress=False)
-    one = sample_resolution(model, specs, tmp_path / "one", (32, 32), batch_pixels=1, **common)
-    many = sample_resolution(model, specs, tmp_path / "many", (32, 32), batch_pixels=1 << 20, **common)
+    common = dict(diffusion=Diffusion(timesteps=1000, mollify_sigma=1 / 32), settings=SamplingSettings(steps=2),
+                  record={"k": 1}, progress=False)
+    one = sample_resolution(model, specs, tmp_path / "one", (32, 32), execution=Execution(batch_pixels=1), **common)
+    many = sample_resolution(model, specs, tmp_path / "many", (32, 32), execution=Execution(batch_pixels=1 << 20),
+                             **common)
     for a, b in zip(one, many):
         pa = np.asarray(Image.open(tmp_path / "one" / a["file"])).astype(int)
         pb = np.asarray(Image.open(tmp_path / "many" / b["file"])).astype(int)
@@ -146,7 +147,7 @@ def test_batching_does_not_change_images_and_resume_skips_done(world, tmp_path):
     assert {f: os.stat(folder / f).st_mtime_ns for f in mtimes} == mtimes  # untouched
     np.testing.assert_array_equal(np.asarray(Image.open(folder / one[2]["file"])), first)  # same seed, same image
     # changed settings invalidate the finished images
-    changed = sample_resolution(model, specs[:1], folder, (32, 32), **{**common, "settings": {"k": 2}})
+    changed = sample_resolution(model, specs[:1], folder, (32, 32), **{**common, "record": {"k": 2}})
     assert os.stat(folder / changed[0]["file"]).st_mtime_ns != mtimes[changed[0]["file"]]
 
 
@@ -173,8 +174,9 @@ def test_cano_off_model_samples(tmp_path):
     model, ckpt = load_weights(tmp_path / "nocano.pt")
     assert ckpt["model_args"]["cano"] is False
     specs = C.from_labels([1], cond_dim=COND_DIM, per_class=1, seed=5)
-    entries = sample_resolution(model, specs, tmp_path / "out", (32, 32), steps=2, alpha_bar=cosine_alpha_bar(1000),
-                                mollify_sigma=1 / 32, settings={}, progress=False)
+    entries = sample_resolution(model, specs, tmp_path / "out", (32, 32),
+                                diffusion=Diffusion(timesteps=1000, mollify_sigma=1 / 32),
+                                settings=SamplingSettings(steps=2), record={}, progress=False)
     image = np.asarray(Image.open(tmp_path / "out" / entries[0]["file"]))
     assert image.shape == (32, 32, 3) and image.std() > 0
 

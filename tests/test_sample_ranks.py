@@ -17,7 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
-from infbrush.diffusion import cosine_alpha_bar, ddim_sample
+from infbrush.diffusion import Diffusion, SamplingMemory, SamplingSettings, ddim_sample
 from infbrush.models import build_model, model_args_from_preset
 from infbrush.models.ranks import rank_spans
 
@@ -29,7 +29,7 @@ SCRIPT = textwrap.dedent(
     """
     import sys, torch
     import torch.distributed as dist
-    from infbrush.diffusion import cosine_alpha_bar, ddim_sample
+    from infbrush.diffusion import Diffusion, SamplingMemory, SamplingSettings, ddim_sample
     from infbrush.models import build_model
     from infbrush.models.ranks import RankSplitDenoiser
     from infbrush.runtime.distributed import cleanup_distributed, init_distributed
@@ -40,9 +40,11 @@ SCRIPT = textwrap.dedent(
     model.load_state_dict(saved["state"])
     info = init_distributed("cpu")
     with torch.no_grad():
-        x = ddim_sample(RankSplitDenoiser(model), saved["cond"], ({size}, {size}), steps={steps}, seeds=[3, 4],
-                        alpha_bar=cosine_alpha_bar(1000), mollify_sigma=1 / {size}, guidance_scale=2.0,
-                        chunk_points={chunk}, sampler=sys.argv[4], spacing=sys.argv[5])
+        x = ddim_sample(RankSplitDenoiser(model), saved["cond"], ({size}, {size}), seeds=[3, 4],
+                        diffusion=Diffusion(timesteps=1000, mollify_sigma=1 / {size}),
+                        settings=SamplingSettings(steps={steps}, guidance_scale=2.0, sampler=sys.argv[4],
+                                                  spacing=sys.argv[5]),
+                        memory=SamplingMemory(chunk_points={chunk}))
     if info.rank == 0:
         torch.save(x.clone(), sys.argv[2])
     cleanup_distributed()
@@ -96,9 +98,11 @@ def test_two_gloo_ranks_sample_the_single_process_image_bitwise(tmp_path: Path, 
     torch.set_num_threads(threads)  # the ranks' thread count: matmul blocking (hence rounding) follows it
     try:
         with torch.no_grad():
-            one = ddim_sample(model, cond, (SIZE, SIZE), steps=STEPS, seeds=[3, 4], alpha_bar=cosine_alpha_bar(1000),
-                              mollify_sigma=1 / SIZE, guidance_scale=2.0, chunk_points=CHUNK, sampler=sampler,
-                              spacing=spacing)
+            one = ddim_sample(model, cond, (SIZE, SIZE), seeds=[3, 4],
+                              diffusion=Diffusion(timesteps=1000, mollify_sigma=1 / SIZE),
+                              settings=SamplingSettings(steps=STEPS, guidance_scale=2.0, sampler=sampler,
+                                                        spacing=spacing),
+                              memory=SamplingMemory(chunk_points=CHUNK))
     finally:
         torch.set_num_threads(before)
     two = torch.load(tmp_path / "two.pt", weights_only=True)

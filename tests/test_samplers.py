@@ -12,8 +12,9 @@ import math
 import pytest
 import torch
 
-from infbrush.diffusion import cosine_alpha_bar, ddim_sample, initial_noise
+from infbrush.diffusion import SamplingMemory, SamplingSettings, cosine_alpha_bar, ddim_sample, initial_noise
 from infbrush.diffusion.guidance import GuidedDenoiser, check_guidance_interval
+from infbrush.diffusion.process import Diffusion
 from infbrush.diffusion.samplers import SAMPLERS, make_sampler
 from infbrush.diffusion.schedule import sampling_timesteps
 from numeric_helpers import assert_within
@@ -42,9 +43,10 @@ def exact_sample(size=SIZE, seeds=SEEDS) -> torch.Tensor:
 
 
 def run(sampler: str, steps: int, spacing: str = "linear", model=gaussian_v, **kw) -> torch.Tensor:
-    return ddim_sample(model, kw.pop("cond", None), SIZE, steps=steps, seeds=SEEDS, alpha_bar=AB,
-                       mollify_sigma=1 / SIZE[0], clip_x0=False, prediction="v", sampler=sampler, spacing=spacing,
-                       **kw)
+    model.prediction = "v"  # what a plain callable outputs is its attribute, as a denoiser's
+    return ddim_sample(model, kw.pop("cond", None), SIZE, seeds=SEEDS,
+                       diffusion=Diffusion(timesteps=1000, mollify_sigma=1 / SIZE[0]),
+                       settings=SamplingSettings(steps=steps, sampler=sampler, spacing=spacing, clip_x0=False, **kw))
 
 
 def rms(a, b) -> float:
@@ -115,12 +117,13 @@ def test_multistep_history_follows_the_chunks_and_the_disk(name, tmp_path):
 
     model = _model()
     cond = torch.randn(2, 4, generator=torch.Generator().manual_seed(1))
-    common = dict(steps=6, seeds=[1, 2], alpha_bar=AB, mollify_sigma=1 / 12, guidance_scale=2.0, sampler=name,
-                  spacing="lambda")
+    common = dict(seeds=[1, 2], diffusion=Diffusion(timesteps=1000, mollify_sigma=1 / 12),
+                  settings=SamplingSettings(steps=6, guidance_scale=2.0, sampler=name, spacing="lambda"))
     with torch.no_grad():
         one = ddim_sample(model, cond, (12, 12), **common)
-        ram = ddim_sample(model, cond, (12, 12), chunk_points=50, **common)
-        disk = ddim_sample(model, cond, (12, 12), chunk_points=50, state_dir=tmp_path, **common)
+        ram = ddim_sample(model, cond, (12, 12), memory=SamplingMemory(chunk_points=50), **common)
+        disk = ddim_sample(model, cond, (12, 12), memory=SamplingMemory(chunk_points=50, state_dir=tmp_path),
+                           **common)
     assert torch.equal(torch.as_tensor(disk).clone(), ram)
     # the chunked forward's own rounding (≈ 1e-7), amplified by x̂_0 clipping and the large early log-SNR steps of
     # the lambda spacing: measured ≤ 2.0e-4 (avx2; 1.3e-4 default; 1 thread); DDIM on the same spacing 2.5e-5,

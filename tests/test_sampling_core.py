@@ -3,7 +3,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from infbrush.diffusion import cosine_alpha_bar, ddim_sample, initial_noise, training_loss
+from infbrush.diffusion import (Diffusion, SamplingMemory, SamplingSettings, cosine_alpha_bar, ddim_sample,
+                                initial_noise, training_loss)
 from infbrush.models import build_model
 from numeric_helpers import assert_within
 
@@ -22,7 +23,10 @@ def _model():
 
 
 def _sample(model, cond, size, seeds, **kw):
-    return ddim_sample(model, cond, size, steps=3, seeds=seeds, alpha_bar=AB, mollify_sigma=1 / 16, **kw)
+    """3 steps of the cosine process (σ = 1/16); ``kw``: fields of SamplingMemory and SamplingSettings."""
+    memory = {name: kw.pop(name) for name in ("chunk_points", "cache_bytes", "state_dir") if name in kw}
+    return ddim_sample(model, cond, size, seeds=seeds, diffusion=Diffusion(timesteps=1000, mollify_sigma=1 / 16),
+                       settings=SamplingSettings(steps=3, **kw), memory=SamplingMemory(**memory))
 
 
 @pytest.mark.numeric
@@ -86,9 +90,10 @@ def test_tiny_model_overfits_one_image_and_samples_it_at_two_resolutions():
         loss.backward()
         opt.step()
     model.eval()
-    one = ddim_sample(model, None, (size, size), steps=20, seeds=[1], alpha_bar=AB, mollify_sigma=sigma)
-    two = ddim_sample(model, None, (2 * size, 2 * size), steps=20, seeds=[1], alpha_bar=AB, mollify_sigma=sigma,
-                      chunk_points=1500)
+    process, twenty = Diffusion(timesteps=1000, mollify_sigma=sigma), SamplingSettings(steps=20)
+    one = ddim_sample(model, None, (size, size), seeds=[1], diffusion=process, settings=twenty)
+    two = ddim_sample(model, None, (2 * size, 2 * size), seeds=[1], diffusion=process, settings=twenty,
+                      memory=SamplingMemory(chunk_points=1500))
     variance = float(image.var())
     err_one = float(((one - image) ** 2).mean())
     err_two = float(((F.avg_pool2d(two, 2) - one) ** 2).mean())

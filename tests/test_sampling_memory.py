@@ -149,13 +149,13 @@ def test_bad_chunk_and_cache_arguments_are_named():
 
 _CHILD = textwrap.dedent("""
     import json, resource, sys, tempfile, torch
-    from infbrush.diffusion import cosine_alpha_bar, ddim_sample
+    from infbrush.diffusion import Diffusion, SamplingMemory, SamplingSettings, ddim_sample
     from infbrush.models import build_model
     torch.set_num_threads(1)
     model = build_model(json.loads(sys.argv[2])).eval()
     side, scratch = int(sys.argv[1]), tempfile.mkdtemp()
-    kw = dict(steps=1, seeds=[0], alpha_bar=cosine_alpha_bar(), mollify_sigma=1 / 16, chunk_points=2048,
-              cache_bytes=0, state_dir=scratch)
+    kw = dict(seeds=[0], diffusion=Diffusion(timesteps=1000, mollify_sigma=1 / 16), settings=SamplingSettings(steps=1),
+              memory=SamplingMemory(chunk_points=2048, cache_bytes=0, state_dir=scratch))
     ddim_sample(model, None, (64, 64), **kw)  # warm-up: allocator pools, kernels
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     ddim_sample(model, None, (side, side), **kw)

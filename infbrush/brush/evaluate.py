@@ -193,7 +193,8 @@ def evaluate_brush(model, painting, diffusion: Diffusion, *, store: str | os.Pat
     if len(present) < 2:
         raise InfbrushError("brush evaluation needs a map with at least two regions")
     seeds = list(protocol.seeds)
-    steps, guidance_scale, chunk_points = sampling.steps, sampling.guidance_for(legend), sampling.chunk
+    single, memory = sampling.sampling(legend), sampling.memory()  # single-condition: same steps, guidance, chunks
+    steps, guidance_scale, chunk_points = single.steps, single.guidance_scale, memory.chunk_points
     sampling = replace(sampling, guidance_scale=guidance_scale)
     lattice = (size, size)
     index = painting.weights.lattice_index(lattice)  # (H, W) hard regions at the output pixels
@@ -201,9 +202,7 @@ def evaluate_brush(model, painting, diffusion: Diffusion, *, store: str | os.Pat
     band = float(protocol.band_px if protocol.band_px is not None else max(2.0, blend_px / 2 + 2))
     interior = max(3 * band, protocol.margin_fraction * size + band)
     load_before = os.getloadavg()
-    common = dict(steps=steps, seeds=seeds, alpha_bar=diffusion.alpha_bar(), mollify_sigma=diffusion.mollify_sigma,
-                  guidance_scale=guidance_scale, guidance_interval=sampling.guidance_interval,
-                  chunk_points=chunk_points, device=device, progress=progress)
+    common = dict(seeds=seeds, diffusion=diffusion, memory=memory, device=device)
     how = dict(seeds=seeds, diffusion=diffusion, device=device, progress=progress)
 
     def timed(fn):
@@ -213,7 +212,7 @@ def evaluate_brush(model, painting, diffusion: Diffusion, *, store: str | os.Pat
 
     # warm-up (thread pools, first-call allocations) so that the first timed method does not pay for it
     ddim_sample(model, None if region.conds is None else region.conds[:1].repeat(len(seeds), 1), lattice,
-                in_channels=model.in_channels, **(common | {"steps": 1, "progress": False}))
+                settings=replace(single, steps=1), **common)
     ours, t_ours = timed(lambda: paint(model, painting, lattice, settings=replace(sampling, method="model"), **how))
     base, t_base = timed(lambda: paint(model, painting, lattice, **how,
                                        settings=replace(sampling, method="baseline", method_options=None)))
@@ -221,7 +220,7 @@ def evaluate_brush(model, painting, diffusion: Diffusion, *, store: str | os.Pat
     for r in present:
         spec = legend.regions[r]
         cond = None if spec.cond is None else torch.as_tensor(spec.cond).float().unsqueeze(0).repeat(len(seeds), 1)
-        singles[r], t_single[r] = timed(lambda: ddim_sample(model, cond, lattice, in_channels=model.in_channels,
+        singles[r], t_single[r] = timed(lambda: ddim_sample(model, cond, lattice, settings=single, progress=progress,
                                                             **common))
     load_after = os.getloadavg()
     ours8 = [to_uint8(im) for im in ours]

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Sequence
 
 import torch
@@ -58,17 +58,16 @@ def paint(model, painting: Painting, size: tuple[int, int], *, seeds: Sequence[i
         raise InfbrushError(f"brush method {settings.method!r} is not one of {sorted(METHODS)}")
     region = painting.region
     batch = len(seeds)
-    guidance_scale = settings.guidance_for(painting.legend)
-    common = dict(steps=settings.steps, seeds=list(seeds), alpha_bar=diffusion.alpha_bar(),
-                  mollify_sigma=diffusion.mollify_sigma, guidance_interval=settings.guidance_interval,
-                  chunk_points=settings.chunk, in_channels=int(getattr(model, "in_channels", 3)), device=device,
-                  state_dir=state_dir, progress=progress)
+    sampling = settings.sampling(painting.legend)
+    guidance_scale = sampling.guidance_scale
+    common = dict(seeds=list(seeds), diffusion=diffusion, memory=settings.memory(state_dir), device=device,
+                  progress=progress)
     if len(painting.present) == 1:  # one region: the plain conditional (or unconditional) sample
         r = painting.present[0]
         spec = painting.legend.regions[r]
         scale = spec.guidance_scale if spec.guidance_scale is not None else guidance_scale
         cond = None if spec.cond is None else torch.as_tensor(spec.cond).float().unsqueeze(0).repeat(batch, 1)
-        return ddim_sample(model, cond, size, guidance_scale=scale, **common)
+        return ddim_sample(model, cond, size, settings=replace(sampling, guidance_scale=scale), **common)
     wrapper = METHODS[settings.method](model, region, guidance_scale, **(settings.method_options or {}))
     any_cond = bool(region.has_cond.any())
     dummy = torch.zeros(batch, 1) if any_cond else None  # each region's condition lives in the wrapper
@@ -76,4 +75,5 @@ def paint(model, painting: Painting, size: tuple[int, int], *, seeds: Sequence[i
     if region.guidance is not None and scale == 1.0:
         scale = max(g if g is not None else 1.0 for g in region.guidance)  # guided pass needed for per-region scales
         wrapper.guidance_scale = scale
-    return ddim_sample(wrapper, dummy, size, guidance_scale=scale if any_cond else 1.0, **common)
+    return ddim_sample(wrapper, dummy, size, settings=replace(sampling, guidance_scale=scale if any_cond else 1.0),
+                       **common)

@@ -2,23 +2,26 @@
 
 Two groups, each travelling as one object: :class:`PaintSettings` — how a map is painted (``paint``, the
 ``brush`` and ``brush-eval`` commands) — and :class:`EvalProtocol` — how a painted map is measured
-(``evaluate_brush``, ``brush-eval``). Sampling defaults (DDIM steps, chunk size) are the sampler's own
-(``infbrush.sample.run``); the judge's feature size is the control judge's (``infbrush.evaluate.control``).
+(``evaluate_brush``, ``brush-eval``). Sampling defaults are the sampler's own (steps: ``SamplingSettings``;
+chunk size: ``infbrush sample``'s); the judge's feature size is the control judge's (``infbrush.evaluate.control``).
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from infbrush.diffusion.settings import SamplingMemory, SamplingSettings
 from infbrush.evaluate.control import DEFAULT_FEATURE_SIZE
-from infbrush.sample.run import DEFAULT_CHUNK_POINTS, DEFAULT_STEPS
+from infbrush.sample.run import DEFAULT_CHUNK_POINTS
 
 
 @dataclass(frozen=True)
 class PaintSettings:
-    """How a painted map is sampled: the same for ours, the baseline and the single-condition samples."""
+    """How a painted map is sampled: the same for ours, the baseline and the single-condition samples (the
+    sampler, spacing and x̂_0 clipping are ``SamplingSettings``' defaults)."""
 
-    steps: int = DEFAULT_STEPS                          # DDIM steps
+    steps: int = SamplingSettings.steps                 # DDIM steps
     guidance_scale: float | None = None                 # classifier-free guidance; None: the legend's, else 1
     guidance_interval: tuple[int, int] | None = None    # guide only T_LO <= t <= T_HI; None: every step
     chunk_points: int | None = DEFAULT_CHUNK_POINTS     # points per denoiser chunk; 0 / None: whole image at once
@@ -31,10 +34,14 @@ class PaintSettings:
             return self.guidance_scale
         return legend.guidance_scale or 1.0
 
-    @property
-    def chunk(self) -> int | None:
-        """Points per chunk as the sampler takes them (None: the whole image at once)."""
-        return self.chunk_points or None
+    def sampling(self, legend) -> SamplingSettings:
+        """The sampler's settings for painting with ``legend``: these steps and interval, ``guidance_for`` it."""
+        return SamplingSettings(steps=self.steps, guidance_scale=self.guidance_for(legend),
+                                guidance_interval=self.guidance_interval)
+
+    def memory(self, state_dir: str | os.PathLike | None = None) -> SamplingMemory:
+        """The sampler's memory bounds: these chunks (0 / None: the whole image at once), x_t under ``state_dir``."""
+        return SamplingMemory(chunk_points=self.chunk_points or None, state_dir=state_dir)
 
 
 @dataclass(frozen=True)

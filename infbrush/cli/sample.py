@@ -16,27 +16,29 @@ SPLITS = {"held-out": 1, "train": 0}  # --split name → the store's split value
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from infbrush.cli.options import add_device_option, add_guidance_interval_option, signature_defaults
+    from infbrush.diffusion.settings import SamplingSettings
     from infbrush.sample import run
     from infbrush.sample.conditions import from_held_out
 
-    d = signature_defaults(run.sample_resolution)  # the library owns the defaults (and run.DEFAULT_*)
+    # the library owns the defaults (and run.DEFAULT_*)
+    sampling, out, execution = SamplingSettings(), run.ImageOutput(), run.Execution()
     split = {value: name for name, value in SPLITS.items()}[signature_defaults(from_held_out)["split"]]
     parser.add_argument("--weights", required=True, help="exported EMA weights (results/<ds>/ema.pt)")
     parser.add_argument("--out", required=True, help="output folder; images go to OUT/<R>/ with an index.json")
     parser.add_argument("--resolution", type=int, nargs="+", required=True, metavar="R",
                         help="output side(s) in pixels (square images), e.g. 256 512 4096")
-    parser.add_argument("--steps", type=int, default=run.DEFAULT_STEPS,
+    parser.add_argument("--steps", type=int, default=sampling.steps,
                         help="sampler steps = network evaluations per image, two at guided steps (default: "
                              "%(default)s)")
-    parser.add_argument("--sampler", default=d["sampler"],
+    parser.add_argument("--sampler", default=sampling.sampler,
                         help="ODE sampler: ddim (the paper's), dpmpp_2m (DPM-Solver++(2M)), unipc (UniPC-bh2) "
                              "(default: %(default)s)")
-    parser.add_argument("--spacing", default=d["spacing"],
+    parser.add_argument("--spacing", default=sampling.spacing,
                         help="timesteps of the run: linear (even in t, the paper's DDIM) or lambda (T-1, then even in "
                              "log-SNR from sigma 80 down, as DPM-Solver; default: %(default)s)")
-    parser.add_argument("--guidance-scale", type=float, default=d["guidance_scale"],
+    parser.add_argument("--guidance-scale", type=float, default=sampling.guidance_scale,
                         help="classifier-free guidance (1 = none; default: %(default)s)")
-    add_guidance_interval_option(parser, d["guidance_interval"])
+    add_guidance_interval_option(parser, sampling.guidance_interval)
     parser.add_argument("--chunk-points", type=int, default=run.DEFAULT_CHUNK_POINTS,
                         help="points per denoiser chunk (bounds activation memory; 0 = whole image at once; "
                              "default: %(default)s)")
@@ -57,10 +59,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "first --n-images rows")
     parser.add_argument("--n-images", type=int, help="at most this many images (held-out: the first N rows; "
                                                      "unconditional: required)")
-    parser.add_argument("--format", choices=("auto", "png", "tiff"), default=d["fmt"],
+    parser.add_argument("--format", choices=("auto", "png", "tiff"), default=out.fmt,
                         help="auto: PNG up to --png-max-side, pyramidal TIFF above (default: %(default)s)")
-    parser.add_argument("--png-max-side", type=int, default=d["png_max_side"], help="default: %(default)s")
-    parser.add_argument("--compression", choices=("jpeg", "deflate"), default=d["compression"],
+    parser.add_argument("--png-max-side", type=int, default=out.png_max_side, help="default: %(default)s")
+    parser.add_argument("--compression", choices=("jpeg", "deflate"), default=out.compression,
                         help="TIFF tile compression (default: %(default)s)")
     parser.add_argument("--mpp", type=float, help="microns per pixel of the training images (tiling.target_mpp)")
     parser.add_argument("--mpp-size", type=int,
@@ -68,13 +70,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "Default: R (every output gets --mpp)")
     parser.add_argument("--mollify-sigma", type=float, help="default: the value the model was trained with")
     parser.add_argument("--timesteps", type=int, help="diffusion T; default: the value the model was trained with")
-    parser.add_argument("--batch-pixels", type=int, default=d["batch_pixels"],
+    parser.add_argument("--batch-pixels", type=int, default=execution.batch_pixels,
                         help="images per batch = max(1, this // R²) (default: %(default)s); outputs do not depend "
                              "on it")
     parser.add_argument("--state-dir", help="keep the DDIM state in a scratch file in this folder instead of RAM "
                                             "(CPU; for outputs larger than memory, e.g. 16384²)")
     add_device_option(parser)
-    parser.add_argument("--amp", default=d["precision"], choices=["off", "bf16", "bf16-grid"],
+    parser.add_argument("--amp", default=execution.precision, choices=["off", "bf16", "bf16-grid"],
                         help="precision: float32, bf16 autocast of the denoiser, or of its grid UNet only "
                              "(benchmarks/RESULTS.md: speed and accuracy of each; default: %(default)s)")
     parser.add_argument("--no-progress", action="store_true")
@@ -93,15 +95,18 @@ def _check_condition_kind(args: argparse.Namespace, config: dict) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from infbrush.cli.options import check_guidance_interval_option
     from infbrush.diffusion.process import Diffusion
     from infbrush.diffusion.samplers import SAMPLERS
     from infbrush.diffusion.schedule import SPACINGS, sampling_timesteps
+    from infbrush.diffusion.settings import SamplingMemory, SamplingSettings
     from infbrush.io import sha256_file
     from infbrush.sample import conditions as C
     from infbrush.runtime.distributed import cleanup_distributed, rank_layout
     from infbrush.runtime.device import resolve_device
-    from infbrush.sample.run import load_weights, sample_resolution, split_over_ranks
+    from infbrush.sample.run import Execution, ImageOutput, load_weights, sample_resolution, split_over_ranks
 
     if any(r < 1 for r in args.resolution):
         raise InfbrushError(f"--resolution must be positive, got {args.resolution}")
@@ -152,25 +157,23 @@ def main(args: argparse.Namespace) -> int:
         cond_files = []
     C.check_cond_dim(specs, cond_dim, str(args.weights))
 
-    settings = {"weights": str(args.weights), "weights_sha256": sha256_file(args.weights),
-                "step": ckpt.get("step"), "steps": args.steps, "guidance_scale": args.guidance_scale,
-                "guidance_interval": args.guidance_interval, "sampler": args.sampler,
-                "spacing": args.spacing,
-                "mollify_sigma": mollify_sigma, "timesteps": timesteps, "seed": args.seed,
-                "cond_files": {str(p): sha256_file(p) for p in cond_files}, "compression": args.compression}
-    alpha_bar = diffusion.alpha_bar()
-    chunk = args.chunk_points or None
+    record = {"weights": str(args.weights), "weights_sha256": sha256_file(args.weights),
+              "step": ckpt.get("step"), "steps": args.steps, "guidance_scale": args.guidance_scale,
+              "guidance_interval": args.guidance_interval, "sampler": args.sampler,
+              "spacing": args.spacing,
+              "mollify_sigma": mollify_sigma, "timesteps": timesteps, "seed": args.seed,
+              "cond_files": {str(p): sha256_file(p) for p in cond_files}, "compression": args.compression}
+    interval = tuple(args.guidance_interval) if args.guidance_interval else None
+    settings = SamplingSettings(steps=args.steps, sampler=args.sampler, spacing=args.spacing,
+                                guidance_scale=args.guidance_scale, guidance_interval=interval)
+    output = ImageOutput(fmt=args.format, png_max_side=args.png_max_side, compression=args.compression)
+    execution = Execution(device=device, precision=args.amp, batch_pixels=args.batch_pixels,
+                          memory=SamplingMemory(chunk_points=args.chunk_points or None, state_dir=args.state_dir))
     for r in args.resolution:
         mpp = None if args.mpp is None else args.mpp * (args.mpp_size or r) / r
-        entries = sample_resolution(model, specs, Path(args.out) / str(r), (r, r), steps=args.steps,
-                                    alpha_bar=alpha_bar, mollify_sigma=mollify_sigma, settings=settings,
-                                    guidance_scale=args.guidance_scale, guidance_interval=args.guidance_interval,
-                                    sampler=args.sampler, spacing=args.spacing,
-                                    chunk_points=chunk,
-                                    fmt=args.format, png_max_side=args.png_max_side,
-                                    compression=args.compression, mpp=mpp, device=device,
-                                    progress=not args.no_progress, state_dir=args.state_dir,
-                                    precision=args.amp, rank=rank, batch_pixels=args.batch_pixels)
+        entries = sample_resolution(model, specs, Path(args.out) / str(r), (r, r), diffusion=diffusion,
+                                    settings=settings, record=record, output=replace(output, mpp=mpp),
+                                    execution=execution, progress=not args.no_progress)
         if rank == 0:
             print(f"{len(entries)} images at {r}x{r} in {Path(args.out) / str(r)}", file=sys.stderr)
     if rank_layout()[1] > 1:

@@ -1,15 +1,29 @@
-"""Function-space diffusion: schedule, mollified noise, point sampling, loss and DDIM (paper sec. 3-4)."""
-from infbrush.diffusion.ddim import ddim_sample, initial_noise
-from infbrush.diffusion.guidance import GuidedDenoiser
-from infbrush.diffusion.samplers import SAMPLERS, make_sampler
-from infbrush.diffusion.loss import training_loss
-from infbrush.diffusion.mollifier import mollified_noise_grid, mollified_noise_points, mollify_image
-from infbrush.diffusion.points import index_to_coords, lattice_coords, n_points_for, sample_points
-from infbrush.diffusion.schedule import T, cosine_alpha_bar, ddim_step, ddim_timesteps, eps_from_x0, predict_x0
+"""Function-space diffusion: schedule, mollified noise, point sampling, loss and DDIM (paper sec. 3-4).
 
-__all__ = [
-    "T", "cosine_alpha_bar", "ddim_step", "ddim_timesteps", "predict_x0", "eps_from_x0",
-    "mollified_noise_points", "mollified_noise_grid", "mollify_image",
-    "sample_points", "lattice_coords", "index_to_coords", "n_points_for",
-    "training_loss", "ddim_sample", "initial_noise", "GuidedDenoiser", "SAMPLERS", "make_sampler",
-]
+Names load with their module on first use (PEP 562), so that the torch-free ``infbrush.diffusion.settings`` can be
+read by the commands' argument parsers without importing torch.
+"""
+from __future__ import annotations
+
+import importlib
+
+_MODULES = {
+    "ddim": ("ddim_sample", "initial_noise"),
+    "guidance": ("GuidedDenoiser",),
+    "loss": ("training_loss",),
+    "mollifier": ("mollified_noise_points", "mollified_noise_grid", "mollify_image"),
+    "points": ("sample_points", "lattice_coords", "index_to_coords", "n_points_for"),
+    "process": ("Diffusion",),
+    "samplers": ("SAMPLERS", "make_sampler"),
+    "schedule": ("T", "cosine_alpha_bar", "ddim_step", "ddim_timesteps", "predict_x0", "eps_from_x0"),
+    "settings": ("SamplingSettings", "SamplingMemory"),
+}
+_OWNER = {name: module for module, names in _MODULES.items() for name in names}
+__all__ = list(_OWNER)
+
+
+def __getattr__(name: str):
+    module = _OWNER.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)

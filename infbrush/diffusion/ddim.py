@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -20,9 +21,12 @@ from infbrush.diffusion.mollifier import mollified_noise_grid, noise_bands
 from infbrush.diffusion.points import index_to_coords
 from infbrush.diffusion.samplers import make_sampler
 from infbrush.diffusion.schedule import PREDICTIONS, eps_from_v, eps_from_x0, predict_x0, sampling_timesteps, x0_from_v
+from infbrush.diffusion.settings import SamplingMemory, SamplingSettings
 from infbrush.runtime.chunks import check_chunk_points
 
-DEFAULT_CACHE_BYTES = 256 << 20  # activations kept between the passes of a chunked forward (bounded, not per pixel)
+if TYPE_CHECKING:
+    from infbrush.diffusion.process import Diffusion
+
 NOISE_BAND_POINTS = 1 << 22  # x_T is made in bands of at most this many points (48 MiB for RGB)
 
 
@@ -145,41 +149,32 @@ def ddim_sample(
     cond: torch.Tensor | None,
     size: tuple[int, int],
     *,
-    steps: int,
     seeds: list[int],
-    alpha_bar: torch.Tensor,
-    mollify_sigma: float,
-    guidance_scale: float = 1.0,
-    chunk_points: int | None = None,
-    in_channels: int = 3,
-    progress: bool = False,
-    clip_x0: bool = True,
+    diffusion: Diffusion,
+    settings: SamplingSettings = SamplingSettings(),
+    memory: SamplingMemory = SamplingMemory(),
     device: torch.device | str | None = None,
-    state_dir: str | os.PathLike | None = None,
-    cache_bytes: int = DEFAULT_CACHE_BYTES,
-    prediction: str | None = None,
-    guidance_interval: tuple[int, int] | None = None,
-    sampler: str = "ddim",
-    spacing: str = "linear",
+    progress: bool = False,
 ) -> torch.Tensor:
-    """Sample B = len(seeds) images on the H×W lattice → (B, C, H, W) in [-1, 1].
+    """Sample B = len(seeds) images of the process ``diffusion`` on the H×W lattice → (B, C, H, W) in [-1, 1].
 
-    ``model`` is a denoiser (or any callable with its signature); one with a ``stream`` method (the denoiser, or
-    a wrapper such as ``RankSplitDenoiser``) is evaluated over chunks of ``chunk_points`` points, so peak memory
-    is set by the chunk (plus the ``cache_bytes`` of activations kept between its passes), not by H·W. x_T is
-    the mollified noise function of seeds[i] (std ``mollify_sigma`` × image side) read on the lattice, so image i
-    depends only on seeds[i] and cond[i], never on the batch size or the chunking, and the output size is free.
-    ``sampler``: a name of ``SAMPLERS`` (``diffusion/samplers.py``): "ddim" (the paper's), "dpmpp_2m", "unipc";
+    ``model`` is a denoiser (or any callable with its signature); its ``prediction`` attribute says what it
+    outputs, "eps" or "v" (absent: "eps"), and ``in_channels`` how many channels C (absent: 3). After guidance,
+    v̂ gives ε̂ = sqrt(1-ᾱ) x_t + sqrt(ᾱ) v̂ and x̂_0 = sqrt(ᾱ) x_t - sqrt(1-ᾱ) v̂. One with a ``stream`` method
+    (the denoiser, or a wrapper such as ``RankSplitDenoiser``) is evaluated over chunks of
+    ``memory.chunk_points`` points, so peak memory is set by the chunk (plus the ``memory.cache_bytes`` of
+    activations kept between its passes), not by H·W. x_T is the mollified noise function of seeds[i] (std
+    ``diffusion.mollify_sigma`` × image side) read on the lattice, so image i depends only on seeds[i] and
+    cond[i], never on the batch size or the chunking, and the output size is free.
+    ``settings`` (:class:`SamplingSettings`): ``sampler`` a name of ``SAMPLERS`` (``diffusion/samplers.py``),
     ``steps`` network evaluations each (two at guided steps), at timesteps spaced by ``spacing`` ("linear" in t,
-    the paper's; "lambda": even in log-SNR, ``sampling_timesteps``). Multistep samplers keep their per-point history
-    beside x_t (in RAM, or on disk with ``state_dir``).
-    ``clip_x0`` clips x̂_0 to [-1, 1] at each step (ε is made consistent with the clipped x̂_0).
-    ``state_dir``: keep x_t in an anonymous scratch file there instead of RAM (for outputs beyond RAM; CPU
-    only); the result is then a read-write memory map of that file (B, C, H, W), freed with the tensor.
-    ``prediction``: what the model outputs, "eps" or "v" (default: the model's ``prediction`` attribute, else
-    "eps"); after guidance, v̂ gives ε̂ = sqrt(1-ᾱ) x_t + sqrt(ᾱ) v̂ and x̂_0 = sqrt(ᾱ) x_t - sqrt(1-ᾱ) v̂.
-    ``guidance_scale`` s and ``guidance_interval`` (t_lo, t_hi): classifier-free guidance at the steps with
-    t_lo ≤ t ≤ t_hi (None: every step; ``GuidedDenoiser``); the other steps run one conditional pass.
+    the paper's; "lambda": even in log-SNR, ``sampling_timesteps``); ``clip_x0`` clips x̂_0 to [-1, 1] at each
+    step (ε is made consistent with the clipped x̂_0); classifier-free guidance of scale ``guidance_scale`` at
+    the steps with t_lo ≤ t ≤ t_hi of ``guidance_interval`` (None: every step; ``GuidedDenoiser``), the other
+    steps running one conditional pass. Multistep samplers keep their per-point history beside x_t.
+    ``memory.state_dir``: keep x_t (and that history) in anonymous scratch files there instead of RAM (for
+    outputs beyond RAM; CPU only); the result is then a read-write memory map of that file (B, C, H, W), freed
+    with the tensor.
     """
     height, width = size
     if height < 1 or width < 1:
@@ -189,29 +184,31 @@ def ddim_sample(
         raise ValueError("seeds must name at least one image")
     if cond is not None and cond.shape[0] != batch:
         raise ValueError(f"cond has {cond.shape[0]} rows for {batch} seeds")
+    chunk_points, cache_bytes, state_dir = memory.chunk_points, memory.cache_bytes, memory.state_dir
     if cache_bytes < 0:
         raise ValueError(f"cache_bytes must be >= 0, got {cache_bytes}")
-    prediction = prediction or getattr(model, "prediction", "eps")
+    prediction = getattr(model, "prediction", "eps")
     if prediction not in PREDICTIONS:
         raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
+    in_channels = int(getattr(model, "in_channels", 3))
     n_points = height * width
     check_chunk_points(chunk_points)  # before any work (the chunks themselves are the model's)
-    alpha_bar = alpha_bar.to(torch.float64)
-    ts = sampling_timesteps(steps, alpha_bar, spacing)
-    rule = make_sampler(sampler, alpha_bar, ts)
-    interval = check_guidance_interval(guidance_interval, alpha_bar.shape[0])
+    alpha_bar = diffusion.alpha_bar().to(torch.float64)
+    ts = sampling_timesteps(settings.steps, alpha_bar, settings.spacing)
+    rule = make_sampler(settings.sampler, alpha_bar, ts)
+    interval = check_guidance_interval(settings.guidance_interval, alpha_bar.shape[0])
     device = torch.device(device) if device is not None else _device_of(model, cond)
     cond = cond.to(device) if cond is not None else None
-    if cond is not None and guidance_scale != 1.0:
-        model = GuidedDenoiser(model, guidance_scale, interval)
+    if cond is not None and settings.guidance_scale != 1.0:
+        model = GuidedDenoiser(model, settings.guidance_scale, interval)
     state = SamplerState(batch, n_points, in_channels, device, state_dir)
     history = {name: SamplerState(batch, n_points, in_channels, device, state_dir) for name in rule.buffers}
-    fill_initial_noise(state, size, seeds, mollify_sigma, noise_rows_per_band(width))
+    fill_initial_noise(state, size, seeds, diffusion.mollify_sigma, noise_rows_per_band(width))
     iterator = ts
     if progress:
         from tqdm import tqdm
 
-        iterator = tqdm(ts, desc=f"{sampler} {height}x{width}")
+        iterator = tqdm(ts, desc=f"{settings.sampler} {height}x{width}")
     for i, t in enumerate(iterator):
         a_t = float(alpha_bar[t])
         last_step = i + 1 == len(ts)
@@ -229,7 +226,7 @@ def ddim_sample(
                 eps, x0 = eps_from_v(x, out, a_t), x0_from_v(x, out, a_t)
             else:
                 eps, x0 = out, predict_x0(x, out, a_t)
-            if clip_x0:
+            if settings.clip_x0:
                 x0 = x0.clamp(-1, 1)
                 eps = eps_from_x0(x, x0, a_t)
             # copies, not views of the buffers: a sampler may hand one buffer's old value on to another

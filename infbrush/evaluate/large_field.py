@@ -19,11 +19,12 @@ reference, and seconds per field. Differences against ``whole_image`` are paired
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
+from infbrush.diffusion.settings import SamplingSettings
 from infbrush.evaluate.seams import seam_ratio, tile_index
 
 
@@ -32,13 +33,18 @@ class FieldSetup:
     """What both methods sample with: steps, sampler, spacing, their guidance scales, the base seed."""
 
     steps: int = 20
-    sampler: str = "ddim"
-    spacing: str = "linear"
+    sampler: str = SamplingSettings.sampler
+    spacing: str = SamplingSettings.spacing
     field_guidance: float = 1.0
     tile_guidance: float = 1.0
     seed: int = 0
     crops_per_field: int = 4
     bootstrap: int = 2000
+
+    def sampling(self, guidance_scale: float) -> SamplingSettings:
+        """The sampler's settings of one method: these steps, sampler and spacing, its guidance scale."""
+        return SamplingSettings(steps=self.steps, sampler=self.sampler, spacing=self.spacing,
+                                guidance_scale=guidance_scale)
 
 
 def to_uint8(images: torch.Tensor) -> list[np.ndarray]:
@@ -53,9 +59,8 @@ def sample_whole(model, diffusion, cond: torch.Tensor, field: int, seeds: list[i
     from infbrush.diffusion import ddim_sample
 
     start = time.perf_counter()
-    images = ddim_sample(model, cond, (field, field), steps=setup.steps, seeds=seeds, alpha_bar=diffusion.alpha_bar(),
-                         mollify_sigma=diffusion.mollify_sigma, guidance_scale=setup.field_guidance,
-                         sampler=setup.sampler, spacing=setup.spacing, device=device)
+    images = ddim_sample(model, cond, (field, field), seeds=seeds, diffusion=diffusion,
+                         settings=setup.sampling(setup.field_guidance), device=device)
     return to_uint8(images), (time.perf_counter() - start) / len(seeds)
 
 
@@ -70,10 +75,9 @@ def sample_tiled(model, diffusion, tile_cond: torch.Tensor, field: int, tile: in
     if tile_cond.shape[1] != tiled.n_tiles:
         raise ValueError(f"{tile_cond.shape[1]} tile conditions for {tiled.n_tiles} tiles")
     start = time.perf_counter()
-    images = ddim_sample(tiled, tile_cond.reshape(len(seeds), -1), (field, field), steps=setup.steps, seeds=seeds,
-                         alpha_bar=diffusion.alpha_bar(), mollify_sigma=diffusion.mollify_sigma * tile / field,
-                         guidance_scale=setup.tile_guidance, sampler=setup.sampler, spacing=setup.spacing,
-                         device=device)
+    images = ddim_sample(tiled, tile_cond.reshape(len(seeds), -1), (field, field), seeds=seeds,
+                         diffusion=replace(diffusion, mollify_sigma=diffusion.mollify_sigma * tile / field),
+                         settings=setup.sampling(setup.tile_guidance), device=device)
     return to_uint8(images), (time.perf_counter() - start) / len(seeds)
 
 

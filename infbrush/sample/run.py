@@ -2,27 +2,56 @@
 
 Memory: ``ddim_sample`` keeps only the DDIM state x_t of the whole image (12 bytes per pixel for RGB float32:
 0.2 GB at 4096², 3.2 GB at 16384²) because every denoiser call has stages that are global over points; the
-denoiser itself runs over ``chunk_points`` points at a time, so its activations stay bounded. With
-``state_dir`` x_t lives in a scratch file there instead of RAM (CPU), so peak memory is bounded by the chunk
-whatever the output size. The result is converted to uint8 and written one row band at a time (a pyramidal
-TIFF for large images), so no uint8 copy of the full image is ever made.
+denoiser itself runs over ``chunk_points`` points at a time (``SamplingMemory``), so its activations stay
+bounded. With ``state_dir`` x_t lives in a scratch file there instead of RAM (CPU), so peak memory is bounded by
+the chunk whatever the output size. The result is converted to uint8 and written one row band at a time (a
+pyramidal TIFF for large images), so no uint8 copy of the full image is ever made.
 """
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
+from infbrush.diffusion.settings import SamplingMemory, SamplingSettings
 from infbrush.errors import InfbrushError
 from infbrush.sample.conditions import SampleSpec
-from infbrush.sample.outputs import SampleIndex, choose_format, write_image
+from infbrush.sample.outputs import PNG_MAX_SIDE, SampleIndex, choose_format, write_image
 
-DEFAULT_BATCH_PIXELS = 1 << 20  # images per batch = max(1, this // (H·W)): 16 at 256², 1 from 1024²
-# What `infbrush sample` does unless told otherwise (the rest of its defaults are sample_resolution's keywords):
-DEFAULT_STEPS = 50              # DDIM steps (the paper's 50, ../shared/paper/NUMBERS.md)
+if TYPE_CHECKING:
+    from infbrush.diffusion.process import Diffusion
+
+# What `infbrush sample` does unless told otherwise (the rest of its defaults are those of SamplingSettings,
+# ImageOutput and Execution):
 DEFAULT_CHUNK_POINTS = 1 << 16  # points per denoiser chunk: bounds activation memory (0 / None: whole image at once)
 DEFAULT_SEED = 0                # image i uses seed DEFAULT_SEED + i
 DEFAULT_PER_CLASS = 4           # images per prompt / class label
+
+
+@dataclass(frozen=True)
+class ImageOutput:
+    """How ``sample_resolution`` writes an image: ``fmt`` "png", "tiff" (pyramidal) or "auto" (PNG up to
+    ``png_max_side``, TIFF above), the TIFF tiles' ``compression`` ("jpeg" or "deflate"), and ``mpp`` (microns per
+    pixel) recorded in the file when known."""
+
+    fmt: str = "auto"
+    png_max_side: int = PNG_MAX_SIDE
+    compression: str = "jpeg"
+    mpp: float | None = None
+
+
+@dataclass(frozen=True)
+class Execution:
+    """Where and how ``sample_resolution`` computes its images; only ``precision`` changes them beyond float
+    rounding. ``precision``: "off" (float32), "bf16" (autocast of the whole denoiser) or "bf16-grid" (its grid UNet
+    only); ``memory``: the sampler's chunking and where x_t lives; ``batch_pixels``: images per batch =
+    max(1, batch_pixels // (H·W)), 16 at 256², 1 from 1024²."""
+
+    device: str = "cpu"
+    precision: str = "off"
+    memory: SamplingMemory = SamplingMemory()
+    batch_pixels: int = 1 << 20
 
 
 def load_weights(path: str | os.PathLike, device: str = "cpu"):
@@ -71,32 +100,19 @@ def sample_resolution(
     out_dir: str | os.PathLike,
     size: tuple[int, int],
     *,
-    steps: int,
-    alpha_bar,
-    mollify_sigma: float,
-    settings: dict,
-    guidance_scale: float = 1.0,
-    guidance_interval: tuple[int, int] | None = None,
-    sampler: str = "ddim",
-    spacing: str = "linear",
-    chunk_points: int | None = None,
-    batch_pixels: int = DEFAULT_BATCH_PIXELS,
-    fmt: str = "auto",
-    png_max_side: int = 2048,
-    compression: str = "jpeg",
-    mpp: float | None = None,
-    device: str = "cpu",
+    diffusion: Diffusion,
+    settings: SamplingSettings = SamplingSettings(),
+    record: dict,
+    output: ImageOutput = ImageOutput(),
+    execution: Execution = Execution(),
     progress: bool = True,
-    state_dir: str | os.PathLike | None = None,
-    precision: str = "off",
-    rank: int = 0,
 ) -> list[dict]:
     """Generate every spec at ``size`` (H, W) into ``out_dir`` (PNG/TIFF + index.json); skip complete ones.
 
-    Image i is ``ddim_sample`` with seed ``spec.seed``: independent of batching and of resumption.
-    ``precision``: "off" (float32), "bf16" (autocast of the whole denoiser) or "bf16-grid" (its grid UNet only).
-    ``rank``: with a ``RankSplitDenoiser`` every rank runs this with the same arguments and only rank 0 writes.
-    Returns the index entries, in ``specs`` order.
+    Image i is ``ddim_sample`` of the process ``diffusion`` with ``settings`` and seed ``spec.seed``: independent
+    of batching and of resumption. ``record``: what index.json records of the run; finished images made under
+    another record are made again. A ``RankSplitDenoiser`` (``model.rank``, ``model.world``): every rank runs this
+    with the same arguments and only rank 0 writes. Returns the index entries, in ``specs`` order.
     """
     import contextlib
 
@@ -106,6 +122,7 @@ def sample_resolution(
     from infbrush.diffusion import ddim_sample
     from infbrush.models import set_precision
 
+    device, precision, chunk_points = execution.device, execution.precision, execution.memory.chunk_points
     if getattr(model, "world", 1) > 1:  # split over ranks: every rank needs a chunk of every image
         from infbrush.models.ranks import rank_spans
 
@@ -119,17 +136,16 @@ def sample_resolution(
     set_precision(getattr(model, "model", model), precision)
     autocast = (lambda: torch.autocast(torch.device(device).type, dtype=torch.bfloat16)) if precision == "bf16" \
         else contextlib.nullcontext
-    main = rank == 0
+    main = getattr(model, "rank", 0) == 0
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     height, width = size
-    kind = choose_format(fmt, size, png_max_side)
+    kind = choose_format(output.fmt, size, output.png_max_side)
     suffix = ".png" if kind == "png" else ".tiff"
-    index = SampleIndex(out_dir, size, settings)
+    index = SampleIndex(out_dir, size, record)
     todo = [s for s in specs if not index.is_complete(s.name)]
-    per_batch = max(1, batch_pixels // (height * width))
-    in_channels = int(getattr(model, "in_channels", 3))
+    per_batch = max(1, execution.batch_pixels // (height * width))
     bar = tqdm(total=len(specs), initial=len(specs) - len(todo), desc=f"sample {height}x{width}", unit="img",
                disable=not progress or not main)
     for b0 in range(0, len(todo), per_batch):
@@ -138,19 +154,15 @@ def sample_resolution(
         if batch[0].cond is not None:
             cond = torch.stack([torch.as_tensor(s.cond, dtype=torch.float32) for s in batch]).to(device)  # (B, D)
         with torch.no_grad(), autocast():
-            images = ddim_sample(model, cond, (height, width), steps=steps, seeds=[s.seed for s in batch],
-                                 alpha_bar=alpha_bar, mollify_sigma=mollify_sigma, guidance_scale=guidance_scale,
-                                 guidance_interval=guidance_interval, sampler=sampler, spacing=spacing,
-                                 chunk_points=chunk_points,
-                                 in_channels=in_channels,
-                                 state_dir=state_dir,
+            images = ddim_sample(model, cond, (height, width), seeds=[s.seed for s in batch], diffusion=diffusion,
+                                 settings=settings, memory=execution.memory,
                                  progress=progress and main and len(batch) == 1)  # (B, C, H, W) in [-1, 1]
         if not main:  # another rank holds the image; rank 0 writes it
             bar.update(len(batch))
             continue
         for spec, image in zip(batch, images):
             file = spec.name + suffix
-            write_image(out_dir / file, image, kind, mpp=mpp, compression=compression)
+            write_image(out_dir / file, image, kind, mpp=output.mpp, compression=output.compression)
             index.add({"file": file, "name": spec.name, "seed": spec.seed, "source": spec.source,
                        "source_id": spec.source_id, "label": spec.label, "label_name": spec.label_name,
                        "resolution": [height, width], "format": kind})

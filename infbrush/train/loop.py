@@ -117,7 +117,7 @@ def _save_grid(images: torch.Tensor, path: Path) -> None:
 def train(cfg: TrainConfig) -> int:
     """Train (or resume) the run described by ``cfg``; returns the process exit code (0 or REQUEUE_EXIT_CODE)."""
     from infbrush.data.store import ImageStore
-    from infbrush.diffusion import ddim_sample, training_loss
+    from infbrush.diffusion import SamplingSettings, ddim_sample, training_loss
     from infbrush.diffusion.process import Diffusion
     from infbrush.diffusion.noise_levels import LossWeighting, NoiseLevels
     from infbrush.models import build_model
@@ -332,9 +332,8 @@ def train(cfg: TrainConfig) -> int:
                 checkpoint(step)
             if cfg.sample_every and step % cfg.sample_every == 0 and dist.is_main:
                 with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.no_grad():
-                    grid = ddim_sample(ema, sample_cond, sample_size, steps=cfg.sample_steps,
-                                       seeds=list(range(cfg.sample_images)), alpha_bar=alpha_bar,
-                                       mollify_sigma=cfg.mollify_sigma, in_channels=store.channels)
+                    grid = ddim_sample(ema, sample_cond, sample_size, seeds=list(range(cfg.sample_images)),
+                                       diffusion=diffusion, settings=SamplingSettings(steps=cfg.sample_steps))
                 _save_grid(grid, samples_dir / f"step_{step:08d}.png")
     bar.close()
 
