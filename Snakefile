@@ -17,4 +17,4 @@ include: "workflow/rules/brush.smk"
 
 rule all:
     input:
-        P.default_targets(),
+        default_targets(P),

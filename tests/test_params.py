@@ -48,6 +48,14 @@ def test_schema_lists_the_library_recipe_switches(repo_root):
     assert train["ema_kind"]["enum"] == list(EMA_KINDS)
 
 
+def test_schema_lists_the_papers_experiments(repo_root):
+    """report.paper_row takes exactly the experiments the report has the paper's rows of."""
+    from infbrush.evaluate.report import PAPER_EXPERIMENTS
+
+    schema = yaml.safe_load((repo_root / "workflow/schemas/params.schema.yaml").read_text())
+    assert schema["$defs"]["report"]["properties"]["paper_row"]["enum"] == list(PAPER_EXPERIMENTS)
+
+
 def _walk(node):
     yield node
     children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else []
@@ -71,6 +79,11 @@ def _walk(node):
         (lambda p: p.__setitem__("default_datasets", ["demo_brca", "nope"]), "unknown dataset 'nope'"),
         (lambda p: p["defaults"]["sample"].__setitem__("sampler", "euler"), "defaults.sample.sampler"),
         (lambda p: p["defaults"]["sample"].__setitem__("guidance_interval", [300]), "defaults.sample.guidance_interval"),
+        # an encoder trained here needs a trainer (open_clip, dino) and names the file it exports
+        (lambda p: p["datasets"]["brca_1024"]["embedding"].__setitem__("train", True),
+         "datasets.brca_1024.embedding.checkpoint = None"),
+        (lambda p: p["resources"].__setitem__("trian", {"mem_mb": 1, "runtime": 1}), "resources: Additional properties"),
+        (lambda p: p["resources"]["train"].__setitem__("runtime", [60]), "resources.train.runtime = [60]"),
     ],
 )
 def test_bad_params_are_rejected_with_the_key(params, edit, expected):

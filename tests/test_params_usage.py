@@ -1,9 +1,11 @@
-"""Every params.yaml setting reaches a command, and every setting the rules read is defined (issue 14).
+"""Every params.yaml setting reaches a command, and every setting the rules read is defined.
 
 The rules read params only through workflow/rules/rule_params.py (``P.get(ds, "train.steps")``,
-``P.top("demo_world.seed")`` and flag tables keyed by the same dotted paths), so the paths they read are string
-literals of the rule files. A schema key that no rule names is a setting that does nothing; a dotted path that
-the schema does not define is a read of a key that params.yaml cannot set.
+``P.top("demo_world.seed")``, ``P.of("inputs.slides")`` and ``P.flags_of("train.lr", ...)``, flags named after
+the same dotted paths) and the stage helpers beside it, so the paths they read are string literals of those
+files. A schema key that no rule names is a setting that does nothing; a dotted path that the schema does not
+define is a read of a key that params.yaml cannot set. The ``resources:`` block is keyed by rule kind instead:
+each kind the schema defines is requested by a rule (``P.resources("train")``) and each requested kind is defined.
 """
 import re
 import subprocess
@@ -14,10 +16,11 @@ import yaml
 
 from infbrush.config import load_params
 
-# Top-level blocks whose rules do not yet read them through P (their own rule file; see the README's layout):
-# the check skips them rather than fail on another stage's reads.
-NOT_THROUGH_P: set[str] = set()
+# Top-level blocks not read by key path: resources (by rule kind: test_every_resource_kind_is_requested).
+NOT_THROUGH_P: set[str] = {"resources"}
 LITERAL = re.compile(r"""["']([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*)["']""")
+RESOURCES = re.compile(r"""P\.resources\(["']([a-z_]+)["']\)""")
+FLAG_MAPPING = re.compile(r"""\{["']((?:[a-z_]+\.)*([a-z_]+))["']: ["'](--[a-z-]+)["']\}""")
 
 
 def _resolve(schema, node):
@@ -43,11 +46,14 @@ def schema(repo_root):
     return yaml.safe_load((repo_root / "workflow" / "schemas" / "params.schema.yaml").read_text())
 
 
+def _rule_files(repo_root):
+    rules = repo_root / "workflow" / "rules"
+    return [repo_root / "Snakefile", *sorted(rules.glob("*.smk")), *sorted(rules.rglob("*.py"))]
+
+
 @pytest.fixture(scope="module")
 def rule_literals(repo_root):
-    files = [repo_root / "Snakefile", repo_root / "workflow" / "rules" / "rule_params.py",
-             *sorted((repo_root / "workflow" / "rules").glob("*.smk"))]
-    return {m.group(1) for path in files for m in LITERAL.finditer(path.read_text())}
+    return {m.group(1) for path in _rule_files(repo_root) for m in LITERAL.finditer(path.read_text())}
 
 
 def _schema_paths(schema):
@@ -81,8 +87,6 @@ def test_rules_look_up_config_one_way(repo_root):
     are what P replaces."""
     for path in sorted((repo_root / "workflow" / "rules").glob("*.smk")):
         text = path.read_text()
-        if path.name == "brush.smk":  # issue 16's rule file reads its own top-level block (NOT_THROUGH_P)
-            continue
         for pattern in (r"DATASETS\[", r"config\[\"datasets\"\]\[", r"\.get\(\"[a-z_]+\", [^)]"):
             assert not re.search(pattern, text), f"{path.name}: reads config around P ({pattern})"
 
@@ -93,6 +97,23 @@ def test_the_check_catches_an_unread_key(schema, rule_literals):
     extra["$defs"]["train"]["properties"]["nobody_reads_this"] = {"type": "integer"}
     dataset, _ = _schema_paths(extra)
     assert "train.nobody_reads_this" in dataset - rule_literals
+
+
+def test_every_resource_kind_is_requested(schema, repo_root):
+    """resources.<kind> of the schema is what the rules request, kind for kind (no dead or unknown entry), and
+    params.yaml sizes every kind."""
+    requested = {m.group(1) for path in _rule_files(repo_root) for m in RESOURCES.finditer(path.read_text())}
+    defined = set(schema["properties"]["resources"]["properties"])
+    assert requested == defined, (sorted(defined - requested), sorted(requested - defined))
+    assert set(load_params(repo_root / "params.yaml")["resources"]) == defined
+
+
+def test_flags_are_named_after_their_keys_where_they_can_be(repo_root):
+    """A flag written out beside its key ({"embedding.input_size": "--thumb-size"}) names a flag that the key's own
+    name does not give (else the key alone derives it: key x_y → --x-y)."""
+    for path in _rule_files(repo_root):
+        for m in FLAG_MAPPING.finditer(path.read_text()):
+            assert m.group(3) != "--" + m.group(2).replace("_", "-"), f"{path.name}: {m.group(0)} is derived"
 
 
 def test_defaults_are_merged_into_every_dataset(repo_root):

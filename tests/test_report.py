@@ -68,10 +68,12 @@ def test_paper_row_and_miniature_options_choose_the_paper_rows(tmp_path):
     fid = _section(_run_cli(tmp_path, "--dataset", "my_run", "--paper-row", "NAIP 1024²", "--miniature"),
                    "<h2>CLIP FID")
     assert "paper rows (NAIP 1024²) are shown for reference only" in fid and "6.32" in fid and "48.65" in fid
-    # the options win over the dataset-name table: demo_brca shown beside the CelebA-HQ rows, as the paper's own
+    # the rows follow the options, never the dataset's name: demo_brca beside the CelebA-HQ rows, as the paper's
     fid = _section(_run_cli(tmp_path, "--dataset", "demo_brca", "--paper-row", "CelebA-HQ 256²"), "<h2>CLIP FID")
     assert "paper rows: CelebA-HQ 256²" in fid and "9.44" in fid and "TCGA-BRCA" not in fid
     assert "reference only" not in fid
+    fid = _section(_run_cli(tmp_path, "--dataset", "brca_4096"), "<h2>CLIP FID")  # no --paper-row: no paper rows
+    assert "TCGA-BRCA" not in fid and "paper rows" not in fid
     with pytest.raises(InfbrushError, match="'NAIP 2048²': not an experiment of the paper's tables; valid: .*NAIP"):
         _run_cli(tmp_path, "--dataset", "x", "--paper-row", "NAIP 2048²")
 
@@ -95,7 +97,7 @@ def test_report_with_partial_inputs(tmp_path):
     parser = argparse.ArgumentParser()
     cli.add_arguments(parser)
     args = parser.parse_args(["--dataset", "brca_4096", "--results", str(results), "--out", str(out),
-                              "--params", json.dumps({"train": {"lr": 5e-5}})])
+                              "--params", json.dumps({"train": {"lr": 5e-5}}), "--paper-row", "TCGA-BRCA 4096²"])
     assert cli.main(args) == 0
     text = out.read_text()
     srcs = _srcs(text)

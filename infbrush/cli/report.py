@@ -7,16 +7,6 @@ import sys
 HELP = "write one self-contained HTML report (samples, FID vs paper, zero-shot, BACH, losses, settings)"
 
 
-# TODO(params): the report rule passes --paper-row/--miniature from params.yaml; until then a run without
-# --paper-row takes both from this table of dataset names (the library itself never reads dataset names).
-# dataset → (paper experiment, True when the paper's numbers are only a reference: a demo at another scale)
-DATASET_EXPERIMENT = {
-    "brca_4096": ("TCGA-BRCA 4096²", False), "brca_1024": ("TCGA-BRCA 1024²", False),
-    "naip_1024": ("NAIP 1024²", False), "celebahq_256": ("CelebA-HQ 256²", False),
-    "demo_brca": ("TCGA-BRCA 4096²", True), "demo_naip": ("NAIP 1024²", True),
-}
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from infbrush.cli.options import signature_defaults
     from infbrush.evaluate.report import PAPER_EXPERIMENTS, write_report
@@ -29,8 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run settings to show: a JSON object, or a path to a JSON/YAML file")
     parser.add_argument("--paper-row", metavar="TEXT", default=d["paper_row"],
                         help="the paper's experiment whose FID rows to show beside this run's: "
-                             + " | ".join(PAPER_EXPERIMENTS) + " (without it: the experiment a known --dataset "
-                             "name stands for, else none)")
+                             + " | ".join(PAPER_EXPERIMENTS) + " (default: none; params.yaml report.paper_row)")
     parser.add_argument("--miniature", action="store_true", default=d["miniature"],
                         help="this run is a small stand-in for that experiment (other data, sizes, counts): label "
                              "the paper's rows a reference only")
@@ -68,11 +57,7 @@ def main(args: argparse.Namespace) -> int:
 
     if not Path(args.results).is_dir():
         raise InfbrushError(f"{args.results}: results folder not found")
-    paper_row, miniature = args.paper_row, args.miniature
-    if paper_row is None:  # TODO(params): the report rule passes --paper-row/--miniature from params.yaml
-        paper_row, named_miniature = DATASET_EXPERIMENT.get(args.dataset, (None, False))
-        miniature = miniature or named_miniature
-    out = write_report(args.out, args.dataset, args.results, _load_params(args.params), paper_row=paper_row,
-                       miniature=miniature)
+    out = write_report(args.out, args.dataset, args.results, _load_params(args.params), paper_row=args.paper_row,
+                       miniature=args.miniature)
     print(f"report: {out} ({out.stat().st_size / 1e6:.1f} MB)", file=sys.stderr)
     return 0

@@ -1,14 +1,18 @@
-# The brush (issue 16): paint each demo dataset's example condition map (workflow/brush/) with its model and
-# measure the layout control: results/<ds>/brush.json (+ PNGs in results/<ds>/brush/ for the report).
-# Settings: the top-level `brush:` block of params.yaml (read through P, rule_params.py); guidance scale and
-# blend width come from each legend.
+# The brush: paint each demo dataset's example condition map (workflow/brush/) with its model and measure the
+# layout control: results/<ds>/brush.json (+ PNGs in results/<ds>/brush/ for the report).
+# Settings: the top-level `brush:` block of params.yaml (brush.maps: dataset → map, legend and the variant whose
+# model paints it); the sampler steps are the dataset's own sample.steps; guidance scale and blend width come
+# from each legend.
 
 rule brush:
     input:
-        unpack(lambda wc: P.brush_inputs(wc.ds)),
+        map=lambda wc: P.top(f"brush.maps.{wc.ds}.map"),
+        legend=lambda wc: P.top(f"brush.maps.{wc.ds}.legend"),
+        store=L.images("{ds}"),
+        weights=lambda wc: L.weights(wc.ds, P.top(f"brush.maps.{wc.ds}.variant") or ""),
     output:
-        json=f"{RESULTS}/{{ds}}/brush.json",
-        image=f"{RESULTS}/{{ds}}/brush/brush.png",
+        json=L.brush("{ds}"),
+        image=L.brush_image("{ds}"),
     conda:
         CONDA_ENV
     log:
@@ -16,13 +20,17 @@ rule brush:
     benchmark:
         "logs/benchmarks/{ds}/brush.tsv"
     wildcard_constraints:
-        ds="|".join(P.brush_maps()) or "no-brush-map",
+        ds=P.names(P.brushed),
     params:
-        images=lambda wc: f"{RESULTS}/{wc.ds}/brush",
-        flags=lambda wc: P.brush_flags(wc.ds),
+        images=lambda wc, output: os.path.dirname(output.image),
+        flags=lambda wc: " ".join([
+            P.flags(None, "brush.size", "brush.chunk_points", "brush.crop_fraction", "brush.margin_fraction",
+                    "brush.crops_per_region"),
+            P.flags(wc.ds, "sample.steps"),
+            flag("--seeds", ",".join(map(str, P.top("brush.seeds") or [])) or None),
+        ]),
     resources:
-        mem_mb=4000,
-        runtime=60,
+        **P.resources("brush"),
     threads: 2
     shell:
         "infbrush brush-eval --map {input.map} --legend {input.legend} --weights {input.weights}"

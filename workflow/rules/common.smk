@@ -1,5 +1,6 @@
-# Shared by all rules: params validation (with params.yaml's `defaults:` merged into every dataset) and the one
-# config lookup, P (workflow/rules/rule_params.py): P.get(ds, "train.steps"), P.flags_of({...}), P.targets(ds).
+# Shared by all rules: params validation (with params.yaml's `defaults:` merged into every dataset), the one
+# config lookup, P (workflow/rules/rule_params.py: P.get(ds, "train.steps"), P.flags_of("train.lr", ...),
+# P.resources("train")), the results layout L (infbrush/layout.py) and the stage helpers (workflow/rules/helpers/).
 import json
 import os
 import re
@@ -7,10 +8,14 @@ import shlex
 import sys
 
 sys.path.insert(0, os.path.join(workflow.basedir, "workflow", "rules"))
+from infbrush import layout as L
 from infbrush.config import validate_params
-from rule_params import Params, RESULTS, flag
+from rule_params import Params, flag
+from helpers.evaluate import clip_checkpoint, default_targets, report_inputs, synthetic_res
+from helpers.models import control_goals, inputs, of_variant, sample_cond, sample_flags, train_cond, variant
 
 # One-line error naming the key before any job starts; the merged parameters are what every rule reads.
+# (Snakemake's own `validate` checks the same schema but neither merges `defaults:` nor names the key in one line.)
 config.update(validate_params(config, source="params.yaml"))
 P = Params(config)
 

@@ -20,8 +20,7 @@ rule download:
         url=lambda wc: DOWNLOADS[wc.dldir]["url"],
     threads: 4
     resources:
-        mem_mb=1000,
-        runtime=24 * 60,
+        **P.resources("download"),
     shell:
         "infbrush download --manifest {params.manifest} --url-template '{params.url}' --out {wildcards.dldir}"
         " --workers {threads} --no-progress > {log} 2>&1"
@@ -32,7 +31,7 @@ rule tile:
         slides=lambda wc: P.input_path(wc.ds, "inputs.slides"),
         slides_csv=lambda wc: P.input_path(wc.ds, "tiling.slides_csv"),
     output:
-        failures=f"{RESULTS}/{{ds}}/tiles/failures.tsv",
+        failures=L.tiles("{ds}"),
     wildcard_constraints:
         ds=P.with_source("wsi"),
     conda:
@@ -42,20 +41,18 @@ rule tile:
     benchmark:
         "logs/benchmarks/{ds}/tile.tsv"
     params:
-        slides=P.value_of("inputs.slides"),
+        slides=P.of("inputs.slides"),
         out=lambda wc, output: os.path.dirname(output.failures),
-        resolution=lambda wc: P.tile_resolution_flags(wc.ds),
-        flags=P.flags_of({
-            "tiling.patch_size": "--patch-size", "tiling.mpp": "--mpp", "tiling.slides_csv": "--slides-csv",
-            "tiling.mask_max_side": "--mask-max-side", "tiling.median_blur": "--median-blur",
-            "tiling.saturation_threshold": "--saturation-threshold",
-            "tiling.min_tissue_fraction": "--min-tissue-fraction",
-            "tiling.min_component_area": "--min-component-area", "tiling.max_hole_area": "--max-hole-area",
-            "tiling.max_patches_per_slide": "--max-patches-per-slide", "tiling.seed": "--seed",
-        }),
-    threads: lambda wc: P.get(wc.ds, "tiling.workers")
+        # --level N (the schema allows a level only with target_mpp: native), else --target-mpp MPP|native
+        resolution=lambda wc: P.flags(wc.ds, "tiling.level") or P.flags(wc.ds, "tiling.target_mpp"),
+        flags=P.flags_of(
+            "tiling.patch_size", "tiling.mpp", "tiling.slides_csv", "tiling.mask_max_side", "tiling.median_blur",
+            "tiling.saturation_threshold", "tiling.min_tissue_fraction", "tiling.min_component_area",
+            "tiling.max_hole_area", "tiling.max_patches_per_slide", "tiling.seed",
+        ),
+    threads: P.of("tiling.workers")
     resources:
-        **P.resources(mem_mb=2000, mem_mb_per_thread=1500, runtime=(30, 12 * 60)),
+        **P.resources("tile"),
     shell:
         "infbrush tile {params.slides} --out {params.out} {params.resolution} {params.flags}"
         " --workers {threads} --no-progress > {log} 2>&1"
@@ -63,10 +60,10 @@ rule tile:
 
 rule extract_patches:
     input:
-        tiles=f"{RESULTS}/{{ds}}/tiles/failures.tsv",
+        tiles=L.tiles("{ds}"),
         slides=lambda wc: P.input_path(wc.ds, "inputs.slides"),
     output:
-        f"{RESULTS}/{{ds}}/images.h5",
+        L.images("{ds}"),
     wildcard_constraints:
         ds=P.with_source("wsi"),
     conda:
@@ -77,14 +74,11 @@ rule extract_patches:
         "logs/benchmarks/{ds}/extract_patches.tsv"
     params:
         tiles=lambda wc, input: os.path.dirname(input.tiles),
-        slides=P.value_of("inputs.slides"),
-        flags=P.flags_of({
-            "embedding.input_size": "--thumb-size", "tiling.class_maps": "--class-maps",
-            "tiling.held_out_slides": "--held-out-slides",
-        }),
-    threads: lambda wc: P.get(wc.ds, "tiling.workers")
+        slides=P.of("inputs.slides"),
+        flags=P.flags_of({"embedding.input_size": "--thumb-size"}, "tiling.class_maps", "tiling.held_out_slides"),
+    threads: P.of("tiling.workers")
     resources:
-        **P.resources(mem_mb=4000, mem_mb_per_thread=2000, runtime=(30, 24 * 60)),
+        **P.resources("extract_patches"),
     shell:
         "infbrush extract-patches {params.tiles} --slides {params.slides} --out {output}"
         " {params.flags} --workers {threads} --no-progress > {log} 2>&1"
@@ -95,7 +89,7 @@ rule patch_geotiff:
         tifs=lambda wc: P.input_path(wc.ds, "inputs.geotiffs"),
         landcover=lambda wc: P.input_path(wc.ds, "inputs.landcover"),
     output:
-        f"{RESULTS}/{{ds}}/images.h5",
+        L.images("{ds}"),
     wildcard_constraints:
         ds=P.with_source("geotiff"),
     conda:
@@ -105,15 +99,14 @@ rule patch_geotiff:
     benchmark:
         "logs/benchmarks/{ds}/patch_geotiff.tsv"
     params:
-        tifs=P.value_of("inputs.geotiffs"),
+        tifs=P.of("inputs.geotiffs"),
         bands=lambda wc: ",".join(map(str, P.get(wc.ds, "patching.bands"))),
-        flags=P.flags_of({
-            "patching.patch_size": "--patch-size", "patching.max_nodata_fraction": "--max-nodata-fraction",
-            "embedding.input_size": "--thumb-size", "inputs.landcover": "--landcover",
-            "patching.landcover_names": "--landcover-names", "patching.held_out_fraction": "--held-out-fraction",
-        }),
+        flags=P.flags_of(
+            "patching.patch_size", "patching.max_nodata_fraction", {"embedding.input_size": "--thumb-size"},
+            "inputs.landcover", "patching.landcover_names", "patching.held_out_fraction",
+        ),
     resources:
-        **P.resources(mem_mb=8000, runtime=(30, 12 * 60)),
+        **P.resources("patch_geotiff"),
     shell:
         "infbrush patch-geotiff {params.tifs} --out {output} --bands {params.bands} {params.flags}"
         " --no-progress > {log} 2>&1"
@@ -121,9 +114,9 @@ rule patch_geotiff:
 
 rule adapt_bach:
     input:
-        P.value_of("inputs.bach"),
+        P.of("inputs.bach"),
     output:
-        f"{RESULTS}/{{ds}}/bach.h5",
+        L.bach_store("{ds}"),
     conda:
         CONDA_ENV
     log:
@@ -131,23 +124,21 @@ rule adapt_bach:
     benchmark:
         "logs/benchmarks/{ds}/adapt_bach.tsv"
     params:
-        flags=P.flags_of({
-            "bach.image_size": "--image-size", "embedding.input_size": "--thumb-size",
-            "bach.test_fraction": "--test-fraction", "bach.seed": "--seed",
-        }),
+        flags=P.flags_of(
+            "bach.image_size", {"embedding.input_size": "--thumb-size"}, "bach.test_fraction", "bach.seed"
+        ),
     resources:
-        mem_mb=4000,
-        runtime=60,
+        **P.resources("adapt_bach"),
     shell:
         "infbrush adapt --kind bach --root {input} --out {output} {params.flags} --no-progress > {log} 2>&1"
 
 
 rule adapt_celebahq:
     input:
-        images=P.value_of("inputs.images"),
-        attributes=P.value_of("inputs.attributes"),
+        images=P.of("inputs.images"),
+        attributes=P.of("inputs.attributes"),
     output:
-        f"{RESULTS}/{{ds}}/images.h5",
+        L.images("{ds}"),
     wildcard_constraints:
         ds=P.with_source("celebahq"),
     conda:
@@ -157,13 +148,12 @@ rule adapt_celebahq:
     benchmark:
         "logs/benchmarks/{ds}/adapt_celebahq.tsv"
     params:
-        flags=P.flags_of({
-            "inputs.attribute": "--attribute", "inputs.mapping": "--mapping", "image_size": "--image-size",
-            "embedding.input_size": "--thumb-size", "held_out_fraction": "--held-out-fraction",
-        }),
+        flags=P.flags_of(
+            "inputs.attribute", "inputs.mapping", "image_size", {"embedding.input_size": "--thumb-size"},
+            "held_out_fraction",
+        ),
     resources:
-        mem_mb=4000,
-        runtime=6 * 60,
+        **P.resources("adapt_celebahq"),
     shell:
         "infbrush adapt --kind celebahq --root {input.images} --attributes {input.attributes} --out {output}"
         " {params.flags} --no-progress > {log} 2>&1"

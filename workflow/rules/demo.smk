@@ -16,14 +16,12 @@ rule demo_world:
     benchmark:
         "logs/benchmarks/demo_world.tsv"
     params:
-        flags=P.top_flags({
-            "demo_world.out": "--out", "demo_world.seed": "--seed", "demo_world.n_slides": "--n-slides",
-            "demo_world.slide_size": "--slide-size", "demo_world.naip_size": "--naip-size",
-            "demo_world.bach_per_class": "--bach-per-class", "demo_world.bach_size": "--bach-size",
-        }),
+        flags=P.flags(
+            None, "demo_world.out", "demo_world.seed", "demo_world.n_slides", "demo_world.slide_size",
+            "demo_world.naip_size", "demo_world.bach_per_class", "demo_world.bach_size",
+        ),
     resources:
-        mem_mb=4000,
-        runtime=20,
+        **P.resources("demo_world"),
     threads: 1
     shell:
         "infbrush demo-world {params.flags} --force > {log} 2>&1"

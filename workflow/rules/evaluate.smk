@@ -8,23 +8,18 @@
 #   samples_text/<R>/         conditioned on the class prompts' text embeddings (zero-shot)
 #   samples_bach/<R>/         conditioned on the BACH training images' embeddings (BACH downstream)
 # FID and the other metrics use the first resolution of sample.resolutions (the training resolution).
-SAMPLE_FLAGS = {
-    "sample.steps": "--steps", "sample.sampler": "--sampler", "sample.spacing": "--spacing",
-    "sample.guidance_scale": "--guidance-scale", "sample.guidance_interval": "--guidance-interval",
-    "sample.chunk_points": "--chunk-points",
-    "sample.compression": "--compression", "sample.png_max_side": "--png-max-side", "sample.seed": "--seed",
-    "sample.amp": "--amp",
-}
-ENCODER_FLAGS = {
-    "embedding.kind": "--kind", "embedding.model": "--model", "embedding.checkpoint": "--checkpoint",
-}
+SAMPLE_KEYS = (
+    "sample.steps", "sample.sampler", "sample.spacing", "sample.guidance_scale", "sample.guidance_interval",
+    "sample.chunk_points", "sample.compression", "sample.png_max_side", "sample.seed", "sample.amp",
+)
+ENCODER_KEYS = ("embedding.kind", "embedding.model", "embedding.checkpoint")
 
 
 rule sample:
     input:
-        unpack(lambda wc: P.sample_inputs(wc.ds, P.variant(wc))),
+        unpack(lambda wc: inputs(P, wc.ds, variant(wc), "weights", "store")),
     output:
-        f"{RESULTS}/{{ds}}/samples/{{res}}/index.json",
+        L.samples("{ds}", "{res}"),
     conda:
         CONDA_ENV
     log:
@@ -33,12 +28,12 @@ rule sample:
         "logs/benchmarks/{ds}/sample_{res}.tsv"
     params:
         out=lambda wc, output: os.path.dirname(os.path.dirname(output[0])),
-        cond=lambda wc: P.sample_cond(wc.ds, wc.res, P.variant(wc)),
-        flags=lambda wc: P.sample_flags(wc.ds, SAMPLE_FLAGS, P.variant(wc)),
-        launcher=lambda wc: P.sample_launcher(wc.ds),
+        cond=lambda wc: sample_cond(P, wc.ds, wc.res, variant(wc)),
+        flags=lambda wc: sample_flags(P, wc.ds, SAMPLE_KEYS, variant(wc)),
+        launcher=lambda wc: P.launcher(wc.ds, "sample.processes"),
     resources:
-        **P.resources(mem_mb=(8000, 64000), runtime=(120, 1440), gpu="one"),
-    threads: lambda wc: max(2, P.sample_processes(wc.ds))
+        **P.resources("sample"),
+    threads: lambda wc: max(2, P.get(wc.ds, "sample.processes") or 1)
     shell:
         "{params.launcher} sample --weights {input.weights} --out {params.out} --resolution {wildcards.res}"
         " {params.cond} {params.flags} --no-progress > {log} 2>&1"
@@ -46,7 +41,7 @@ rule sample:
 
 use rule sample as sample_variant with:
     output:
-        f"{RESULTS}/{{ds}}/{{variant}}/samples/{{res}}/index.json",
+        L.samples("{ds}", "{res}", "{variant}"),
     log:
         "logs/{ds}/sample_{variant}_{res}.log",
     benchmark:
@@ -55,26 +50,26 @@ use rule sample as sample_variant with:
 
 use rule sample as sample_text with:
     input:
-        weights=f"{RESULTS}/{{ds}}/ema.pt",
-        text=f"{RESULTS}/{{ds}}/text_embeddings.h5",
+        weights=L.weights("{ds}"),
+        text=L.text_embeddings("{ds}"),
     output:
-        f"{RESULTS}/{{ds}}/samples_text/{{res}}/index.json",
+        L.samples("{ds}", "{res}", cond="text"),
     log:
         "logs/{ds}/sample_text_{res}.log",
     benchmark:
         "logs/benchmarks/{ds}/sample_text_{res}.tsv"
     params:
         cond=lambda wc, input: f"--cond-text {input.text} "
-        + P.flags(wc.ds, {"evaluate.zeroshot_per_class": "--per-class"}),
+        + P.flags(wc.ds, "evaluate.zeroshot_per_class", prefix="zeroshot_"),
 
 
 use rule sample as sample_bach with:
     input:
-        weights=f"{RESULTS}/{{ds}}/ema.pt",
-        store=f"{RESULTS}/{{ds}}/bach.h5",
-        embeddings=f"{RESULTS}/{{ds}}/bach_embeddings.h5",
+        weights=L.weights("{ds}"),
+        store=L.bach_store("{ds}"),
+        embeddings=L.bach_embeddings("{ds}"),
     output:
-        f"{RESULTS}/{{ds}}/samples_bach/{{res}}/index.json",
+        L.samples("{ds}", "{res}", cond="bach"),
     log:
         "logs/{ds}/sample_bach_{res}.log",
     benchmark:
@@ -85,9 +80,10 @@ use rule sample as sample_bach with:
 
 use rule embed as embed_bach with:
     input:
-        unpack(P.embed_inputs("bach")),
+        store=L.bach_store("{ds}"),
+        checkpoint=lambda wc: P.checkpoint(wc.ds),
     output:
-        f"{RESULTS}/{{ds}}/bach_embeddings.h5",
+        L.bach_embeddings("{ds}"),
     log:
         "logs/{ds}/embed_bach.log",
     benchmark:
@@ -96,11 +92,11 @@ use rule embed as embed_bach with:
 
 rule fid_ref:
     input:
-        store=f"{RESULTS}/{{ds}}/images.h5",
-        clip=lambda wc: P.clip_checkpoint(wc.ds) or [],
+        store=L.images("{ds}"),
+        clip=lambda wc: clip_checkpoint(P, wc.ds) or [],
         inception=lambda wc: P.get(wc.ds, "evaluate.inception_weights") or [],
     output:
-        f"{RESULTS}/{{ds}}/fid_ref.npz",
+        L.fid_ref("{ds}"),
     conda:
         CONDA_ENV
     log:
@@ -108,16 +104,14 @@ rule fid_ref:
     benchmark:
         "logs/benchmarks/{ds}/fid_ref.tsv"
     params:
-        clip=lambda wc: flag("--clip-checkpoint", P.clip_checkpoint(wc.ds)),
-        flags=P.flags_of({
-            "evaluate.clip_model": "--clip-model", "evaluate.crop_size": "--crop-size",
-            "evaluate.crops_per_image": "--crops-per-image", "sample.seed": "--crop-seed",
-            "evaluate.fid_real_split": "--split", "evaluate.fid_max_real_images": "--max-images",
-            "evaluate.kid_max_feats": "--kid-max-feats", "evaluate.fid_seed": "--seed",
-            "evaluate.inception_weights": "--inception-weights",
-        }),
+        clip=lambda wc: flag("--clip-checkpoint", clip_checkpoint(P, wc.ds)),
+        flags=P.flags_of(
+            "evaluate.clip_model", "evaluate.crop_size", "evaluate.crops_per_image", {"sample.seed": "--crop-seed"},
+            "evaluate.fid_split", "evaluate.fid_max_images", "evaluate.kid_max_feats", "evaluate.fid_seed",
+            "evaluate.inception_weights", prefix="fid_",
+        ),
     resources:
-        **P.resources(mem_mb=(8000, 64000), runtime=(120, 720), gpu="one"),
+        **P.resources("fid_ref"),
     threads: 2
     shell:
         "infbrush fid-ref --store {input.store} --out {output} {params.flags} {params.clip} > {log} 2>&1"
@@ -125,12 +119,12 @@ rule fid_ref:
 
 rule fid:
     input:
-        ref=f"{RESULTS}/{{ds}}/fid_ref.npz",
-        samples=lambda wc: f"{RESULTS}/{wc.ds}/samples/{P.res0(wc.ds)}/index.json",
-        clip=lambda wc: P.clip_checkpoint(wc.ds) or [],
-        sanity=lambda wc: f"{RESULTS}/{wc.ds}/images.h5" if P.get(wc.ds, "evaluate.fid_sanity") else [],
+        ref=L.fid_ref("{ds}"),
+        samples=lambda wc: L.samples(wc.ds, P.res0(wc.ds)),
+        clip=lambda wc: clip_checkpoint(P, wc.ds) or [],
+        sanity=lambda wc: L.images(wc.ds) if P.get(wc.ds, "evaluate.fid_sanity") else [],
     output:
-        f"{RESULTS}/{{ds}}/fid.json",
+        L.fid("{ds}"),
     conda:
         CONDA_ENV
     log:
@@ -139,12 +133,12 @@ rule fid:
         "logs/benchmarks/{ds}/fid.tsv"
     params:
         # demo sets are far smaller than the feature dimensions (see infbrush/evaluate/crops.py): KID is their number
-        flags=P.flags_of({"evaluate.allow_rank_deficient": "--allow-rank-deficient"}),
+        flags=P.flags_of("evaluate.allow_rank_deficient"),
         # evaluate.fid_sanity: score real / blurred / noise sets and flag failing metrics
         sanity=lambda wc, input: flag("--store", input.sanity or None),
         tag="",
     resources:
-        **P.resources(mem_mb=(8000, 64000), runtime=(60, 240), gpu="one"),
+        **P.resources("fid"),
     threads: 2
     shell:
         "infbrush fid --ref {input.ref} --samples {input.samples} --out {output} {params.flags} {params.sanity}"
@@ -153,12 +147,12 @@ rule fid:
 
 use rule fid as ablation_cano with:
     input:
-        ref=f"{RESULTS}/{{ds}}/fid_ref.npz",
-        samples=lambda wc: f"{RESULTS}/{wc.ds}/ablation_cano/samples/{P.res0(wc.ds)}/index.json",
-        clip=lambda wc: P.clip_checkpoint(wc.ds) or [],
+        ref=L.fid_ref("{ds}"),
+        samples=lambda wc: L.samples(wc.ds, P.res0(wc.ds), "ablation_cano"),
+        clip=lambda wc: clip_checkpoint(P, wc.ds) or [],
         sanity=[],
     output:
-        f"{RESULTS}/{{ds}}/ablation_cano.json",
+        L.ablation_cano("{ds}"),
     log:
         "logs/{ds}/ablation_cano.log",
     benchmark:
@@ -169,11 +163,11 @@ use rule fid as ablation_cano with:
 
 rule zeroshot:
     input:
-        samples=lambda wc: f"{RESULTS}/{wc.ds}/samples_text/{P.synthetic_res(wc.ds)}/index.json",
-        ckpt=lambda wc: P.encoder_checkpoint(wc.ds),
+        samples=lambda wc: L.samples(wc.ds, synthetic_res(P, wc.ds), cond="text"),
+        ckpt=lambda wc: P.checkpoint(wc.ds),
     output:
-        json=f"{RESULTS}/{{ds}}/zeroshot.json",
-        png=f"{RESULTS}/{{ds}}/zeroshot.png",
+        json=L.zeroshot("{ds}"),
+        png=L.zeroshot_plot("{ds}"),
     conda:
         CONDA_ENV
     log:
@@ -181,9 +175,9 @@ rule zeroshot:
     benchmark:
         "logs/benchmarks/{ds}/zeroshot.tsv"
     params:
-        flags=P.flags_of({**ENCODER_FLAGS, "embedding.prompts": "--prompts"}),
+        flags=P.flags_of(*ENCODER_KEYS, "embedding.prompts"),
     resources:
-        **P.resources(mem_mb=(4000, 32000), runtime=(30, 60), gpu="one"),
+        **P.resources("zeroshot"),
     threads: 2
     shell:
         "infbrush zeroshot --samples {input.samples} {params.flags} --out {output.json} --png {output.png}"
@@ -192,11 +186,11 @@ rule zeroshot:
 
 rule bach_eval:
     input:
-        bach=f"{RESULTS}/{{ds}}/bach.h5",
-        synthetic=lambda wc: f"{RESULTS}/{wc.ds}/samples_bach/{P.synthetic_res(wc.ds)}/index.json",
-        ckpt=lambda wc: P.encoder_checkpoint(wc.ds),
+        bach=L.bach_store("{ds}"),
+        synthetic=lambda wc: L.samples(wc.ds, synthetic_res(P, wc.ds), cond="bach"),
+        ckpt=lambda wc: P.checkpoint(wc.ds),
     output:
-        f"{RESULTS}/{{ds}}/bach.json",
+        L.bach_scores("{ds}"),
     conda:
         CONDA_ENV
     log:
@@ -204,9 +198,9 @@ rule bach_eval:
     benchmark:
         "logs/benchmarks/{ds}/bach_eval.tsv"
     params:
-        flags=P.flags_of({**ENCODER_FLAGS, "evaluate.bach_seeds": "--seeds"}),
+        flags=P.flags_of(*ENCODER_KEYS, "evaluate.bach_seeds", prefix="bach_"),
     resources:
-        **P.resources(mem_mb=(4000, 32000), runtime=(30, 60), gpu="one"),
+        **P.resources("bach_eval"),
     threads: 2
     shell:
         "infbrush bach-eval --bach {input.bach} --synthetic {input.synthetic} {params.flags} --out {output}"
@@ -215,9 +209,9 @@ rule bach_eval:
 
 rule control:
     input:
-        unpack(lambda wc: P.control_inputs(wc.ds, P.variant(wc))),
+        unpack(lambda wc: inputs(P, wc.ds, variant(wc), "store", "samples")),
     output:
-        f"{RESULTS}/{{ds}}/control.json",
+        L.control("{ds}"),
     conda:
         CONDA_ENV
     log:
@@ -225,12 +219,11 @@ rule control:
     benchmark:
         "logs/benchmarks/{ds}/control.tsv"
     params:
-        goals=lambda wc: P.control_goal_flags(wc.ds, P.variant(wc)),
+        goals=lambda wc: control_goals(P, wc.ds, variant(wc)),
         embeddings=lambda wc, input: flag("--embeddings", input.get("embeddings")),
-        flags=P.flags_of({"sample.seed": "--seed", "evaluate.control_feature_size": "--feature-size"}),
+        flags=P.flags_of("sample.seed", "evaluate.control_feature_size", prefix="control_"),
     resources:
-        mem_mb=4000,
-        runtime=30,
+        **P.resources("control"),
     threads: 1
     shell:
         "infbrush control --store {input.store} --samples {input.samples} --out {output} {params.flags}"
@@ -239,7 +232,7 @@ rule control:
 
 use rule control as control_variant with:
     output:
-        f"{RESULTS}/{{ds}}/{{variant}}/control.json",
+        L.control("{ds}", "{variant}"),
     log:
         "logs/{ds}/control_{variant}.log",
     benchmark:
@@ -248,11 +241,11 @@ use rule control as control_variant with:
 
 rule spectrum:
     input:
-        store=f"{RESULTS}/{{ds}}/images.h5",
-        samples=lambda wc: [f"{RESULTS}/{wc.ds}/samples/{r}/index.json" for r in P.get(wc.ds, "sample.resolutions")],
+        store=L.images("{ds}"),
+        samples=lambda wc: [L.samples(wc.ds, r) for r in P.get(wc.ds, "sample.resolutions")],
     output:
-        json=f"{RESULTS}/{{ds}}/spectrum.json",
-        png=f"{RESULTS}/{{ds}}/spectrum.png",
+        json=L.spectrum("{ds}"),
+        png=L.spectrum_plot("{ds}"),
     conda:
         CONDA_ENV
     log:
@@ -261,10 +254,9 @@ rule spectrum:
         "logs/benchmarks/{ds}/spectrum.tsv"
     params:
         samples=lambda wc, input: " ".join(f"--samples {s}" for s in input.samples),
-        flags=P.flags_of({"sample.seed": "--seed", "evaluate.spectrum_lattice_freqs": "--lattice-freqs"}),
+        flags=P.flags_of("sample.seed", "evaluate.spectrum_lattice_freqs", prefix="spectrum_"),
     resources:
-        mem_mb=8000,
-        runtime=30,
+        **P.resources("spectrum"),
     threads: 1
     shell:
         "infbrush spectrum --store {input.store} {params.samples} --out {output.json} --plot {output.png}"
@@ -273,9 +265,9 @@ rule spectrum:
 
 rule report_html:
     input:
-        unpack(lambda wc: P.report_inputs(wc.ds)),
+        unpack(lambda wc: report_inputs(P, wc.ds)),
     output:
-        report(f"{RESULTS}/{{ds}}/report.html", category="infbrush", labels={"dataset": "{ds}"}),
+        report(L.report("{ds}"), category="infbrush", labels={"dataset": "{ds}"}),
     conda:
         CONDA_ENV
     log:
@@ -285,10 +277,10 @@ rule report_html:
     params:
         results=lambda wc, output: os.path.dirname(output[0]),
         settings=lambda wc: shlex.quote(json.dumps({"dataset": wc.ds, **P.datasets[wc.ds]}, default=str)),
+        paper=P.flags_of("report.paper_row", "report.miniature"),
     resources:
-        mem_mb=4000,
-        runtime=15,
+        **P.resources("report_html"),
     threads: 1
     shell:
         "infbrush report --dataset {wildcards.ds} --results {params.results} --out {output}"
-        " --params {params.settings} > {log} 2>&1"
+        " --params {params.settings} {params.paper} > {log} 2>&1"

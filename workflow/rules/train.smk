@@ -7,14 +7,14 @@
 # `scontrol requeue $SLURM_JOB_ID` under SLURM and exits 75 (see infbrush/runtime/preemption.py).
 # One rule body trains every model of a dataset: `train` the main one (results/<ds>/), `train_variant` (the same
 # rule with other paths) each variant, results/<ds>/<variant>/: label = conditioned on class labels,
-# ablation_cano = without CANO (Table 2); the {variant} wildcard picks the condition (P.train_cond).
+# ablation_cano = without CANO (Table 2); the {variant} wildcard picks the condition (helpers/models.py).
 
 
 rule train:
     input:
-        unpack(lambda wc: P.train_inputs(wc.ds, P.variant(wc))),
+        unpack(lambda wc: inputs(P, wc.ds, variant(wc), "store")),
     output:
-        ema=f"{RESULTS}/{{ds}}/ema.pt",
+        ema=L.weights("{ds}"),
     conda:
         CONDA_ENV
     log:
@@ -22,29 +22,24 @@ rule train:
     benchmark:
         "logs/benchmarks/{ds}/train.tsv"
     params:
-        out=P.run_folder("train"),
+        out=lambda wc: L.train_run(wc.ds, variant(wc)),
         launcher=lambda wc: P.launcher(wc.ds),
-        cond=lambda wc: P.train_cond(wc.ds, P.variant(wc)),
-        batch_size=lambda wc: P.global_batch(wc.ds),
-        model_args=lambda wc: P.model_args(wc.ds),
-        steps=lambda wc: P.train_steps(wc.ds, P.variant(wc)),
-        flags=P.flags_of({
-            "model.preset": "--model-preset", "train.lr": "--lr",
-            "train.betas": "--betas", "train.ema_rate": "--ema-rate", "train.grad_clip": "--grad-clip",
-            "train.seed": "--seed", "train.log_every": "--log-every", "train.ckpt_every": "--ckpt-every",
-            "train.keep_checkpoints": "--keep", "train.sample_every": "--sample-every",
-            "train.lr_warmup": "--lr-warmup", "train.lr_decay": "--lr-decay",
-            "train.lr_final_fraction": "--lr-final-fraction", "train.balance_labels": "--balance-labels",
-            "train.stratify_t": "--stratify-t", "train.workers": "--workers",
-            "train.ema_kind": "--ema-kind", "train.ema_std": "--ema-std", "train.t_dist": "--t-dist",
-            "train.t_dist_loc": "--t-dist-loc", "train.t_dist_scale": "--t-dist-scale",
-            "train.loss_weighting": "--loss-weighting", "train.min_snr_gamma": "--min-snr-gamma",
-            "train.on_data_change": "--on-data-change", "diffusion.n_points": "--n-points",
-            "diffusion.mollify_sigma": "--mollify-sigma", "diffusion.cond_drop_prob": "--cond-drop-prob",
-            "diffusion.timesteps": "--timesteps",
-        }),
+        cond=lambda wc: train_cond(P, wc.ds, variant(wc)),
+        batch_size=lambda wc: P.get(wc.ds, "train.batch_size") * max(1, P.gpus(wc.ds)),  # per GPU → global
+        model_args=lambda wc: flag("--model-args", json.dumps(o)) if (o := P.get(wc.ds, "model.overrides")) else "",
+        # a variant's own steps where model.variant_steps sets them (the demo's label models need more)
+        steps=lambda wc: flag("--steps", of_variant(P, wc.ds, variant(wc), "model.variant_steps", "train.steps")),
+        flags=P.flags_of(
+            {"model.preset": "--model-preset"}, "train.lr", "train.betas", "train.ema_rate", "train.grad_clip",
+            "train.seed", "train.log_every", "train.ckpt_every", "train.keep", "train.sample_every",
+            "train.lr_warmup", "train.lr_decay", "train.lr_final_fraction", "train.balance_labels",
+            "train.stratify_t", "train.workers", "train.ema_kind", "train.ema_std", "train.t_dist",
+            "train.t_dist_loc", "train.t_dist_scale", "train.loss_weighting", "train.min_snr_gamma",
+            "train.on_data_change", "diffusion.n_points", "diffusion.mollify_sigma", "diffusion.cond_drop_prob",
+            "diffusion.timesteps",
+        ),
     resources:
-        **P.train_resources(),
+        **P.resources("train"),
     threads: 2
     shell:
         "{params.launcher} train --store {input.store} {params.cond} --out {params.out}"
@@ -55,7 +50,7 @@ rule train:
 
 use rule train as train_variant with:
     output:
-        ema=f"{RESULTS}/{{ds}}/{{variant}}/ema.pt",
+        ema=L.weights("{ds}", "{variant}"),
     log:
         "logs/{ds}/train_{variant}.log",
     benchmark:

@@ -8,12 +8,12 @@
 rule viewer:
     input:
         npm="package-lock.json",
-        store=f"{RESULTS}/{{ds}}/images.h5",
-        samples=lambda wc: [f"{RESULTS}/{wc.ds}/samples/{r}/index.json" for r in P.get(wc.ds, "sample.resolutions")],
-        tiles=lambda wc: f"{RESULTS}/{wc.ds}/tiles/failures.tsv" if P.source(wc.ds) == "wsi" else [],
-        brush=lambda wc: f"{RESULTS}/{wc.ds}/brush.json" if wc.ds in P.brush_maps() else [],
+        store=L.images("{ds}"),
+        samples=lambda wc: [L.samples(wc.ds, r) for r in P.get(wc.ds, "sample.resolutions")],
+        tiles=lambda wc: L.tiles(wc.ds) if P.get(wc.ds, "source") == "wsi" else [],
+        brush=lambda wc: L.brush(wc.ds) if P.brushed(wc.ds) else [],
     output:
-        f"{RESULTS}/{{ds}}/viewer/index.html",
+        L.viewer("{ds}"),
     conda:
         CONDA_ENV
     log:
@@ -25,13 +25,11 @@ rule viewer:
         tiles=lambda wc, input: f"--tiles {os.path.dirname(input.tiles)} --slides {P.get(wc.ds, 'inputs.slides')}"
         if input.tiles
         else "",
-        flags=P.flags_of({
-            "viewer.max_images": "--max-images", "viewer.context": "--context", "viewer.preview": "--preview",
-        }),
+        flags=P.flags_of("viewer.max_images", "viewer.context", "viewer.preview"),
     priority: 10  # before the report, which links it and embeds its preview, when both can run
     threads: 2
     resources:
-        **P.resources(mem_mb=4000, runtime=(15, 120)),
+        **P.resources("viewer"),
     shell:
         "infbrush viewer --out {params.out} --samples {input.samples} --store {input.store} {params.tiles}"
         " --brush {input.brush} --dataset {wildcards.ds} {params.flags} --workers {threads} > {log} 2>&1"
