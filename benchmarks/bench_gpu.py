@@ -45,7 +45,7 @@ def _peak_gib(device: str) -> float:
 def train_rows(args) -> list[dict]:
     import torch
 
-    from infbrush.diffusion import cosine_alpha_bar, training_loss
+    from infbrush.diffusion import PointLoss, cosine_alpha_bar, training_loss
     from infbrush.models import build_model, count_parameters, model_args_from_preset
 
     device = args.device
@@ -64,8 +64,8 @@ def train_rows(args) -> list[dict]:
             _sync(device)
             t0 = time.perf_counter()
             with torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bf16"):
-                loss = training_loss(model, images, cond, args.points, gens, alpha_bar=alpha_bar,
-                                     mollify_sigma=1 / args.image_size, cond_drop_prob=0.1)
+                loss = training_loss(model, images, cond, gens, loss=PointLoss(args.points, cond_drop_prob=0.1),
+                                     alpha_bar=alpha_bar, mollify_sigma=1 / args.image_size)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()

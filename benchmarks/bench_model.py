@@ -168,7 +168,7 @@ def efficiency(threads: int) -> dict:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from infbrush.diffusion import cosine_alpha_bar, training_loss
+    from infbrush.diffusion import PointLoss, cosine_alpha_bar, training_loss
     from infbrush.models import build_model, chunked_forward, model_args_from_preset, set_precision
 
     torch.set_num_threads(threads)
@@ -228,8 +228,8 @@ def efficiency(threads: int) -> dict:
     def train_step():
         step_no[0] += 1
         gens = [torch.Generator().manual_seed(step_no[0] * 100 + i) for i in range(16)]
-        loss = training_loss(model, images, cond, 1024, gens, alpha_bar=alpha_bar, mollify_sigma=1 / 64,
-                             cond_drop_prob=0.1, prediction="v")
+        loss = training_loss(model, images, cond, gens, loss=PointLoss(1024, cond_drop_prob=0.1, prediction="v"),
+                             alpha_bar=alpha_bar, mollify_sigma=1 / 64)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

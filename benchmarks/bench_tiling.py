@@ -208,7 +208,7 @@ def model_step_seconds(image_size: int, n_points: int, batch: int) -> float | No
     try:
         import torch
 
-        from infbrush.diffusion import cosine_alpha_bar, training_loss
+        from infbrush.diffusion import PointLoss, cosine_alpha_bar, training_loss
         from infbrush.models import build_model, model_args_from_preset
     except ImportError:
         return None
@@ -221,7 +221,7 @@ def model_step_seconds(image_size: int, n_points: int, batch: int) -> float | No
     times = []
     for _ in range(3):
         start = time.perf_counter()
-        loss = training_loss(model, images, cond, n_points, generators, alpha_bar=alpha_bar,
+        loss = training_loss(model, images, cond, generators, loss=PointLoss(n_points), alpha_bar=alpha_bar,
                              mollify_sigma=1.0 / image_size)
         loss.backward()
         times.append(time.perf_counter() - start)

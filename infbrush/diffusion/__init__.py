@@ -10,7 +10,7 @@ import importlib
 _MODULES = {
     "ddim": ("ddim_sample", "initial_noise"),
     "guidance": ("GuidedDenoiser",),
-    "loss": ("training_loss",),
+    "loss": ("PointLoss", "training_loss"),
     "mollifier": ("mollified_noise_points", "mollified_noise_grid", "mollify_image"),
     "points": ("sample_points", "lattice_coords", "index_to_coords", "n_points_for"),
     "process": ("Diffusion",),

@@ -1,6 +1,8 @@
 """Function-space denoising loss on random pixel subsets (paper eq. 14; ∞-Diff's simplified objective)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from infbrush.diffusion.mollifier import mollified_noise_points, mollify_image
@@ -41,40 +43,56 @@ def _draw_per_image(generators: list[torch.Generator], T: int, cond_drop_prob: f
     return ts, seeds, keep
 
 
+@dataclass(frozen=True)
+class PointLoss:
+    """The objective's settings that travel together (as EDM's loss object): ``n_points`` random pixels per
+    image, the condition-dropout probability of classifier-free guidance, ∞-Diff's smoothed inputs
+    (``mollify_data``), what the network predicts (ε or v), the law of t and each image's weight."""
+
+    n_points: int
+    cond_drop_prob: float = 0.0
+    mollify_data: bool = False
+    prediction: str = "eps"
+    noise_levels: NoiseLevels = NoiseLevels()
+    weighting: LossWeighting = LossWeighting()
+
+    def __post_init__(self) -> None:
+        if self.prediction not in PREDICTIONS:
+            raise ValueError(f"prediction must be one of {PREDICTIONS}, got {self.prediction!r}")
+        if not 0.0 <= self.cond_drop_prob <= 1.0:
+            raise ValueError(f"cond_drop_prob must be in [0, 1], got {self.cond_drop_prob}")
+        if self.n_points < 1:
+            raise ValueError(f"n_points must be >= 1, got {self.n_points}")
+
+
 def training_loss(
     model,
     images: torch.Tensor,
     cond: torch.Tensor | None,
-    n_points: int,
     generators: list[torch.Generator],
     *,
+    loss: PointLoss,
     alpha_bar: torch.Tensor,
     mollify_sigma: float,
-    cond_drop_prob: float = 0.0,
-    mollify_data: bool = False,
     t_strata: tuple[list[int], int] | None = None,
-    prediction: str = "eps",
-    noise_levels: NoiseLevels = NoiseLevels(),
-    weighting: LossWeighting = LossWeighting(),
 ) -> torch.Tensor:
-    """Scalar MSE between the model's ε̂ (or v̂) and its target on ``n_points`` random pixels per image.
+    """Scalar MSE between the model's ε̂ (or v̂) and its target on ``loss.n_points`` random pixels per image.
 
     images (B, C, H, W) in [-1, 1]; cond (B, D) or None; one generator per image draws (in order) the
-    pixel subset, t ~ U{0..T-1}, the noise seed and the condition-dropout flag, so a DDP shard holding a
-    subset of the images reproduces the single-process values. x_t = sqrt(ᾱ_t) x_0 + sqrt(1-ᾱ_t) ε with
-    ε the mollified noise function (std ``mollify_sigma`` × image side) at the points. ``mollify_data``
-    blurs the images with the same mollifier first (∞-Diff's smoothed inputs). ``noise_levels`` chooses the
-    law of t and ``weighting`` each image's weight (``infbrush.diffusion.noise_levels``; the defaults are the
-    paper's uniform t and plain mean).
+    pixel subset, t, the noise seed and the condition-dropout flag, so a DDP shard holding a subset of the
+    images reproduces the single-process values. x_t = sqrt(ᾱ_t) x_0 + sqrt(1-ᾱ_t) ε with ε the mollified noise
+    function (std ``mollify_sigma`` × image side) at the points; ``alpha_bar`` (T,) float64 is the process's
+    schedule (``Diffusion.alpha_bar()``). ``loss.mollify_data`` blurs the images with the same mollifier first
+    (∞-Diff's smoothed inputs); ``loss.noise_levels`` chooses the law of t and ``loss.weighting`` each image's
+    weight (``infbrush.diffusion.noise_levels``; the defaults are the paper's uniform t and plain mean).
+    ``t_strata``: stratified t over the global batch (see ``_draw_per_image``).
     """
-    if prediction not in PREDICTIONS:
-        raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
-    if not 0.0 <= cond_drop_prob <= 1.0:
-        raise ValueError(f"cond_drop_prob must be in [0, 1], got {cond_drop_prob}")
+    n_points, cond_drop_prob, prediction = loss.n_points, loss.cond_drop_prob, loss.prediction
+    noise_levels, weighting = loss.noise_levels, loss.weighting
     batch, channels, height, width = images.shape
     if cond is not None and cond.shape[0] != batch:
         raise ValueError(f"cond has {cond.shape[0]} rows for {batch} images")
-    if mollify_data:
+    if loss.mollify_data:
         images = mollify_image(images, mollify_sigma)
     coords, x0, _ = sample_points(images, n_points, generators)  # (B, N, 2), (B, N, C)
     t_cdf = None if noise_levels.uniform else noise_levels.cdf(alpha_bar)

@@ -117,7 +117,7 @@ def _save_grid(images: torch.Tensor, path: Path) -> None:
 def train(cfg: TrainConfig) -> int:
     """Train (or resume) the run described by ``cfg``; returns the process exit code (0 or REQUEUE_EXIT_CODE)."""
     from infbrush.data.store import ImageStore
-    from infbrush.diffusion import SamplingSettings, ddim_sample, training_loss
+    from infbrush.diffusion import PointLoss, SamplingSettings, ddim_sample, training_loss
     from infbrush.diffusion.process import Diffusion
     from infbrush.diffusion.noise_levels import LossWeighting, NoiseLevels
     from infbrush.models import build_model
@@ -171,6 +171,8 @@ def train(cfg: TrainConfig) -> int:
     scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
     try:
         diffusion = Diffusion(timesteps=cfg.timesteps, mollify_sigma=cfg.mollify_sigma)
+        objective = PointLoss(cfg.n_points, cfg.cond_drop_prob, prediction=model_args.get("prediction", "eps"),
+                              noise_levels=noise_levels, weighting=weighting)
     except ValueError as err:
         raise InfbrushError(f"diffusion: {err}") from None
     alpha_bar = diffusion.alpha_bar()  # (T,) float64
@@ -278,10 +280,8 @@ def train(cfg: TrainConfig) -> int:
             model.train()
             t_strata = (list(my_slots), cfg.batch_size) if cfg.stratify_t else None
             with autocast:
-                loss = training_loss(model, x0, cond, cfg.n_points, generators, alpha_bar=alpha_bar,
-                                     mollify_sigma=cfg.mollify_sigma, cond_drop_prob=cfg.cond_drop_prob,
-                                     t_strata=t_strata, prediction=model_args.get("prediction", "eps"),
-                                     noise_levels=noise_levels, weighting=weighting)
+                loss = training_loss(model, x0, cond, generators, loss=objective, alpha_bar=alpha_bar,
+                                     mollify_sigma=cfg.mollify_sigma, t_strata=t_strata)
             global_loss = D.all_reduce_mean(loss.detach().float())
             if not torch.isfinite(global_loss):
                 checkpoint(step)
