@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from infbrush.demo import portable
-from infbrush.demo.tissue import fractal_noise, resize, smooth_noise
+from infbrush.demo.fields import fractal_noise, resize, smooth_noise
 
 LANDCOVER_NAMES: tuple[str, ...] = ("water", "forest", "field", "developed")
 WATER, FOREST, FIELD, DEVELOPED = range(4)
