@@ -13,6 +13,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/viewer.smk"
 include: "workflow/rules/brush.smk"
+include: "workflow/rules/large_field.smk"
 
 
 rule all:

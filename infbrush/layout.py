@@ -65,6 +65,9 @@ spectrum = _of_dataset("spectrum.json")              # radial spectra of samples
 spectrum_plot = _of_dataset("spectrum.png")
 brush = _of_dataset("brush.json")                    # the brush's layout control
 brush_image = _of_dataset("brush/brush.png")         # its painted image; the other figures beside it in brush/
+large_field = _of_dataset("large_field.json")        # whole-image model against patch-based assembly
+large_field_gallery = _of_dataset("large_field.png")  # reference | whole image | patch-based fields
+large_field_fields = _of_dataset("large_fields")     # every generated field, a PNG per method and reference
 viewer = _of_dataset("viewer/index.html")            # the zoomable viewer (opens from disk)
 report = _of_dataset("report.html")
 

@@ -117,3 +117,19 @@ def test_real_data_target_plans_the_whole_chain_with_gpu_resources(repo_root):
     for rule in ("train", "sample", "embed"):
         assert "gpu=" in blocks[rule] and "gpu=0" not in blocks[rule], blocks[rule][:600]
     assert "torchrun --standalone --nproc_per_node 4" in plan or "--nproc_per_node=4" in plan or "gpu=4" in blocks["train"]
+
+
+def test_large_field_target_compares_whole_image_and_patch_based_fields(demo_run):
+    """The large-field comparison (not in the default chain) builds on the demo run: fields of demo_naip's GeoTIFF,
+    their embeddings by demo_naip's DINO, a whole-image model, and demo_naip's model assembling tiles."""
+    repo, _ = demo_run
+    run([*SNAKEMAKE, "--cores", "2", "results/demo_naip_fields/large_field.json"], repo, timeout=1200)
+    result = json.loads((repo / "results/demo_naip_fields/large_field.json").read_text())
+    assert result["field_size"] == 128 and result["tile_size"] == 64 and result["n_fields"] == 2
+    assert set(result["methods"]) == {"whole_image", "patch_based", "patch_based_overlap_32"}
+    for method in result["methods"].values():
+        for key in ("whole_image_kid", "crop_kid", "seam_ratio", "embedding_similarity", "seconds_per_image"):
+            assert key in method
+    assert "seam_ratio" in result["real"]
+    assert (repo / "results/demo_naip_fields/large_field.png").stat().st_size > 0
+    assert len(list((repo / "results/demo_naip_fields/large_fields").glob("*.png"))) == 2 * 4

@@ -254,3 +254,30 @@ def test_report_shows_each_encoder_beside_its_baselines_and_the_dino_loss(tmp_pa
     assert water.groups() == ("0.606", "0.424", "33")  # trained, untrained, held-out images of that class
     assert "0.952 [0.869, 0.984]" in encoders and "chance 0.250" in encoders and "0.500" in encoders
     assert "<h3>DINO</h3><img" in _section(text, "<h2>Loss curves")
+
+
+def test_large_field_section_shows_both_methods_beside_real_seams(tmp_path):
+    """large_field.json in the results folder: a Table-1-style section (each method's KIDs, seams beside the real
+    fields' level, embedding similarity, paired differences, the paper's rows); without it, "not run"."""
+    from PIL import Image
+
+    from infbrush.evaluate.report import build_report
+
+    results = tmp_path / "results" / "fields"
+    results.mkdir(parents=True)
+    assert "large_field.json" in _section(build_report("fields", results), "<h2>Large fields")
+    ci = lambda m, lo, hi: {"mean": m, "ci95": [lo, hi]}
+    (results / "large_field.json").write_text(json.dumps({
+        "n_fields": 33, "field_size": 128, "tile_size": 64,
+        "methods": {"whole_image": {"whole_image_kid": 0.0412, "crop_kid": 0.0875, "seam_ratio": ci(1.03, 0.98, 1.08),
+                                    "embedding_similarity": ci(0.81, 0.78, 0.84), "seconds_per_image": 3.5},
+                    "patch_based": {"whole_image_kid": 0.0733, "crop_kid": 0.0611, "seam_ratio": ci(1.87, 1.7, 2.0),
+                                    "embedding_similarity": ci(0.86, 0.83, 0.88), "seconds_per_image": 2.25,
+                                    "minus_whole_image": {"whole_image_kid_ci95": [0.011, 0.052],
+                                                          "crop_kid_ci95": [-0.04, -0.01]}}},
+        "real": {"seam_ratio": ci(1.01, 0.97, 1.05)}}))
+    Image.new("RGB", (388, 128), (10, 200, 30)).save(results / "large_field.png")
+    text = _section(build_report("fields", results), "<h2>Large fields")
+    assert "33 held-out reference fields of 128² px" in text and "64² tiles" in text
+    assert "0.0412" in text and "0.0733" in text and "1.87 [1.70, 2.00]" in text and "1.01 [0.97, 1.05]" in text
+    assert "[+0.011, +0.052]" in text and "2.63" in text and "11.30" in text and "data:image/png;base64," in text

@@ -11,7 +11,7 @@ sys.path.insert(0, os.path.join(workflow.basedir, "workflow", "rules"))
 from infbrush import layout as L
 from infbrush.config import validate_params
 from rule_params import Params, flag
-from helpers.evaluate import clip_checkpoint, default_targets, report_inputs, synthetic_res
+from helpers.evaluate import clip_checkpoint, default_targets, report_inputs, synthetic_res, tile_size
 from helpers.models import control_goals, inputs, of_variant, sample_cond, sample_flags, train_cond, variant
 
 # One-line error naming the key before any job starts; the merged parameters are what every rule reads.

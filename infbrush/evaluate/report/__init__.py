@@ -7,7 +7,7 @@ matrix (``zeroshot.json`` + PNG), BACH accuracies (``bach.json``), controllabili
 class, real held-out patches beside the samples generated for it, accuracies with 95 % intervals beside the
 judge's own accuracy on real images), the encoders against their untrained network / chance (``dino.json``,
 ``democlip.json``), the spectral check (``spectrum.json`` + PNG), loss curves (``train/metrics.jsonl``,
-``dino_ckpt/metrics.jsonl``), run settings (a params dict) and skipped inputs (``**/failures.tsv``). A metric
+``dino_ckpt/metrics.jsonl``), large fields (``large_field.json`` + PNG), run settings (a params dict) and skipped inputs (``**/failures.tsv``). A metric
 that ``fid.json`` marks ``"trusted": false`` (it failed its sanity pairs) is shown as flagged, not as a result.
 
 Which of the paper's experiments the FID table sits beside (``paper_row``) and whether this run is only a
@@ -15,7 +15,7 @@ miniature of it (``miniature``: its numbers are not comparable) are parameters, 
 
 Modules: ``kit`` (the HTML kit: escaping, cells, embedded images, page skeleton), ``paper`` (the tables beside
 the paper's numbers), ``generation`` (sample grids, viewer, spectrum), ``classification`` (encoders, zero-shot,
-controllability), ``brush`` (the brush), ``run`` (loss curves, settings, skipped inputs).
+controllability), ``brush`` (the brush), ``large_field`` (whole image vs patch-based), ``run`` (loss curves, settings, skipped inputs).
 """
 from __future__ import annotations
 
@@ -27,11 +27,12 @@ from infbrush.evaluate.report.brush import brush_shortfalls, section_brush
 from infbrush.evaluate.report.classification import section_control, section_encoders, section_zeroshot
 from infbrush.evaluate.report.generation import section_samples, section_spectrum, section_viewer
 from infbrush.evaluate.report.kit import esc, page
+from infbrush.evaluate.report.large_field import section_large_field
 from infbrush.evaluate.report.paper import PAPER_EXPERIMENTS, PAPER_FID, paper_rows, section_bach, section_fid
 from infbrush.evaluate.report.run import section_failures, section_losses, section_settings
 
 __all__ = ["PAPER_EXPERIMENTS", "PAPER_FID", "brush_shortfalls", "build_report", "section_bach", "section_brush",
-           "section_control", "section_encoders", "section_failures", "section_fid", "section_losses",
+           "section_control", "section_encoders", "section_failures", "section_fid", "section_large_field", "section_losses",
            "section_samples", "section_settings", "section_spectrum", "section_viewer", "section_zeroshot",
            "write_report"]
 
@@ -57,6 +58,7 @@ def build_report(dataset: str, results_dir: str | os.PathLike, params: dict | No
         ("Controllability (label-conditioned model)", lambda: section_control(results, "label")),
         ("Spectral check", lambda: section_spectrum(results)),
         ("The brush: conditions painted into regions", lambda: section_brush(results)),
+        ("Large fields: the whole image against patch-based assembly", lambda: section_large_field(results)),
         ("Loss curves", lambda: section_losses(results)),
         ("Run settings", lambda: section_settings(params)),
         ("Skipped inputs", lambda: section_failures(results)),

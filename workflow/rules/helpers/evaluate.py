@@ -1,7 +1,8 @@
 """What a dataset's evaluation reads and which files finish its chain, decided from params.
 
 Which measurements a dataset has follows from its settings (prompts: zero-shot; inputs.bach: BACH; evaluate.control,
-evaluate.spectrum, evaluate.ablation_cano; embedding.train: the encoder's own scores; brush.maps: the brush),
+evaluate.spectrum, evaluate.ablation_cano; embedding.train: the encoder's own scores; brush.maps: the brush;
+large_field: the whole-image model against patch-based assembly),
 never from its name. ``P`` is the rules' Params.
 """
 from __future__ import annotations
@@ -20,6 +21,12 @@ def synthetic_res(P, ds: str) -> int:
     return P.get(ds, "evaluate.synthetic_resolution") or P.res0(ds)
 
 
+def tile_size(P, ds: str) -> int:
+    """The training size of the patch-based baseline's model (large_field.tiles_from): its patch or image size."""
+    small = P.get(ds, "large_field.tiles_from")
+    return P.get(small, "patching.patch_size") or P.get(small, "tiling.patch_size") or P.get(small, "image_size")
+
+
 def report_inputs(P, ds: str) -> dict:
     """Everything the report shows for this dataset; the report itself tolerates any of them missing."""
     optional = {"zeroshot": (P.has_prompts(ds), layout.zeroshot(ds)),
@@ -31,7 +38,8 @@ def report_inputs(P, ds: str) -> dict:
                 "democlip": (P.trains(ds, "open_clip"), layout.clip_scores(ds)),
                 "spectrum": (P.get(ds, "evaluate.spectrum"), layout.spectrum(ds)),
                 "ablation": (P.get(ds, "evaluate.ablation_cano"), layout.ablation_cano(ds)),
-                "brush": (P.brushed(ds), layout.brush(ds))}
+                "brush": (P.brushed(ds), layout.brush(ds)),
+                "large_field": (P.get(ds, "large_field"), layout.large_field(ds))}
     return {"fid": layout.fid(ds),
             "samples": [layout.samples(ds, r) for r in P.get(ds, "sample.resolutions")],
             "viewer": layout.viewer(ds),  # viewer.smk builds it; the report links its preview
