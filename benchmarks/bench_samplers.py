@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 import math
 import sys
 import time
@@ -183,6 +184,7 @@ def model_part(args, settings: list[dict]) -> dict:
             from PIL import Image
 
             sheet = np.concatenate([np.concatenate(list(u8[labels == c][:8]), 1) for c in range(k)], 0)
+            Path(args.sheets).mkdir(parents=True, exist_ok=True)
             Image.fromarray(sheet).save(f"{args.sheets}/{setting['name'].replace(':', '_')}.png")
         print(json.dumps({key: row[key] for key in ("name", "nfe", "control", "control_ci95", "kid",
                                                       "mean_recall", "seconds")}), file=sys.stderr, flush=True)
