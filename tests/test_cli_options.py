@@ -129,3 +129,25 @@ def test_brush_eval_defaults_are_the_brush_settings():
     brush = _parse("brush", "--map", "m.png", "--legend", "l.yaml", "--size", "64", "--out", "o.png")
     for name in ("steps", "guidance_scale", "guidance_interval", "chunk_points", "method"):
         assert getattr(brush, name) == getattr(paint, name), name
+
+
+def test_every_commands_help_shows_its_defaults():
+    """An option with a default (not a switch, not required) says it in its help: `infbrush X --help` is where a
+    user reads what a run will do."""
+    import argparse
+    import importlib
+
+    from infbrush.cli import COMMANDS
+
+    switches = (argparse._StoreTrueAction, argparse._StoreFalseAction, argparse._StoreConstAction,
+                argparse._HelpAction)
+    silent = []
+    for name in COMMANDS:
+        parser = argparse.ArgumentParser()
+        importlib.import_module(f"infbrush.cli.{name.replace('-', '_')}").add_arguments(parser)
+        for action in parser._actions:
+            if isinstance(action, switches) or action.required or action.default in (None, argparse.SUPPRESS):
+                continue
+            if "default" not in (action.help or ""):
+                silent.append(f"{name} {action.option_strings[0]}")
+    assert not silent, f"options whose --help does not show their default: {silent}"

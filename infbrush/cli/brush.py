@@ -41,8 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="model: each point's region condition inside the denoiser (default); baseline: the "
                              "denoiser once per region, predictions blended (MultiDiffusion-style reference)")
     add_paint_options(parser)
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    parser.add_argument("--compression", choices=("jpeg", "deflate"), default="jpeg", help="TIFF tile compression")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
+                        help="seed of the initial noise (default: %(default)s)")
+    parser.add_argument("--compression", choices=("jpeg", "deflate"), default="jpeg",
+                        help="TIFF tile compression (default: %(default)s)")
     parser.add_argument("--mollify-sigma", type=float, help="default: the value the model was trained with")
     parser.add_argument("--timesteps", type=int, help="diffusion T; default: the value the model was trained with")
     parser.add_argument("--state-dir", help="keep the DDIM state in a scratch file here instead of RAM (CPU)")

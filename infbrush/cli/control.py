@@ -18,8 +18,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                        "judge, labelled held-out rows (split == 1) measure it")
     parser.add_argument("--samples", required=True, help="index.json written by `infbrush sample` (OUT/<R>/index.json)")
     parser.add_argument("--out", required=True, help="control.json")
-    parser.add_argument("--feature-size", type=int, default=DEFAULT_FEATURE_SIZE, help="images are resized to this side for features")
-    parser.add_argument("--seed", type=int, default=d["seed"], help="seed of the judge and of the interval draws")
+    parser.add_argument("--feature-size", type=int, default=DEFAULT_FEATURE_SIZE,
+                        help="images are resized to this side for features (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=d["seed"],
+                        help="seed of the judge and of the interval draws (default: %(default)s)")
     parser.add_argument("--goal", type=float, default=DEFAULT_GOAL,
                         help=f"mean per-class accuracy goal on generated images (default {DEFAULT_GOAL})")
     parser.add_argument("--judge-goal", type=float, default=DEFAULT_JUDGE_GOAL,

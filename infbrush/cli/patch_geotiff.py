@@ -32,9 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--thumb-size", type=int, default=d["thumb_size"],
                         help="side of the stored thumbnails (default: %(default)s)")
     parser.add_argument("--landcover", nargs="*", default=list(d["landcover"]),
-                        help="land-cover rasters: label = majority class")
+                        help="land-cover rasters: label = majority class (default: %(default)s)")
     parser.add_argument("--landcover-names", nargs="*", default=list(d["landcover_names"]),
-                        help="name of each land-cover class value 0, 1, … (else the raster's class_names tag)")
+                        help="name of each land-cover class value 0, 1, … (default: %(default)s: the raster's "
+                             "class_names tag)")
     parser.add_argument("--held-out-fraction", type=float, default=d["held_out_fraction"],
                         help="hold out the last rows of patches of each file (fraction of rows) (default: %(default)s)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plot", default=None, help="spectrum.png (radial spectra and their ratio)")
     parser.add_argument("--lattice-freqs", type=float, nargs="*", default=list(d["lattice_freqs"]),
                         help="frequencies to check, in cycles per image side (e.g. the model's sparse lattice and "
-                             "grid cells per side: 64 32 for the demo preset)")
+                             "grid cells per side: 64 32 for the demo preset; default: %(default)s)")
     parser.add_argument("--real-split", choices=("all", "train", "held_out"), default=d["real_split"],
                         help="which store rows are the real images (default: %(default)s)")
     parser.add_argument("--max-real", type=int, default=d["max_real"],

@@ -86,7 +86,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     io.add_argument("--out", required=True, help="run folder: ckpt_*.pt, metrics.jsonl, samples/")
     io.add_argument("--export", help="write the final EMA weights here ({model, model_args, diffusion, config, step})")
     model = parser.add_argument_group("model and diffusion")
-    model.add_argument("--model-args", default="{}", metavar="JSON", help="overrides of the preset's model arguments")
+    model.add_argument("--model-args", default="{}", metavar="JSON",
+                       help="overrides of the preset's model arguments (default: %(default)s)")
     add_config_options(model, d, MODEL)
     add_config_options(parser.add_argument_group("optimisation"), d, OPTIMISATION)
     add_config_options(parser.add_argument_group("logging, checkpoints, hardware"), d, RUN)

@@ -47,7 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--on-data-change", default=run["on_data_change"], choices=["error", "restart"],
                         help="existing checkpoints made with other data or settings: stop (default) or delete them "
                              "and start over")
-    parser.add_argument("--knn-k", type=int, default=run["knn_k"])
+    parser.add_argument("--knn-k", type=int, default=run["knn_k"],
+                        help="neighbours of the k-NN report on the held-out split (default: %(default)s)")
     add_device_option(parser)
     parser.add_argument("--no-progress", action="store_true")
 
