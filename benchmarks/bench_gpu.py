@@ -45,7 +45,7 @@ def _peak_gib(device: str) -> float:
 def train_rows(args) -> list[dict]:
     import torch
 
-    from infbrush.diffusion import PointLoss, cosine_alpha_bar, training_loss
+    from infbrush.diffusion import Diffusion, PointLoss, training_loss
     from infbrush.models import build_model, count_parameters, model_args_from_preset
 
     device = args.device
@@ -54,7 +54,6 @@ def train_rows(args) -> list[dict]:
         torch.manual_seed(0)
         model = build_model(model_args_from_preset("paper", in_channels=3, cond_dim=512, cano=True)).to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=5e-5, betas=(0.9, 0.99))
-        alpha_bar = cosine_alpha_bar(1000)
         images = torch.rand(args.batch, 3, args.image_size, args.image_size, device=device) * 2 - 1
         cond = torch.randn(args.batch, 512, device=device)
         _reset_peak(device)
@@ -65,7 +64,7 @@ def train_rows(args) -> list[dict]:
             t0 = time.perf_counter()
             with torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bf16"):
                 loss = training_loss(model, images, cond, gens, loss=PointLoss(args.points, cond_drop_prob=0.1),
-                                     alpha_bar=alpha_bar, mollify_sigma=1 / args.image_size)
+                                     diffusion=Diffusion(1000, 1 / args.image_size))
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()

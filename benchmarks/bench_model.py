@@ -168,7 +168,7 @@ def efficiency(threads: int) -> dict:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from infbrush.diffusion import PointLoss, cosine_alpha_bar, training_loss
+    from infbrush.diffusion import Diffusion, PointLoss, training_loss
     from infbrush.models import build_model, chunked_forward, model_args_from_preset, set_precision
 
     torch.set_num_threads(threads)
@@ -222,14 +222,13 @@ def efficiency(threads: int) -> dict:
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     images = torch.rand(16, 3, 64, 64) * 2 - 1
     cond = torch.nn.functional.one_hot(torch.arange(16) % 4, 4).float()
-    alpha_bar = cosine_alpha_bar(1000)
     step_no = [0]
 
     def train_step():
         step_no[0] += 1
         gens = [torch.Generator().manual_seed(step_no[0] * 100 + i) for i in range(16)]
         loss = training_loss(model, images, cond, gens, loss=PointLoss(1024, cond_drop_prob=0.1, prediction="v"),
-                             alpha_bar=alpha_bar, mollify_sigma=1 / 64)
+                             diffusion=Diffusion(1000, 1 / 64))
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

@@ -208,7 +208,7 @@ def model_step_seconds(image_size: int, n_points: int, batch: int) -> float | No
     try:
         import torch
 
-        from infbrush.diffusion import PointLoss, cosine_alpha_bar, training_loss
+        from infbrush.diffusion import Diffusion, PointLoss, training_loss
         from infbrush.models import build_model, model_args_from_preset
     except ImportError:
         return None
@@ -216,13 +216,12 @@ def model_step_seconds(image_size: int, n_points: int, batch: int) -> float | No
     model = build_model(model_args_from_preset("demo", in_channels=3, cond_dim=64, cano=True))
     images = torch.rand(batch, 3, image_size, image_size) * 2 - 1
     cond = torch.randn(batch, 64)
-    alpha_bar = cosine_alpha_bar(1000)
     generators = [torch.Generator().manual_seed(i) for i in range(batch)]
     times = []
     for _ in range(3):
         start = time.perf_counter()
-        loss = training_loss(model, images, cond, generators, loss=PointLoss(n_points), alpha_bar=alpha_bar,
-                             mollify_sigma=1.0 / image_size)
+        loss = training_loss(model, images, cond, generators, loss=PointLoss(n_points),
+                             diffusion=Diffusion(1000, 1.0 / image_size))
         loss.backward()
         times.append(time.perf_counter() - start)
     return float(np.median(times[1:]))

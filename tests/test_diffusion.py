@@ -6,7 +6,7 @@ import torch
 
 from infbrush.diffusion import (
     T, cosine_alpha_bar, ddim_step, ddim_timesteps, lattice_coords, mollified_noise_grid,
-    PointLoss, mollified_noise_points, mollify_image, sample_points, training_loss,
+    Diffusion, PointLoss, mollified_noise_points, mollify_image, sample_points, training_loss,
 )
 from infbrush.models import build_model
 from numeric_helpers import assert_within
@@ -136,7 +136,7 @@ def test_training_loss_reproducible_and_shardable():
 
     def loss(idx, seeds):
         return training_loss(model, images[idx], cond[idx], [torch.Generator().manual_seed(s) for s in seeds],
-                             loss=PointLoss(64, cond_drop_prob=0.3), alpha_bar=ab, mollify_sigma=1 / 16)
+                             loss=PointLoss(64, cond_drop_prob=0.3), diffusion=Diffusion(len(ab), 1 / 16))
 
     both = loss(slice(0, 2), (10, 11))
     assert both.dim() == 0 and torch.isfinite(both)

@@ -85,8 +85,8 @@ def test_tiny_model_overfits_one_image_and_samples_it_at_two_resolutions():
     opt = torch.optim.Adam(model.parameters(), lr=5e-3)
     for step in range(STEPS):
         gens = [torch.Generator().manual_seed(2 * step + i) for i in range(2)]
-        loss = training_loss(model, image.expand(2, -1, -1, -1), None, gens, loss=PointLoss(512), alpha_bar=AB,
-                             mollify_sigma=sigma)
+        loss = training_loss(model, image.expand(2, -1, -1, -1), None, gens, loss=PointLoss(512),
+                             diffusion=Diffusion(len(AB), sigma))
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -8,6 +8,7 @@ import torch
 from infbrush.diffusion.mollifier import mollified_noise_points, mollify_image
 from infbrush.diffusion.noise_levels import LossWeighting, NoiseLevels, timestep_from_u
 from infbrush.diffusion.points import sample_points
+from infbrush.diffusion.process import Diffusion
 from infbrush.diffusion.schedule import PREDICTIONS, v_target
 
 
@@ -72,8 +73,7 @@ def training_loss(
     generators: list[torch.Generator],
     *,
     loss: PointLoss,
-    alpha_bar: torch.Tensor,
-    mollify_sigma: float,
+    diffusion: Diffusion,
     t_strata: tuple[list[int], int] | None = None,
 ) -> torch.Tensor:
     """Scalar MSE between the model's ε̂ (or v̂) and its target on ``loss.n_points`` random pixels per image.
@@ -81,14 +81,15 @@ def training_loss(
     images (B, C, H, W) in [-1, 1]; cond (B, D) or None; one generator per image draws (in order) the
     pixel subset, t, the noise seed and the condition-dropout flag, so a DDP shard holding a subset of the
     images reproduces the single-process values. x_t = sqrt(ᾱ_t) x_0 + sqrt(1-ᾱ_t) ε with ε the mollified noise
-    function (std ``mollify_sigma`` × image side) at the points; ``alpha_bar`` (T,) float64 is the process's
-    schedule (``Diffusion.alpha_bar()``). ``loss.mollify_data`` blurs the images with the same mollifier first
+    function (std ``diffusion.mollify_sigma`` × image side) at the points and ᾱ the process's schedule
+    (``diffusion``: the same object the checkpoint saves and every sampler reads). ``loss.mollify_data`` blurs the images with the same mollifier first
     (∞-Diff's smoothed inputs); ``loss.noise_levels`` chooses the law of t and ``loss.weighting`` each image's
     weight (``infbrush.diffusion.noise_levels``; the defaults are the paper's uniform t and plain mean).
     ``t_strata``: stratified t over the global batch (see ``_draw_per_image``).
     """
     n_points, cond_drop_prob, prediction = loss.n_points, loss.cond_drop_prob, loss.prediction
     noise_levels, weighting = loss.noise_levels, loss.weighting
+    alpha_bar, mollify_sigma = diffusion.alpha_bar(), diffusion.mollify_sigma  # (T,) float64
     batch, channels, height, width = images.shape
     if cond is not None and cond.shape[0] != batch:
         raise ValueError(f"cond has {cond.shape[0]} rows for {batch} images")

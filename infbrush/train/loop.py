@@ -175,7 +175,6 @@ def train(cfg: TrainConfig) -> int:
                               noise_levels=noise_levels, weighting=weighting)
     except ValueError as err:
         raise InfbrushError(f"diffusion: {err}") from None
-    alpha_bar = diffusion.alpha_bar()  # (T,) float64
 
     # ---------------------------------------------------------------- resume from the newest checkpoint
     step, consumed = 0, 0
@@ -280,8 +279,8 @@ def train(cfg: TrainConfig) -> int:
             model.train()
             t_strata = (list(my_slots), cfg.batch_size) if cfg.stratify_t else None
             with autocast:
-                loss = training_loss(model, x0, cond, generators, loss=objective, alpha_bar=alpha_bar,
-                                     mollify_sigma=cfg.mollify_sigma, t_strata=t_strata)
+                loss = training_loss(model, x0, cond, generators, loss=objective, diffusion=diffusion,
+                                     t_strata=t_strata)
             global_loss = D.all_reduce_mean(loss.detach().float())
             if not torch.isfinite(global_loss):
                 checkpoint(step)
