@@ -14,7 +14,7 @@ from PIL import Image
 from infbrush.data.tiling import TilingParams, tile_slides
 from infbrush.sample.outputs import SampleIndex
 from infbrush.sample.tiff import PyramidOptions, array_bands, write_pyramid_tiff
-from infbrush.viewer.build import OSD_SUBDIR, REPO_ROOT
+from infbrush.viewer.openseadragon import OSD_SUBDIR, REPO_ROOT
 from slide_helpers import write_pyramidal_tiff
 
 GEN = 2048  # generated image side: its deepest Deep Zoom level is level 11
