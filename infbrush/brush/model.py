@@ -144,12 +144,13 @@ def _wrap(wrapper, model, region: "RegionCondition", guidance_scale: float) -> N
     wrapper.stage_merge, wrapper.check_inputs = model.stage_merge, model.check_inputs
 
 
-def _guide_per_region(wrapper, out: torch.Tensor, weights: torch.Tensor, cond_mask: torch.Tensor | None) -> torch.Tensor:
-    """Each region's own guidance scale, applied per point to a [conditional; null] prediction (B, n, C) with
-    the region weights (B/2, n, R) of its conditional half (see the module docstring)."""
+def _guide_per_region(wrapper, out: torch.Tensor, weights, cond_mask: torch.Tensor | None) -> torch.Tensor:
+    """Each region's own guidance scale, applied per point to a [conditional; null] prediction (B, n, C);
+    ``weights()`` gives the region weights (B/2, n, R) of its conditional half, computed only when needed (see the
+    module docstring)."""
     if wrapper.region.guidance is None or not _guided_halves(cond_mask):
         return out
-    ratio = wrapper.region.guidance_ratio(weights.to(out.dtype), wrapper.guidance_scale)
+    ratio = wrapper.region.guidance_ratio(weights().to(out.dtype), wrapper.guidance_scale)
     eps_c, eps_u = out.chunk(2)
     return torch.cat([eps_u + ratio * (eps_c - eps_u), eps_u])
 
@@ -273,9 +274,8 @@ class RegionDenoiser(StagedStreaming, nn.Module):
 
     def finish_output(self, out: torch.Tensor, coords: torch.Tensor, ctx: RegionContext) -> torch.Tensor:
         """Per-region guidance scales (a [conditional; null] batch only)."""
-        if self.region.guidance is None or not _guided_halves(ctx.cond_mask):
-            return out
-        return _guide_per_region(self, out, self.region.weights.at(coords[: coords.shape[0] // 2]), ctx.cond_mask)
+        return _guide_per_region(self, out, lambda: self.region.weights.at(coords[: coords.shape[0] // 2]),
+                                 ctx.cond_mask)
 
     def forward(self, x, coords, t, cond=None, image_size=None, cond_mask=None) -> torch.Tensor:
         return _one_pass(self, x, coords, t, cond_mask)
@@ -308,7 +308,7 @@ class MultiDiffusionDenoiser(StagedStreaming, nn.Module):
         w = self.region.weights.at(coords).to(out.dtype)  # (B, n, R)
         preds = out.unflatten(0, (self.region.n_regions, self._batch))  # (R, B, n, C)
         blended = (preds * w.permute(2, 0, 1).unsqueeze(-1)).sum(0)
-        return _guide_per_region(self, blended, w[: w.shape[0] // 2], self._mask)
+        return _guide_per_region(self, blended, lambda: w[: w.shape[0] // 2], self._mask)
 
     def stage_partial(self, k, h, coords, ctx, index_offset: int = 0):
         return self.model.stage_partial(k, h, self._rep(coords), ctx, index_offset)
