@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 import math
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
