@@ -105,10 +105,12 @@ def validate_params(params: Any, source: str = "params.yaml", schema_path: str |
         value = repr(err.instance)
         value = value if len(value) <= 80 else value[:77] + "..."
         raise InfbrushError(f"{source}: {where} = {value}: {err.message}")
-    for name in params["default_datasets"]:
+    references = [("default_datasets", name) for name in params["default_datasets"]]
+    references += [(f"datasets.{ds}.large_field.tiles_from", d["large_field"]["tiles_from"])
+                   for ds, d in params["datasets"].items() if d.get("large_field")]
+    for where, name in references:  # keys that name another dataset
         if name not in params["datasets"]:
-            raise InfbrushError(f"{source}: default_datasets: unknown dataset {name!r}; "
-                                f"valid: {', '.join(params['datasets'])}")
+            raise InfbrushError(f"{source}: {where}: unknown dataset {name!r}; valid: {', '.join(params['datasets'])}")
     return params
 
 

@@ -77,6 +77,8 @@ def _walk(node):
         (lambda p: p["datasets"]["demo_brca"]["embedding"].__setitem__("kind", "vit"), "datasets.demo_brca.embedding.kind"),
         (lambda p: p["datasets"]["demo_brca"].pop("tiling"), "'tiling' is a required property"),
         (lambda p: p.__setitem__("default_datasets", ["demo_brca", "nope"]), "unknown dataset 'nope'"),
+        (lambda p: p["datasets"]["demo_naip_fields"]["large_field"].__setitem__("tiles_from", "demo_nape"),
+         "datasets.demo_naip_fields.large_field.tiles_from: unknown dataset 'demo_nape'"),
         (lambda p: p["defaults"]["sample"].__setitem__("sampler", "euler"), "defaults.sample.sampler"),
         (lambda p: p["defaults"]["sample"].__setitem__("guidance_interval", [300]), "defaults.sample.guidance_interval"),
         # an encoder trained here needs a trainer (open_clip, dino) and names the file it exports
