@@ -160,3 +160,25 @@ def test_build_model_validates():
     x, coords, t, cond = _inputs()
     with pytest.raises(ValueError, match="coords"):
         _model()(x, coords[:, :10], t, cond, (32, 32))
+
+
+def test_training_step_repeats_bit_for_bit_on_two_threads():
+    """Two intra-op threads, as the pipeline trains and samples: the same forward and backward, repeated, gives
+    the same bits. The lattice splat and the kNN gather's backward add many points into one node or row; with
+    atomic float adds (index_put accumulate, advanced indexing's backward) the order of those adds, hence the
+    rounding, followed the threads' timing and changed with the machine's load."""
+    model = _model()
+    g = torch.Generator().manual_seed(1)
+    n = 4096  # one image, enough points that both threads share its lattice nodes
+    x = torch.randn(1, n, 3, generator=g)
+    coords = torch.rand(1, n, 2, generator=g)
+    t, cond = torch.tensor([500]), torch.randn(1, 4, generator=g)
+    torch.set_num_threads(2)  # the autouse fixture restores its own setting afterwards
+    results = set()
+    for _ in range(8):
+        model.zero_grad()
+        out = model(x, coords, t, cond, (64, 64))
+        out.square().mean().backward()
+        blob = b"".join(p.grad.numpy().tobytes() for p in model.parameters() if p.grad is not None)
+        results.add(hash(out.detach().numpy().tobytes() + blob))
+    assert len(results) == 1, f"{len(results)} different results in 8 repeats of one forward + backward"

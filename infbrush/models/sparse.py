@@ -42,7 +42,9 @@ def bilinear_splat(values: torch.Tensor, coords: torch.Tensor, grid_size: int) -
     idx = torch.stack(idx, dim=-1).reshape(-1)  # (B·N·4,)
     contrib = (values.unsqueeze(-2) * torch.stack(wts, dim=-1).unsqueeze(-1).to(values.dtype)).reshape(-1, channels)
     out = values.new_zeros(batch * grid_size * grid_size, channels)
-    out = out.index_put((idx,), contrib, accumulate=True)  # index_put is much faster than index_add_ on CPU
+    # index_add sums in a fixed order; index_put(accumulate=True) adds with atomic float adds on 2+ CPU threads,
+    # so its bits varied run to run and with the machine's load (and it is the slower of the two on CPU)
+    out = out.index_add(0, idx, contrib)
     return out.view(batch, grid_size, grid_size, channels).permute(0, 3, 1, 2)
 
 
