@@ -96,7 +96,7 @@ def child(model_kind: str, size: int, steps: int, chunk_points: int, device: str
     fmt = choose_format("auto", (size, size))
     with tempfile.TemporaryDirectory() as tmp:
         t1 = time.perf_counter()
-        write_image(Path(tmp) / f"x.{fmt}", image, fmt, compression="jpeg")
+        write_image(Path(tmp) / f"x.{fmt}", image, fmt)
         t_write = time.perf_counter() - t1
     out = {"model": model_kind, "size": size, "steps": steps, "chunk_points": chunk_points, "device": device, "format": fmt,
            "state_on_disk": bool(state_dir),

@@ -11,6 +11,7 @@ from infbrush.cli.options import (add_config_options, add_device_option, add_gui
                                   check_guidance_interval_option, config_from_args)
 from infbrush.errors import InfbrushError
 from infbrush.sample.run import DEFAULT_SEED
+from infbrush.sample.tiff import COMPRESSIONS, PyramidOptions
 
 HELP = ("paint conditions into regions of one image: a condition map (PNG/TIFF) + a legend (YAML) → PNG, or "
         "pyramidal TIFF for large outputs")
@@ -43,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_paint_options(parser)
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
                         help="seed of the initial noise (default: %(default)s)")
-    parser.add_argument("--compression", choices=("jpeg", "deflate"), default="jpeg",
+    parser.add_argument("--compression", choices=COMPRESSIONS, default=PyramidOptions.compression,
                         help="TIFF tile compression (default: %(default)s)")
     parser.add_argument("--mollify-sigma", type=float, help="default: the value the model was trained with")
     parser.add_argument("--timesteps", type=int, help="diffusion T; default: the value the model was trained with")
@@ -110,7 +111,7 @@ def main(args: argparse.Namespace) -> int:
                    device=resolve_device(args.device), state_dir=args.state_dir, progress=not args.no_progress)
     seconds = time.perf_counter() - start
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    write_image(args.out, images[0], fmt, compression=args.compression)
+    write_image(args.out, images[0], fmt, options=PyramidOptions(compression=args.compression))
     regions = [{"key": k, "name": r.name, "kind": r.kind, "value": r.value, "label": r.label,
                 "guidance_scale": r.guidance_scale, "present": i in painting.present}
                for i, (k, r) in enumerate(zip(painting.key_names(), painting.legend.regions))]

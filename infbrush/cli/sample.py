@@ -19,6 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from infbrush.diffusion.settings import SamplingSettings
     from infbrush.sample import run
     from infbrush.sample.conditions import from_held_out
+    from infbrush.sample.tiff import COMPRESSIONS
 
     # the library owns the defaults (and run.DEFAULT_*)
     sampling, out, execution = SamplingSettings(), run.ImageOutput(), run.Execution()
@@ -62,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=("auto", "png", "tiff"), default=out.fmt,
                         help="auto: PNG up to --png-max-side, pyramidal TIFF above (default: %(default)s)")
     parser.add_argument("--png-max-side", type=int, default=out.png_max_side, help="default: %(default)s")
-    parser.add_argument("--compression", choices=("jpeg", "deflate"), default=out.compression,
+    parser.add_argument("--compression", choices=COMPRESSIONS, default=out.compression,
                         help="TIFF tile compression (default: %(default)s)")
     parser.add_argument("--mpp", type=float, help="microns per pixel of the training images (tiling.target_mpp)")
     parser.add_argument("--mpp-size", type=int,

@@ -15,12 +15,15 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
 from infbrush.errors import InfbrushError
 from infbrush.io import atomic_path, write_json
+
+if TYPE_CHECKING:
+    from infbrush.sample.tiff import PyramidOptions
 
 FORMATS = ("auto", "png", "tiff")
 PNG_MAX_SIDE = 2048  # auto format: PNG up to 2048² (one in-memory image), pyramidal TIFF above
@@ -59,8 +62,9 @@ def uint8_bands(image, rows: int | None = None) -> Iterator[np.ndarray]:
 
 
 def write_image(path: str | os.PathLike, image, fmt: str, *, mpp: float | None = None,
-                compression: str = "jpeg", tile: int = 256) -> None:
-    """Write a (C, H, W) tensor in [-1, 1] as PNG (``fmt='png'``) or pyramidal TIFF (``'tiff'``), atomically."""
+                options: PyramidOptions | None = None) -> None:
+    """Write a (C, H, W) tensor in [-1, 1] as PNG (``fmt='png'``) or pyramidal TIFF (``'tiff'``, stored as
+    ``options`` say: :class:`PyramidOptions`' defaults when None), atomically."""
     from PIL import Image
 
     from infbrush.sample.tiff import PyramidOptions, write_pyramid_tiff
@@ -74,7 +78,7 @@ def write_image(path: str | os.PathLike, image, fmt: str, *, mpp: float | None =
             pil.save(tmp, format="PNG", **kwargs)
     elif fmt == "tiff":
         write_pyramid_tiff(path, uint8_bands(image), height, width, channels,
-                           options=PyramidOptions(tile=tile, compression=compression), mpp=mpp,
+                           options=options or PyramidOptions(), mpp=mpp,
                            description=f"infbrush sample {Path(path).stem}")
     else:
         raise ValueError(f"unknown output format {fmt!r}; valid: png, tiff")

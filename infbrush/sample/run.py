@@ -18,6 +18,7 @@ from infbrush.diffusion.settings import SamplingMemory, SamplingSettings
 from infbrush.errors import InfbrushError
 from infbrush.sample.conditions import SampleSpec
 from infbrush.sample.outputs import PNG_MAX_SIDE, SampleIndex, choose_format, write_image
+from infbrush.sample.tiff import PyramidOptions
 
 if TYPE_CHECKING:
     from infbrush.diffusion.process import Diffusion
@@ -37,7 +38,7 @@ class ImageOutput:
 
     fmt: str = "auto"
     png_max_side: int = PNG_MAX_SIDE
-    compression: str = "jpeg"
+    compression: str = PyramidOptions.compression
     mpp: float | None = None
 
 
@@ -162,7 +163,8 @@ def sample_resolution(
             continue
         for spec, image in zip(batch, images):
             file = spec.name + suffix
-            write_image(out_dir / file, image, kind, mpp=output.mpp, compression=output.compression)
+            write_image(out_dir / file, image, kind, mpp=output.mpp,
+                        options=PyramidOptions(compression=output.compression))
             index.add({"file": file, "name": spec.name, "seed": spec.seed, "source": spec.source,
                        "source_id": spec.source_id, "label": spec.label, "label_name": spec.label_name,
                        "resolution": [height, width], "format": kind})

@@ -14,12 +14,13 @@ import re
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 from infbrush.errors import InfbrushError
-from infbrush.viewer.deepzoom import ViewerInputError, array_slide, image_mpp, open_image, write_dzi
+from infbrush.viewer.deepzoom import (DeepZoomOptions, ViewerInputError, array_slide, image_mpp, open_image,
+                                      write_dzi)
 from infbrush.viewer.openseadragon import find_openseadragon, openseadragon_version
 
 WSI_ID = re.compile(r"^(?P<slide>.+)/(?P<x>\d+)_(?P<y>\d+)$")
@@ -56,17 +57,6 @@ class RealSources:
     tiles: str | os.PathLike | None = None
     slides: Sequence[str | os.PathLike] = ()
     context: float = 2.0
-
-
-@dataclass(frozen=True)
-class DeepZoomOptions:
-    """How every image is cut into Deep Zoom tiles: the keywords of :func:`write_dzi`."""
-
-    tile_size: int = 254
-    overlap: int = 1
-    fmt: str = "jpeg"
-    quality: int = 90
-    workers: int = 1
 
 
 @dataclass
@@ -240,7 +230,6 @@ def build_viewer(out: str | os.PathLike, generated: GeneratedSources, real: Real
     work = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
     (work / "tiles").mkdir(parents=True)
-    tile_args = asdict(tiling)
     real_panes: dict[int, tuple[dict, dict]] = {}
     pairs = []
     try:
@@ -252,7 +241,7 @@ def build_viewer(out: str | os.PathLike, generated: GeneratedSources, real: Real
                 log(f"{gen.path}: skipped: {err}")
                 continue
             try:
-                dzi = write_dzi(slide, work / "tiles", f"gen_{k:03d}", **tile_args)
+                dzi = write_dzi(slide, work / "tiles", f"gen_{k:03d}", options=tiling)
                 mpp = image_mpp(slide) or _png_mpp(gen.path)
             finally:
                 slide.close()
@@ -267,11 +256,11 @@ def build_viewer(out: str | os.PathLike, generated: GeneratedSources, real: Real
                                     "condition": gen.condition or condition_text(entry, real_images.label_names)}
             row = None if gen.beside is not None else real_images.pick(entry, k)
             if gen.beside is not None:
-                pair["real"] = _beside_pane(gen, work / "tiles", f"map_{k:03d}", tile_args, summary, log)
+                pair["real"] = _beside_pane(gen, work / "tiles", f"map_{k:03d}", tiling, summary, log)
             elif row is not None:
                 if row not in real_panes:
                     real_panes[row] = _real_pane(real_images, row, work / "tiles", f"real_{len(real_panes):03d}",
-                                                 tile_args, summary, log)
+                                                 tiling, summary, log)
                 pair["real"], pair["box"] = real_panes[row]
             pairs.append(pair)
         shutil.copytree(osd, work / "openseadragon", ignore=shutil.ignore_patterns("*.map", "openseadragon.js"))
@@ -299,7 +288,8 @@ def build_viewer(out: str | os.PathLike, generated: GeneratedSources, real: Real
     return summary
 
 
-def _beside_pane(gen: Generated, folder: Path, name: str, tile_args: dict, summary: ViewerSummary, log) -> dict | None:
+def _beside_pane(gen: Generated, folder: Path, name: str, tiling: DeepZoomOptions, summary: ViewerSummary,
+                 log) -> dict | None:
     """The pane of what a painted image is shown beside (its condition map), or None when it cannot be read."""
     try:
         slide = open_image(gen.beside)
@@ -308,7 +298,7 @@ def _beside_pane(gen: Generated, folder: Path, name: str, tile_args: dict, summa
         log(f"{gen.beside}: condition map not shown: {err}")
         return None
     try:
-        dzi = write_dzi(slide, folder, name, **tile_args)
+        dzi = write_dzi(slide, folder, name, options=tiling)
     finally:
         slide.close()
     summary.tiles += dzi["tiles"]
@@ -316,7 +306,7 @@ def _beside_pane(gen: Generated, folder: Path, name: str, tile_args: dict, summa
                                                            *gen.beside_lines]}
 
 
-def _real_pane(real: RealImages, row: int, folder: Path, name: str, tile_args: dict, summary: ViewerSummary,
+def _real_pane(real: RealImages, row: int, folder: Path, name: str, tiling: DeepZoomOptions, summary: ViewerSummary,
                log) -> tuple[dict, dict]:
     """(pane, sync box) of store row ``row``: its slide region when the slide is found, else the stored patch."""
     image_id = real.store.ids[row]
@@ -332,7 +322,7 @@ def _real_pane(real: RealImages, row: int, folder: Path, name: str, tile_args: d
     if region is not None:
         slide, (rx, ry, rw, rh), (px, py, size0), attrs = region
         try:
-            dzi = write_dzi(slide, folder, name, box=(rx, ry, rw, rh), **tile_args)
+            dzi = write_dzi(slide, folder, name, options=tiling, box=(rx, ry, rw, rh))
         finally:
             slide.close()
         summary.tiles += dzi["tiles"]
@@ -345,7 +335,7 @@ def _real_pane(real: RealImages, row: int, folder: Path, name: str, tile_args: d
         return pane, {"x": (px - rx) / width, "y": (py - ry) / width, "w": size0 / width}
     slide = array_slide(real.store.image(row))
     try:
-        dzi = write_dzi(slide, folder, name, **tile_args)
+        dzi = write_dzi(slide, folder, name, options=tiling)
     finally:
         slide.close()
     summary.tiles += dzi["tiles"]

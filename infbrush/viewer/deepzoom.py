@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -120,9 +121,20 @@ class BoundedSlide:
         return getattr(self._slide, name)
 
 
-def write_dzi(slide, folder: str | os.PathLike, name: str, *, tile_size: int = 254, overlap: int = 1,
-              fmt: str = "jpeg", quality: int = 90, box: tuple[int, int, int, int] | None = None,
-              workers: int = 1) -> dict[str, Any]:
+@dataclass(frozen=True)
+class DeepZoomOptions:
+    """How every image is cut into Deep Zoom tiles: ``tile_size`` + 2 ``overlap`` px per tile (254 + 2 = 256, as
+    OpenSlide's examples), ``fmt`` "jpeg" (at ``quality``) or "png", ``workers`` threads writing tiles."""
+
+    tile_size: int = 254
+    overlap: int = 1
+    fmt: str = "jpeg"
+    quality: int = 90
+    workers: int = 1
+
+
+def write_dzi(slide, folder: str | os.PathLike, name: str, *, options: DeepZoomOptions = DeepZoomOptions(),
+              box: tuple[int, int, int, int] | None = None) -> dict[str, Any]:
     """Write the Deep Zoom tiles of ``slide`` (of its level-0 ``box`` x, y, w, h when given) under ``folder``.
 
     Returns the descriptor the page embeds: url (relative to ``folder``'s parent), width, height, tile_size,
@@ -130,6 +142,8 @@ def write_dzi(slide, folder: str | os.PathLike, name: str, *, tile_size: int = 2
     """
     from openslide.deepzoom import DeepZoomGenerator
 
+    tile_size, overlap, fmt, quality, workers = (options.tile_size, options.overlap, options.fmt, options.quality,
+                                                 options.workers)
     if fmt not in FORMATS:
         raise ValueError(f"unknown tile format {fmt!r}; valid: {', '.join(FORMATS)}")
     folder = Path(folder)
@@ -141,11 +155,11 @@ def write_dzi(slide, folder: str | os.PathLike, name: str, *, tile_size: int = 2
         (root / str(level)).mkdir(parents=True, exist_ok=True)
         cols, rows = dz.level_tiles[level]
         jobs += [(level, col, row) for row in range(rows) for col in range(cols)]
-    options = {"quality": int(quality)} if fmt == "jpeg" else {"compress_level": 3}
+    codec = {"quality": int(quality)} if fmt == "jpeg" else {"compress_level": 3}
 
     def save(job: tuple[int, int, int]) -> None:
         level, col, row = job
-        dz.get_tile(level, (col, row)).save(root / str(level) / f"{col}_{row}.{fmt}", FORMATS[fmt], **options)
+        dz.get_tile(level, (col, row)).save(root / str(level) / f"{col}_{row}.{fmt}", FORMATS[fmt], **codec)
 
     if workers > 1:
         with ThreadPoolExecutor(max_workers=workers) as pool:  # OpenSlide and PIL's codecs release the GIL
