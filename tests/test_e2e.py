@@ -121,9 +121,11 @@ def test_real_data_target_plans_the_whole_chain_with_gpu_resources(repo_root):
 
 def test_large_field_target_compares_whole_image_and_patch_based_fields(demo_run):
     """The large-field comparison (not in the default chain) builds on the demo run: fields of demo_naip's GeoTIFF,
-    their embeddings by demo_naip's DINO, a whole-image model, and demo_naip's model assembling tiles."""
+    their embeddings by demo_naip's DINO, a whole-image model, and demo_naip's model assembling tiles; the
+    viewer shows every generated field beside its reference."""
     repo, _ = demo_run
-    run([*SNAKEMAKE, "--cores", "2", "results/demo_naip_fields/large_field.json"], repo, timeout=1200)
+    run([*SNAKEMAKE, "--cores", "2", "results/demo_naip_fields/large_field.json",
+         "results/demo_naip_fields/viewer/index.html"], repo, timeout=1200)
     result = json.loads((repo / "results/demo_naip_fields/large_field.json").read_text())
     assert result["field_size"] == 128 and result["tile_size"] == 64 and result["n_fields"] == 2
     assert set(result["methods"]) == {"whole_image", "patch_based", "patch_based_overlap_32"}
@@ -132,4 +134,10 @@ def test_large_field_target_compares_whole_image_and_patch_based_fields(demo_run
             assert key in method
     assert "seam_ratio" in result["real"]
     assert (repo / "results/demo_naip_fields/large_field.png").stat().st_size > 0
-    assert len(list((repo / "results/demo_naip_fields/large_fields").glob("*.png"))) == 2 * 4
+    assert len(list((repo / "results/demo_naip_fields/large_fields").glob("*/*.png"))) == 2 * 4
+    # the viewer: each generated field (3 methods × 2 references) beside its held-out reference field
+    page = (repo / "results/demo_naip_fields/viewer/index.html").read_text()
+    for method in result["methods"]:
+        assert f"{method}_000" in page and f"{method}_001" in page
+    assert page.count("embedding of the held-out real image") >= 6
+    assert len(list((repo / "results/demo_naip_fields/viewer/tiles").glob("real_*.dzi"))) == 2

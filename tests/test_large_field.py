@@ -3,6 +3,7 @@ whole-image vs patch-based comparison end to end on tiny models."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -110,14 +111,24 @@ def test_comparison_end_to_end_and_bad_input(models, tmp_path, capsys):
     assert result["real"]["seam_ratio"]["mean"] > 0 and result["n_fields"] == 4
     assert result["reference_rows"] == [4, 5, 6, 7] and result["seeds"] == [0, 1, 2, 3]
     assert Image.open(tmp_path / "g.png").size == (4 * 32 + 3 * 4, 4 * 32)
-    assert len(list((tmp_path / "f").glob("*.png"))) == 4 * 4
+    assert len(list((tmp_path / "f").glob("*/*.png"))) == 4 * 4
+    # every generated field's sample index names its reference: the viewer shows the two side by side
+    from infbrush.sample.outputs import read_index
+    from infbrush.viewer.build import RealImages, RealSources
+
+    real_images = RealImages(RealSources(store=str(root / "fields.h5")))
+    for name in result["methods"]:
+        entries = read_index(tmp_path / "f" / name / "index.json")["images"]
+        assert [e["name"] for e in entries] == [f"{name}_{i:03d}" for i in range(4)]
+        assert [real_images.pick(e, k) for k, e in enumerate(entries)] == result["reference_rows"]
+        assert all(Path(e["path"]).is_file() for e in entries)
     # per-image seeds: a field does not depend on the batch it was sampled in (batch 3 above, 1 here)
     again = tmp_path / "again"
     assert main(_args(root, clip, "--n-fields", "4", "--batch-fields", "1", "--overlap", "0",
                       "--out", str(tmp_path / "b.json"), "--fields-dir", str(again))) == 0
     for name in ("whole_image", "patch_based"):
-        a = np.asarray(Image.open(tmp_path / "f" / f"{name}_003.png"), np.int16)
-        b = np.asarray(Image.open(again / f"{name}_003.png"), np.int16)
+        a = np.asarray(Image.open(tmp_path / "f" / name / "003.png"), np.int16)
+        b = np.asarray(Image.open(again / name / "003.png"), np.int16)
         assert np.abs(a - b).max() <= 1  # float32 reductions of other batch shapes: at most one grey level
     for extra, message in ((["--n-fields", "4", "--overlap", "5"], "--tile-size 16 / --overlap 5: tiles of 16 px at "
                                                                      "stride 11 (overlap 5) do not divide a 32 px field"),

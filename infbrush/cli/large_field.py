@@ -33,14 +33,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_device_option(parser)
     parser.add_argument("--out", required=True, help="large_field.json")
     parser.add_argument("--gallery", help="PNG: reference | whole image | patch-based, first 4 references")
-    parser.add_argument("--fields-dir", help="folder for every generated field (PNG per method and reference)")
+    parser.add_argument("--fields-dir", help="folder for every field: real/NNN.png and <method>/NNN.png with a sample "
+                                             "index (index.json) that `infbrush viewer` reads")
     parser.add_argument("--no-progress", action="store_true")
 
 
 def main(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    import numpy as np
     from PIL import Image
 
     from infbrush.cli.options import config_from_args
@@ -69,12 +69,7 @@ def main(args: argparse.Namespace) -> int:
         with atomic_path(args.gallery) as tmp:
             Image.fromarray(gallery(real, methods)).save(tmp, format="PNG")
     if args.fields_dir:
-        folder = Path(args.fields_dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        for name, images in {"real": real, **methods}.items():
-            for i, image in enumerate(images):
-                with atomic_path(folder / f"{name}_{i:03d}.png") as tmp:
-                    Image.fromarray(np.asarray(image)).save(tmp, format="PNG")
+        write_fields(Path(args.fields_dir), real, methods, result)
     for name, m in result["methods"].items():
         print(f"large-field: {name}: whole-image KID {m['whole_image_kid']:.4f}, crop KID {m['crop_kid']:.4f}, seam "
               f"ratio {m['seam_ratio']['mean']:.2f}, embedding similarity {m['embedding_similarity']['mean']:.3f}, "
@@ -82,3 +77,35 @@ def main(args: argparse.Namespace) -> int:
     print(f"large-field: real fields' seam ratio {result['real']['seam_ratio']['mean']:.2f} -> {args.out}",
           file=sys.stderr)
     return 0
+
+
+def write_fields(folder, real: list, methods: dict[str, list], result: dict) -> None:
+    """Every field as PNG: ``real/NNN.png`` (the references) and ``<method>/NNN.png`` with that folder's sample
+    index (``index.json``, the format of `infbrush sample`), whose entries name each field's reference as
+    ``source_id``; `infbrush viewer --samples FOLDER --store FIELD_STORE` shows every generated field beside it."""
+    import numpy as np
+    from PIL import Image
+
+    from infbrush.data.store import ImageStore
+    from infbrush.io import atomic_path
+    from infbrush.sample.outputs import SampleIndex
+
+    store = ImageStore(result["field_store"])
+    rows = result["reference_rows"]
+    size = result["field_size"]
+    for name, images in {"real": real, **methods}.items():
+        sub = folder / name
+        sub.mkdir(parents=True, exist_ok=True)
+        index = None if name == "real" else SampleIndex(sub, (size, size), {
+            "method": name, "field_weights": result["field_weights"], "tile_weights": result["tile_weights"],
+            **result["setup"]})
+        for i, image in enumerate(images):
+            file = f"{i:03d}.png"
+            with atomic_path(sub / file) as tmp:
+                Image.fromarray(np.asarray(image)).save(tmp, format="PNG")
+            if index is not None:
+                index.add({"file": file, "name": f"{name}_{i:03d}", "seed": result["seeds"][i], "source": "held-out",
+                           "source_id": store.ids[rows[i]], "label": int(store.labels[rows[i]]), "method": name,
+                           "resolution": [size, size], "format": "png"})
+        if index is not None:
+            index.save()

@@ -1,6 +1,7 @@
 # Stage rules: the zoomable viewer — Deep Zoom tiles of the generated images beside the real slides / patches of
 # their conditions, and the brush's painted image beside its condition map, in OpenSeadragon, linked from the
-# report. results/<ds>/viewer/index.html opens from disk; preview.png (headless Chromium, where installed) is
+# report (for a dataset with a large_field block: every generated field beside its reference field).
+# results/<ds>/viewer/index.html opens from disk; preview.png (headless Chromium, where installed) is
 # embedded in the report. OpenSeadragon comes from npm, pinned by package-lock.json: `infbrush viewer` runs
 # `npm ci` when node_modules/ lacks it.
 
@@ -9,7 +10,10 @@ rule viewer:
     input:
         npm="package-lock.json",
         store=L.images("{ds}"),
-        samples=lambda wc: [L.samples(wc.ds, r) for r in P.get(wc.ds, "sample.resolutions")],
+        # a large-field dataset shows its generated fields (whole image, patch-based) beside their references
+        samples=lambda wc: [L.large_field_fields(wc.ds)]
+        if P.get(wc.ds, "large_field")
+        else [L.samples(wc.ds, r) for r in P.get(wc.ds, "sample.resolutions")],
         tiles=lambda wc: L.tiles(wc.ds) if P.get(wc.ds, "source") == "wsi" else [],
         brush=lambda wc: L.brush(wc.ds) if P.brushed(wc.ds) else [],
     output:
