@@ -109,6 +109,11 @@ def test_comparison_end_to_end_and_bad_input(models, tmp_path, capsys):
         if name != "whole_image":
             assert len(m["minus_whole_image"]["whole_image_kid_ci95"]) == 2
     assert result["real"]["seam_ratio"]["mean"] > 0 and result["n_fields"] == 4
+    # the baseline: as many real training fields, measured the same way (no time, no paired differences)
+    base = result["baselines"]["real_train_fields"]
+    assert set(base) == {"whole_image_kid", "crop_kid", "seam_ratio", "embedding_similarity"}
+    train_rows = result["baseline_rows"]["real_train_fields"]
+    assert len(train_rows) == 4 and not set(train_rows) & set(result["reference_rows"])
     assert result["reference_rows"] == [4, 5, 6, 7] and result["seeds"] == [0, 1, 2, 3]
     assert Image.open(tmp_path / "g.png").size == (4 * 32 + 3 * 4, 4 * 32)
     assert len(list((tmp_path / "f").glob("*/*.png"))) == 4 * 4

@@ -275,9 +275,13 @@ def test_large_field_section_shows_both_methods_beside_real_seams(tmp_path):
                                     "embedding_similarity": ci(0.86, 0.83, 0.88), "seconds_per_image": 2.25,
                                     "minus_whole_image": {"whole_image_kid_ci95": [0.011, 0.052],
                                                           "crop_kid_ci95": [-0.04, -0.01]}}},
-        "real": {"seam_ratio": ci(1.01, 0.97, 1.05)}}))
+        "real": {"seam_ratio": ci(1.01, 0.97, 1.05)},
+        "baselines": {"real_train_fields": {"whole_image_kid": 0.0057, "crop_kid": 0.0049,
+                                            "seam_ratio": ci(0.99, 0.95, 1.04),
+                                            "embedding_similarity": ci(0.42, 0.38, 0.46)}}}))
     Image.new("RGB", (388, 128), (10, 200, 30)).save(results / "large_field.png")
     text = _section(build_report("fields", results), "<h2>Large fields")
     assert "33 held-out reference fields of 128² px" in text and "64² tiles" in text
     assert "0.0412" in text and "0.0733" in text and "1.87 [1.70, 2.00]" in text and "1.01 [0.97, 1.05]" in text
     assert "[+0.011, +0.052]" in text and "2.63" in text and "11.30" in text and "data:image/png;base64," in text
+    assert "real_train_fields (baseline)" in text and "0.0057" in text and "0.420 [0.380, 0.460]" in text

@@ -120,10 +120,15 @@ def mean_interval(values: np.ndarray, n_boot: int, seed: int) -> dict:
 
 
 def compare_fields(real: list[np.ndarray], methods: dict[str, list[np.ndarray]], seconds: dict[str, float], *,
-                   tile: int, inception, encoder, setup: FieldSetup, reference: str = "whole_image") -> dict:
+                   tile: int, inception, encoder, setup: FieldSetup, reference: str = "whole_image",
+                   baselines: dict[str, list[np.ndarray]] | None = None) -> dict:
     """Every method's metrics against the real reference fields (the same order: method[i] was made for real[i])
     → the ``large_field.json`` body: ``methods.<name>`` with ``whole_image_kid``, ``crop_kid``, ``seam_ratio``,
-    ``embedding_similarity``, ``seconds_per_image`` and paired differences against ``reference``; ``real``."""
+    ``embedding_similarity``, ``seconds_per_image`` and paired differences against ``reference``; ``real``.
+
+    ``baselines``: image sets measured the same way but not made for the references (``baselines.<name>``
+    without time or differences), e.g. real training fields: the KID a perfect generator would reach with this
+    many images, and the embedding similarity of a real field that ignores its condition."""
     field = real[0].shape[0]
     corners = crop_corners(field, tile, setup.crops_per_field, setup.seed)
     index = tile_index(field, tile)
@@ -136,16 +141,17 @@ def compare_fields(real: list[np.ndarray], methods: dict[str, list[np.ndarray]],
 
     real_whole, real_crop = inception.features(real), inception.features(crops(real))
     real_emb = np.asarray(encoder.embed_images(real), np.float64)
-    feats, out, n_boot = {}, {}, setup.bootstrap
-    for name, images in methods.items():
+    feats, out, measured, n_boot = {}, {}, {}, setup.bootstrap
+    for name, images in {**methods, **(baselines or {})}.items():
         whole, crop = inception.features(images), inception.features(crops(images))
         emb = np.asarray(encoder.embed_images(images), np.float64)
         cosine = np.sum(emb * real_emb, 1) / (np.linalg.norm(emb, axis=1) * np.linalg.norm(real_emb, axis=1) + 1e-12)
         feats[name] = (whole, crop, cosine, seams(images))
-        out[name] = {"whole_image_kid": _kid(whole, real_whole), "crop_kid": _kid(crop, real_crop),
-                     "seam_ratio": mean_interval(feats[name][3], n_boot, setup.seed),
-                     "embedding_similarity": mean_interval(cosine, n_boot, setup.seed),
-                     "seconds_per_image": round(seconds[name], 3)}
+        measured[name] = {"whole_image_kid": _kid(whole, real_whole), "crop_kid": _kid(crop, real_crop),
+                          "seam_ratio": mean_interval(feats[name][3], n_boot, setup.seed),
+                          "embedding_similarity": mean_interval(cosine, n_boot, setup.seed)}
+    for name in methods:
+        out[name] = {**measured[name], "seconds_per_image": round(seconds[name], 3)}
     base = feats[reference]
     for name in methods:
         if name == reference:
@@ -157,13 +163,19 @@ def compare_fields(real: list[np.ndarray], methods: dict[str, list[np.ndarray]],
                                                    group=len(corners)),
             "embedding_similarity": mean_interval(cosine - base[2], n_boot, setup.seed),
             "seam_ratio": mean_interval(seam - base[3], n_boot, setup.seed)}
-    return {"n_fields": len(real), "field_size": field, "tile_size": tile, "crop_positions": corners,
+    body = {"n_fields": len(real), "field_size": field, "tile_size": tile, "crop_positions": corners,
             "methods": out, "real": {"seam_ratio": mean_interval(seams(real), n_boot, setup.seed)},
             "notes": {"kid": "clean-fid's unbiased KID on Inception features; whole-image: the field resized to 299²; "
                               "crop: native-resolution tile-sized crops at crop_positions",
                       "seam_ratio": "gradient energy within 1 px of the tile grid's boundaries over the interiors "
                                     "(> tile/8 px from a boundary); real fields give the level of no seam",
                       "intervals": "95 % percentile bootstrap over the reference fields (paired for differences)"}}
+    if baselines:
+        body["baselines"] = {name: measured[name] for name in baselines}
+        body["notes"]["baselines"] = ("real_train_fields: as many training fields as references, not made for them: "
+                                      "KID at the level of a perfect generator with this many images, the embedding "
+                                      "similarity of a real field that ignores its condition")
+    return body
 
 
 def gallery(real: list[np.ndarray], methods: dict[str, list[np.ndarray]], n: int = 4) -> np.ndarray:
@@ -230,6 +242,9 @@ def run_large_field(run: LargeFieldRun, progress: bool = True) -> tuple[dict, di
         except ValueError as err:
             raise InfbrushError(f"--tile-size {run.tile_size} / --overlap {overlap}: {err}") from None
     real = [np.ascontiguousarray(store.image(int(r))[..., :3]) for r in rows]
+    train_rows = np.flatnonzero(np.asarray(store.split) == 0)
+    train_rows = np.sort(np.random.default_rng(run.setup.seed).permutation(train_rows)[:len(rows)])
+    real_train = [np.ascontiguousarray(store.image(int(r))[..., :3]) for r in train_rows]
     field_cond = load_conditions(store, rows, embeddings=run.field_embeddings)  # (n, D)
     encoder = load_encoder(run.encoder_kind, run.encoder_model, run.encoder_checkpoint, run.device)
     field_model, field_ckpt = load_weights(run.field_weights, run.device)
@@ -261,9 +276,11 @@ def run_large_field(run: LargeFieldRun, progress: bool = True) -> tuple[dict, di
     bar.close()
     seconds = {name: total / len(rows) for name, total in seconds.items()}
     result = compare_fields(real, methods, seconds, tile=run.tile_size, inception=load_inception(device=run.device),
-                            encoder=encoder, setup=setup)
+                            encoder=encoder, setup=setup,
+                            baselines={"real_train_fields": real_train} if len(real_train) >= 2 else None)
     result.update({"field_weights": run.field_weights, "tile_weights": run.tile_weights,
                    "field_store": run.field_store, "reference_rows": [int(r) for r in rows], "seeds": seeds,
+                   "baseline_rows": {"real_train_fields": [int(r) for r in train_rows]},
                    "encoder": {"kind": run.encoder_kind, "model": run.encoder_model},
                    "setup": {k: getattr(setup, k) for k in setup.__dataclass_fields__},
                    "field_step": field_ckpt.get("step"), "tile_step": tile_ckpt.get("step")})
