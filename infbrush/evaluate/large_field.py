@@ -241,10 +241,13 @@ def run_large_field(run: LargeFieldRun, progress: bool = True) -> tuple[dict, di
             grids[overlap] = tile_grid(height, run.tile_size, overlap)
         except ValueError as err:
             raise InfbrushError(f"--tile-size {run.tile_size} / --overlap {overlap}: {err}") from None
-    real = [np.ascontiguousarray(store.image(int(r))[..., :3]) for r in rows]
+    def rgb(at: np.ndarray) -> list[np.ndarray]:
+        return [np.ascontiguousarray(store.image(int(r))[..., :3]) for r in at]
+
+    real = rgb(rows)
     train_rows = np.flatnonzero(np.asarray(store.split) == 0)
     train_rows = np.sort(np.random.default_rng(run.setup.seed).permutation(train_rows)[:len(rows)])
-    real_train = [np.ascontiguousarray(store.image(int(r))[..., :3]) for r in train_rows]
+    real_train = rgb(train_rows)
     field_cond = load_conditions(store, rows, embeddings=run.field_embeddings)  # (n, D)
     encoder = load_encoder(run.encoder_kind, run.encoder_model, run.encoder_checkpoint, run.device)
     field_model, field_ckpt = load_weights(run.field_weights, run.device)

@@ -51,7 +51,7 @@ def _apply(plan: KnnPlan, table: torch.Tensor) -> KnnState:
     out_d[plan.flat], out_i[plan.flat] = plan.dist2, plan.index
     # index_select, not table[rows]: a point is in several nodes' lists, and the backward of advanced indexing
     # adds those gradients with atomic float adds on 2+ CPU threads (order, hence bits, vary run to run and
-    # with the machine's load); index_select's backward (index_add) sums in a fixed order, and ~4x faster.
+    # with the machine's load); index_select's backward (index_add) sums in a fixed order.
     out_f = out_f.index_put((plan.flat,), table.index_select(0, plan.rows))
     return KnnState(out_d.view(batch, n_nodes, k), out_i.view(batch, n_nodes, k), out_f.view(batch, n_nodes, k, -1))
 
