@@ -119,25 +119,29 @@ def test_real_data_target_plans_the_whole_chain_with_gpu_resources(repo_root):
     assert "torchrun --standalone --nproc_per_node 4" in plan or "--nproc_per_node=4" in plan or "gpu=4" in blocks["train"]
 
 
-def test_large_field_target_compares_whole_image_and_patch_based_fields(demo_run):
-    """The large-field comparison (not in the default chain) builds on the demo run: fields of demo_naip's GeoTIFF,
-    their embeddings by demo_naip's DINO, a whole-image model, and demo_naip's model assembling tiles; the
-    viewer shows every generated field beside its reference."""
+@pytest.mark.parametrize("ds,field,tile,overlaps", [("demo_naip_fields", 128, 64, (0, 32)),
+                                                     ("demo_brca_fields", 256, 128, (0, 64))])
+def test_large_field_target_compares_whole_image_and_patch_based_fields(demo_run, ds, field, tile, overlaps):
+    """The large-field comparison (not in the default chain) builds on the demo run: fields of demo_naip's GeoTIFF
+    (demo_brca's slides, tiled with overlapping fields), their embeddings by that dataset's encoder, a whole-image
+    model, and the small dataset's model assembling tiles; the viewer shows every generated field beside its
+    reference."""
     repo, _ = demo_run
-    run([*SNAKEMAKE, "--cores", "2", "results/demo_naip_fields/large_field.json",
-         "results/demo_naip_fields/viewer/index.html"], repo, timeout=1200)
-    result = json.loads((repo / "results/demo_naip_fields/large_field.json").read_text())
-    assert result["field_size"] == 128 and result["tile_size"] == 64 and result["n_fields"] == 2
-    assert set(result["methods"]) == {"whole_image", "patch_based", "patch_based_overlap_32"}
+    run([*SNAKEMAKE, "--cores", "2", f"results/{ds}/large_field.json", f"results/{ds}/viewer/index.html"], repo,
+        timeout=1200)
+    result = json.loads((repo / f"results/{ds}/large_field.json").read_text())
+    assert result["field_size"] == field and result["tile_size"] == tile and result["n_fields"] == 2
+    assert set(result["methods"]) == {"whole_image", *(f"patch_based_overlap_{o}" if o else "patch_based"
+                                                       for o in overlaps)}
     for method in result["methods"].values():
         for key in ("whole_image_kid", "crop_kid", "seam_ratio", "embedding_similarity", "seconds_per_image"):
             assert key in method
     assert "seam_ratio" in result["real"]
-    assert (repo / "results/demo_naip_fields/large_field.png").stat().st_size > 0
-    assert len(list((repo / "results/demo_naip_fields/large_fields").glob("*/*.png"))) == 2 * 4
+    assert (repo / f"results/{ds}/large_field.png").stat().st_size > 0
+    assert len(list((repo / f"results/{ds}/large_fields").glob("*/*.png"))) == 2 * 4
     # the viewer: each generated field (3 methods × 2 references) beside its held-out reference field
-    page = (repo / "results/demo_naip_fields/viewer/index.html").read_text()
+    page = (repo / f"results/{ds}/viewer/index.html").read_text()
     for method in result["methods"]:
         assert f"{method}_000" in page and f"{method}_001" in page
     assert page.count("embedding of the held-out real image") >= 6
-    assert len(list((repo / "results/demo_naip_fields/viewer/tiles").glob("real_*.dzi"))) == 2
+    assert len(list((repo / f"results/{ds}/viewer/tiles").glob("real_*.dzi"))) == 2

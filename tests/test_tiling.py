@@ -368,3 +368,38 @@ def test_csv_without_slide_column_and_help_shows_every_default(tmp_path, capsys)
         assert "default" in (action.help or ""), action.dest
     text = sub.format_help()
     assert "default: 1.0 unless --level" in text and "'native'" in text
+
+
+def test_overlapping_grid_steps_by_patch_minus_overlap_and_tools_read_it(tmp_path):
+    """--overlap O: neighbours share O target pixels (level-0 step (size - O) · downsample), TRIDENT's
+    ``overlap`` attr says so, and a non-overlapping run of the same slide is a subset of the overlapping one."""
+    slide = write_slide(tmp_path / "s.svs")
+    tile_slides([slide], tmp_path / "plain", params(patch_size=32, target_mpp=2.0), progress=False)
+    tile_slides([slide], tmp_path / "over", params(patch_size=32, target_mpp=2.0, overlap=16), progress=False)
+    with h5py.File(tmp_path / "plain" / "s.h5") as h5:
+        plain = {tuple(c) for c in h5["coords"][:]}
+        assert h5["coords"].attrs["overlap"] == 0
+    with h5py.File(tmp_path / "over" / "s.h5") as h5:
+        coords = h5["coords"][:]
+        assert h5["coords"].attrs["overlap"] == 16 and h5.attrs["step_level0"] == 64
+    assert plain < {tuple(c) for c in coords} and len(coords) > 3 * len(plain)
+    assert set(np.unique(coords % 64)) == {0}  # every corner on the 64-px level-0 step (16 target px × 4)
+    for x, y in coords:
+        assert overlap(x, y, 128, DARK) + overlap(x, y, 128, FAINT) >= 0.5
+    with pytest.raises(Exception, match="overlap 32: must be ≥ 0 and below patch_size 32"):
+        params(patch_size=32, overlap=32)
+
+
+def test_overlap_flag_reaches_the_grid_and_bad_overlap_is_one_line(tmp_path, capsys):
+    from infbrush.cli import main
+
+    slide = write_slide(tmp_path / "s.svs")
+    out = tmp_path / "t"
+    assert main(["tile", str(slide), "--out", str(out), "--no-progress", "--patch-size", "32", "--target-mpp", "2",
+                 "--overlap", "16", "--mask-max-side", "512"]) == 0
+    with h5py.File(out / "s.h5") as h5:
+        assert h5["coords"].attrs["overlap"] == 16
+    capsys.readouterr()
+    assert main(["tile", str(slide), "--out", str(out), "--no-progress", "--overlap", "300"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--overlap 300: must be ≥ 0 and below --patch-size 256" in err, err

@@ -8,6 +8,7 @@ import sys
 HELP = ("Detect tissue and write patch coordinates per slide (OpenSlide): <out>/<slide>.h5 in TRIDENT's "
         "convention, <out>/clam/patches/<slide>.h5 in CLAM's, and a thumbnail; resumable.")
 TILING_OPTIONS = {"patch_size": "patch side in pixels at the target resolution",
+                  "overlap": "pixels at the target resolution shared by neighbouring patches (TRIDENT's --overlap)",
                   "mask_max_side": "longest side of the tissue-mask image",
                   "min_tissue_fraction": "keep patches at least this tissue",
                   "max_patches_per_slide": "random subset per slide (0 = all)", "seed": "seed of the per-slide subset"}
@@ -84,6 +85,8 @@ def main(args: argparse.Namespace) -> int:
     target_mpp = parse_target_mpp(args.target_mpp, args.level)
     if args.patch_size <= 0:
         raise InfbrushError(f"--patch-size {args.patch_size}: must be > 0")
+    if not 0 <= args.overlap < args.patch_size:
+        raise InfbrushError(f"--overlap {args.overlap}: must be ≥ 0 and below --patch-size {args.patch_size}")
     if args.mpp is not None and not args.mpp > 0:
         raise InfbrushError(f"--mpp {args.mpp:g}: must be > 0")
     if not 0 <= args.min_tissue_fraction <= 1:
@@ -101,7 +104,7 @@ def main(args: argparse.Namespace) -> int:
     if not paths and not failures:
         raise InfbrushError(f"{' '.join(args.slides)}: no slide files found")
     params = TilingParams(
-        patch_size=args.patch_size, target_mpp=target_mpp, level=args.level, mpp=args.mpp,
+        patch_size=args.patch_size, overlap=args.overlap, target_mpp=target_mpp, level=args.level, mpp=args.mpp,
         mask_max_side=args.mask_max_side,
         min_tissue_fraction=args.min_tissue_fraction, max_patches_per_slide=args.max_patches_per_slide,
         seed=args.seed, tissue=TissueParams(median_blur=args.median_blur,

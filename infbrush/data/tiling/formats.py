@@ -8,8 +8,8 @@ meanings, so one file cannot serve both when the read level has to be resized):
     extraction and by this pipeline. ``coords`` attrs: ``patch_size`` (side at the target resolution),
     ``patch_size_level0``, ``level0_magnification``, ``target_magnification`` (TRIDENT reads the patch as
     ``patch_size * level0_magnification / target_magnification`` level-0 px, resized to ``patch_size``),
-    ``overlap`` (0), ``name``, ``savetodir``, ``level0_width``, ``level0_height``, ``level0_mpp``,
-    ``target_mpp``. Deliberately no ``patch_level``: CLAM reading this file fails loudly instead of
+    ``overlap`` (px shared by neighbouring patches at the target resolution), ``name``, ``savetodir``,
+    ``level0_width``, ``level0_height``, ``level0_mpp``, ``target_mpp``. Deliberately no ``patch_level``: CLAM reading this file fails loudly instead of
     silently reading another field of view. File attrs (this pipeline's ``read_coords``): all of the above
     plus ``patch_level`` (pyramid level read), ``read_size`` (side read at that level), ``downsample`` (of
     that level), ``target_downsample``, ``mpp_source``, ``slide_id``, ``slide_path``, ``tiling_params``
@@ -54,9 +54,9 @@ def clam_attrs(geometry: dict[str, Any], sid: str, save_path: str) -> dict[str, 
 
 def trident_attrs(geometry: dict[str, Any], sid: str, save_path: str) -> dict[str, Any]:
     """The ``coords`` attrs of TRIDENT's convention: ``patch_size`` at the target magnification."""
-    keys = ("patch_size", "patch_size_level0", "level0_magnification", "target_magnification", "level0_width",
-            "level0_height", "level0_mpp", "target_mpp")
-    return {**{k: geometry[k] for k in keys}, "overlap": 0, "name": sid, "savetodir": save_path}
+    keys = ("patch_size", "patch_size_level0", "overlap", "level0_magnification", "target_magnification",
+            "level0_width", "level0_height", "level0_mpp", "target_mpp")
+    return {**{k: geometry[k] for k in keys}, "name": sid, "savetodir": save_path}
 
 
 def write_coords(path: Path, coords: np.ndarray, attrs: dict[str, Any],

@@ -6,8 +6,9 @@ slides or a per-slide value), or the slide's own resolution (``target_mpp=None``
 352.8 µm/px) is not trusted. The level read is the coarsest pyramid level whose downsample does not exceed
 the target's (never upsample); the read region is then resized to ``patch_size``.
 
-Patches: a non-overlapping grid of level-0 coords, kept where the tissue mask (computed on a thumbnail) covers
-at least ``min_tissue_fraction`` of the patch, optionally subsampled with a per-slide seed.
+Patches: a grid of level-0 coords every ``patch_size - overlap`` target pixels (no overlap by default), kept
+where the tissue mask (computed on a thumbnail) covers at least ``min_tissue_fraction`` of the patch,
+optionally subsampled with a per-slide seed.
 """
 from __future__ import annotations
 
@@ -74,9 +75,11 @@ def choose_level(level_downsamples: Sequence[float], target_downsample: float) -
     return best
 
 
-def grid_coords(width: int, height: int, step: int) -> np.ndarray:
-    """(N, 2) level-0 x, y of a non-overlapping grid of full ``step``-sized patches, row-major."""
-    ys, xs = np.meshgrid(np.arange(0, height - step + 1, step), np.arange(0, width - step + 1, step),
+def grid_coords(width: int, height: int, size: int, step: int | None = None) -> np.ndarray:
+    """(N, 2) level-0 x, y of a grid of full ``size``-sized patches every ``step`` px (default ``size``: no
+    overlap), row-major."""
+    step = size if step is None else step
+    ys, xs = np.meshgrid(np.arange(0, height - size + 1, step), np.arange(0, width - size + 1, step),
                          indexing="ij")
     return np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.int64)
 
@@ -139,6 +142,7 @@ def slide_geometry(slide, path: str | os.PathLike, params: TilingParams,
     level = choose_level(downsamples, target_downsample)
     downsample = downsamples[level]
     patch_level0 = int(round(params.patch_size * target_downsample))
+    step_level0 = max(1, int(round((params.patch_size - params.overlap) * target_downsample)))
     read_size = max(1, int(round(patch_level0 / downsample)))
     magnification = float("nan")
     if mpp_source != "override":
@@ -149,7 +153,8 @@ def slide_geometry(slide, path: str | os.PathLike, params: TilingParams,
     if not magnification > 0 and mpp is not None:
         magnification = 10.0 / mpp  # 0.5 µm/px ≈ 20×, 0.25 µm/px ≈ 40× (TRIDENT's and CLAM's rule of thumb)
     width, height = slide.dimensions
-    return {"patch_size": params.patch_size, "patch_size_level0": patch_level0, "patch_level": level,
+    return {"patch_size": params.patch_size, "patch_size_level0": patch_level0, "overlap": params.overlap,
+            "step_level0": step_level0, "patch_level": level,
             "read_size": read_size, "downsample": downsample, "target_downsample": target_downsample,
             "level0_mpp": mpp if mpp is not None else float("nan"), "mpp_source": mpp_source,
             "level0_magnification": magnification, "target_magnification": magnification / target_downsample,

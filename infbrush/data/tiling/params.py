@@ -17,6 +17,7 @@ class TilingParams:
     """Everything that decides a slide's coords (stored with the output to make resume safe)."""
 
     patch_size: int = 256
+    overlap: int = 0  # px at the target resolution shared by neighbours (TRIDENT's --overlap; CLAM step = size - overlap)
     target_mpp: float | None = 1.0  # None: the slide's own resolution (level 0, or ``level``)
     level: int | None = None  # with target_mpp None: tile at this pyramid level's resolution (None = 0)
     mpp: float | None = None  # level-0 µm/px of every slide, overriding their metadata
@@ -29,6 +30,8 @@ class TilingParams:
     def __post_init__(self) -> None:
         if self.patch_size <= 0:
             raise InfbrushError(f"patch_size {self.patch_size}: must be > 0")
+        if not 0 <= self.overlap < self.patch_size:
+            raise InfbrushError(f"overlap {self.overlap}: must be ≥ 0 and below patch_size {self.patch_size}")
         if self.target_mpp is not None and not self.target_mpp > 0:
             raise InfbrushError(f"target_mpp {self.target_mpp}: must be > 0 (or native)")
         if self.mpp is not None and not self.mpp > 0:
@@ -39,6 +42,8 @@ class TilingParams:
     def to_json(self, slide_mpp: float | None = None) -> str:
         """The parameters as JSON; ``slide_mpp`` (a per-slide MPP override) is part of what made the coords."""
         data = asdict(self)
+        if not data["overlap"]:
+            del data["overlap"]  # coords tiled before overlaps existed stay done (no re-tiling of a cohort)
         if slide_mpp is not None:
             data["slide_mpp"] = slide_mpp
         return json.dumps(data, sort_keys=True)

@@ -45,7 +45,7 @@ def tile_slide(path: str | os.PathLike, out_dir: str | os.PathLike, params: Tili
         thumb = read_thumbnail(slide, params.mask_max_side)  # (h, w, 3) uint8
         mask = tissue_mask(thumb, params.tissue)  # (h, w) bool
         size0 = (geometry["level0_width"], geometry["level0_height"])
-        grid = grid_coords(*size0, geometry["patch_size_level0"])
+        grid = grid_coords(*size0, geometry["patch_size_level0"], geometry["step_level0"])
         if len(grid) == 0:
             raise SlideError(f"slide ({size0[0]}x{size0[1]}) is smaller than one patch "
                              f"({geometry['patch_size_level0']} px at level 0)")
