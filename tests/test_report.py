@@ -283,5 +283,6 @@ def test_large_field_section_shows_both_methods_beside_real_seams(tmp_path):
     text = _section(build_report("fields", results), "<h2>Large fields")
     assert "33 held-out reference fields of 128² px" in text and "64² tiles" in text
     assert "0.0412" in text and "0.0733" in text and "1.87 [1.70, 2.00]" in text and "1.01 [0.97, 1.05]" in text
-    assert "[+0.011, +0.052]" in text and "2.63" in text and "11.30" in text and "data:image/png;base64," in text
+    assert "+0.0321 [+0.0110, +0.0520]" in text and "-0.0264 [-0.0400, -0.0100]" in text  # point: the KIDs' difference
+    assert "2.63" in text and "11.30" in text and "data:image/png;base64," in text
     assert "real_train_fields (baseline)" in text and "0.0057" in text and "0.420 [0.380, 0.460]" in text

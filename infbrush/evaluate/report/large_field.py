@@ -13,11 +13,16 @@ PAPER_TABLE1 = {"∞-Brush (whole image)": {"clip_fid": 2.63, "crop_fid": 14.76}
                 "Graikos et al. (patch-based)": {"clip_fid": 2.75, "crop_fid": 11.30}}
 
 
-def _difference(method: dict, key: str, reference: str = "whole_image") -> str:
+def _difference(method: dict, key: str, base: dict, reference: str = "whole_image") -> str:
+    """The paired difference method − reference: its point value (from the two methods' figures) and interval."""
     diff = (method.get("minus_" + reference) or {}).get(key)
     if isinstance(diff, dict):
         return interval(diff.get("mean"), diff.get("ci95"), signed=True)
-    return interval(None, diff, signed=True) if diff else "–"
+    if not diff:
+        return "–"
+    metric = key.removesuffix("_ci95")
+    point = method[metric] - base[metric] if metric in method and metric in base else None
+    return interval(point, diff, 4, signed=True)
 
 
 def section_large_field(results: Path) -> str:
@@ -26,13 +31,15 @@ def section_large_field(results: Path) -> str:
     if result is None:
         return not_run("large_field.json (target results/<ds>/large_field.json of a dataset with a large_field block)")
     methods = result.get("methods") or {}
+    base = methods.get("whole_image") or {}
     rows = []
     for name, m in methods.items():
         seam, emb = m.get("seam_ratio") or {}, m.get("embedding_similarity") or {}
         rows.append(f"<tr><td>{esc(name)}</td><td>{fmt(m.get('whole_image_kid'), 4)}</td>"
                     f"<td>{fmt(m.get('crop_kid'), 4)}</td><td>{interval(seam.get('mean'), seam.get('ci95'), 2)}</td>"
                     f"<td>{interval(emb.get('mean'), emb.get('ci95'))}</td><td>{fmt(m.get('seconds_per_image'), 2)}</td>"
-                    f"<td>{_difference(m, 'whole_image_kid_ci95')}</td><td>{_difference(m, 'crop_kid_ci95')}</td></tr>")
+                    f"<td>{_difference(m, 'whole_image_kid_ci95', base)}</td>"
+                    f"<td>{_difference(m, 'crop_kid_ci95', base)}</td></tr>")
     for name, m in (result.get("baselines") or {}).items():  # real fields not made for the references
         seam, emb = m.get("seam_ratio") or {}, m.get("embedding_similarity") or {}
         rows.append(f"<tr><td>{esc(name)} (baseline)</td><td>{fmt(m.get('whole_image_kid'), 4)}</td>"
