@@ -225,7 +225,9 @@ class LargeFieldRun:
     encoder_checkpoint: str | None = None
     overlaps: tuple[int, ...] = (0,)       # patch-based variants: 0 = hard seams; o > 0 = blended over o px
     n_fields: int = 32
-    batch_fields: int = 4                  # fields per sampling batch (outputs do not depend on it)
+    batch_fields: int = 1                  # fields per sampling batch (outputs do not depend on it); 1 keeps a
+    #                                        call near 65k points, past which the demo network's time per point
+    #                                        grows (benchmarks/RESULTS.md, issue 29)
     setup: FieldSetup = FieldSetup()
     device: str = "cpu"
 
