@@ -46,7 +46,8 @@ rule tile:
         # --level N (the schema allows a level only with target_mpp: native), else --target-mpp MPP|native
         resolution=lambda wc: P.flags(wc.ds, "tiling.level") or P.flags(wc.ds, "tiling.target_mpp"),
         flags=P.flags_of(
-            "tiling.patch_size", "tiling.overlap", "tiling.mpp", "tiling.slides_csv", "tiling.mask_max_side", "tiling.median_blur",
+            "tiling.patch_size", "tiling.overlap", "tiling.mpp", "tiling.slides_csv", "tiling.mask_max_side",
+            "tiling.median_blur",
             "tiling.saturation_threshold", "tiling.min_tissue_fraction", "tiling.min_component_area",
             "tiling.max_hole_area", "tiling.max_patches_per_slide", "tiling.seed",
         ),

@@ -9,10 +9,11 @@ meanings, so one file cannot serve both when the read level has to be resized):
     ``patch_size_level0``, ``level0_magnification``, ``target_magnification`` (TRIDENT reads the patch as
     ``patch_size * level0_magnification / target_magnification`` level-0 px, resized to ``patch_size``),
     ``overlap`` (px shared by neighbouring patches at the target resolution), ``name``, ``savetodir``,
-    ``level0_width``, ``level0_height``, ``level0_mpp``, ``target_mpp``. Deliberately no ``patch_level``: CLAM reading this file fails loudly instead of
-    silently reading another field of view. File attrs (this pipeline's ``read_coords``): all of the above
-    plus ``patch_level`` (pyramid level read), ``read_size`` (side read at that level), ``downsample`` (of
-    that level), ``target_downsample``, ``mpp_source``, ``slide_id``, ``slide_path``, ``tiling_params``
+    ``level0_width``, ``level0_height``, ``level0_mpp``, ``target_mpp``. Deliberately no ``patch_level``:
+    CLAM reading this file fails loudly instead of silently reading another field of view. File attrs (this
+    pipeline's ``read_coords``): all of the above plus ``patch_level`` (pyramid level read), ``read_size``
+    (side read at that level), ``downsample`` (of that level), ``step_level0`` (the grid's level-0 step),
+    ``target_downsample``, ``mpp_source``, ``slide_id``, ``slide_path``, ``tiling_params``
     (JSON; decides whether a finished slide can be skipped).
 ``<out>/clam/patches/<slide_id>.h5`` — CLAM's convention (``create_patches_fp.py``; pass ``<out>/clam`` as
     CLAM's ``--data_h5_dir``). ``coords`` attrs: ``patch_level``, ``patch_size`` (side read *at that level*),

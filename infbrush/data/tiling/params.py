@@ -17,7 +17,7 @@ class TilingParams:
     """Everything that decides a slide's coords (stored with the output to make resume safe)."""
 
     patch_size: int = 256
-    overlap: int = 0  # px at the target resolution shared by neighbours (TRIDENT's --overlap; CLAM step = size - overlap)
+    overlap: int = 0  # px at the target resolution shared by neighbours (TRIDENT's --overlap; CLAM: size - step)
     target_mpp: float | None = 1.0  # None: the slide's own resolution (level 0, or ``level``)
     level: int | None = None  # with target_mpp None: tile at this pyramid level's resolution (None = 0)
     mpp: float | None = None  # level-0 µm/px of every slide, overriding their metadata
