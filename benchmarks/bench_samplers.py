@@ -4,8 +4,10 @@ Two parts, each paired (the same conditions and seeds for every setting):
 
 1. **Known target** (always): Gaussian data N(μ, s²) per point, whose denoiser is closed-form and whose exact
    probability-flow sample of each seed is known; the RMS error of each (sampler, spacing) against NFE.
-2. **A trained model** (``--weights`` and ``--store``, a label-conditioned demo model): ``--per-class`` images of
-   every class per setting, judged by the project's control judge (``infbrush.evaluate.control``, fit on the
+2. **A trained model** (``--weights`` and ``--store``): a label-conditioned demo model, ``--per-class`` images of
+   every class per setting; or, with ``--embeddings``, an embedding-conditioned one, conditioned on the
+   embeddings of the first ``--per-class`` labelled held-out images of every class (``from_held_out``, as the
+   ``control`` rule samples them; fewer where a class holds fewer). Every setting is judged by the project's control judge (``infbrush.evaluate.control``, fit on the
    real training split), with the paired difference of control against the first setting (the reference, e.g.
    DDIM-50) and its 95 % bootstrap interval, KID against the real held-out images (Inception, clean-fid's
    unbiased estimator), per-class precision and recall (Kynkäänniemi et al. 2019, k = 3, on the same Inception
@@ -136,8 +138,15 @@ def model_part(args, settings: list[dict]) -> dict:
     store = ImageStore(args.store)
     names = list(store.label_names)
     k = len(names)
-    labels = np.repeat(np.arange(k), args.per_class)
-    cond = torch.nn.functional.one_hot(torch.from_numpy(labels), k).float()
+    if args.embeddings:
+        from infbrush.sample.conditions import from_held_out
+
+        specs = from_held_out(args.store, args.embeddings, seed=0, per_class=args.per_class)
+        labels = np.array([spec.label for spec in specs])
+        cond = torch.from_numpy(np.stack([spec.cond for spec in specs])).float()
+    else:
+        labels = np.repeat(np.arange(k), args.per_class)
+        cond = torch.nn.functional.one_hot(torch.from_numpy(labels), k).float()
     seeds = list(range(len(labels)))
     judge, _, judge_summary = fit_judge(args.store)
     inception = load_inception()
@@ -189,7 +198,8 @@ def model_part(args, settings: list[dict]) -> dict:
         print(json.dumps({key: row[key] for key in ("name", "nfe", "control", "control_ci95", "kid",
                                                       "mean_recall", "seconds")}), file=sys.stderr, flush=True)
         rows.append(row)
-    return {"weights": args.weights, "store": args.store, "per_class": args.per_class, "guidance": args.guidance,
+    return {"weights": args.weights, "store": args.store, "embeddings": args.embeddings,
+            "conditions": int(len(labels)), "per_class": args.per_class, "guidance": args.guidance,
             "judge_real_held_out": judge_summary["real_held_out"]["mean_accuracy"], "chance": 1.0 / k,
             "reference": settings[0]["name"], "rows": rows}
 
@@ -197,7 +207,8 @@ def model_part(args, settings: list[dict]) -> dict:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--gaussian-steps", type=int, nargs="+", default=[5, 10, 15, 20, 30, 50])
-    p.add_argument("--weights", help="a label-conditioned model (ema.pt)")
+    p.add_argument("--weights", help="a label-conditioned model (ema.pt), or an embedding-conditioned one with --embeddings")
+    p.add_argument("--embeddings", help="the embeddings.h5 an embedding-conditioned --weights was trained on")
     p.add_argument("--store", help="its images.h5 (judge, real features)")
     p.add_argument("--settings", nargs="+", default=["ddim:linear:50", "ddim:linear:20", "dpmpp_2m:lambda:10",
                                                       "unipc:lambda:10", "unipc:lambda:15"])

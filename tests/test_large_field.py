@@ -127,14 +127,38 @@ def test_comparison_end_to_end_and_bad_input(models, tmp_path, capsys):
         assert [e["name"] for e in entries] == [f"{name}_{i:03d}" for i in range(4)]
         assert [real_images.pick(e, k) for k, e in enumerate(entries)] == result["reference_rows"]
         assert all(Path(e["path"]).is_file() for e in entries)
+    # the viewer lists the method under study first, then the baselines in the comparison's order (not by name)
+    from infbrush.viewer.build import collect_generated
+
+    found, failures = collect_generated([tmp_path / "f"], [], max_images=1)
+    assert not failures and [g.name.split("/")[0] for g in found] == list(result["methods"])
     # per-image seeds: a field does not depend on the batch it was sampled in (batch 3 above, 1 here)
     again = tmp_path / "again"
     assert main(_args(root, clip, "--n-fields", "4", "--batch-fields", "1", "--overlap", "0",
-                      "--out", str(tmp_path / "b.json"), "--fields-dir", str(again))) == 0
+                      "--field-condition-tiles", "--out", str(tmp_path / "b.json"), "--fields-dir", str(again))) == 0
     for name in ("whole_image", "patch_based"):
         a = np.asarray(Image.open(tmp_path / "f" / name / "003.png"), np.int16)
         b = np.asarray(Image.open(again / name / "003.png"), np.int16)
         assert np.abs(a - b).max() <= 1  # float32 reductions of other batch shapes: at most one grey level
+    # the information-matched baseline: hard-seam tiles, every one conditioned on the whole reference field's
+    # embedding (what the whole-image model is told), not on its own tile's
+    assert set(json.loads((tmp_path / "b.json").read_text())["methods"]) == {
+        "whole_image", "patch_based", "patch_based_field_condition"}
+    from infbrush.diffusion.process import Diffusion
+    from infbrush.embed.encoders import load_encoder
+    from infbrush.evaluate.large_field import FieldSetup, sample_tiled
+    from infbrush.sample.run import load_weights
+
+    encoder = load_encoder("open_clip", "democlip", clip, "cpu")
+    model, ckpt = load_weights(str(root / "t" / "ema.pt"))
+    reference = [np.asarray(Image.open(again / "real" / "000.png"))[..., :3]]
+    whole = encoder.embed_images(reference)  # (1, D)
+    with torch.no_grad():
+        expected, _ = sample_tiled(model, Diffusion.of_checkpoint(ckpt, "t"), whole[:, None].expand(-1, 4, -1), 32,
+                                   16, 0, [0], FieldSetup(steps=2))
+    made = np.asarray(Image.open(again / "patch_based_field_condition" / "000.png"), np.int16)
+    assert np.abs(made - expected[0].astype(np.int16)).max() <= 1
+    assert np.abs(made - np.asarray(Image.open(again / "patch_based" / "000.png"), np.int16)).max() > 1
     for extra, message in ((["--n-fields", "4", "--overlap", "5"], "--tile-size 16 / --overlap 5: tiles of 16 px at "
                                                                      "stride 11 (overlap 5) do not divide a 32 px field"),
                            (["--n-fields", "9"], "fields.h5: 4 held-out fields, fewer than the 9"),

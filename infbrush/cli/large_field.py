@@ -21,6 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overlap", type=int, nargs="+", default=list(d.overlaps),
                         help="patch-based variants: 0 = tiles side by side; o > 0 = tiles overlapping by o px, "
                              "predictions blended at every step (default: %(default)s)")
+    parser.add_argument("--field-condition-tiles", action="store_true", default=d.field_condition_tiles,
+                        help="also sample patch_based_field_condition: hard-seam tiles all conditioned on the whole "
+                             "field's embedding (the whole-image model's information), not one embedding per tile")
     parser.add_argument("--n-fields", type=int, default=d.n_fields, help="reference fields (default: %(default)s)")
     parser.add_argument("--batch-fields", type=int, default=d.batch_fields,
                         help="fields per sampling batch; outputs do not depend on it (default: %(default)s)")
@@ -58,6 +61,7 @@ def main(args: argparse.Namespace) -> int:
                         field_embeddings=args.field_embeddings, tile_weights=args.tile_weights,
                         tile_size=args.tile_size, encoder_kind=args.kind, encoder_model=args.model,
                         encoder_checkpoint=args.checkpoint, overlaps=tuple(args.overlap), n_fields=args.n_fields,
+                        field_condition_tiles=args.field_condition_tiles,
                         batch_fields=args.batch_fields, setup=config_from_args(FieldSetup, args),
                         device=str(resolve_device(args.device)))
     try:
@@ -93,12 +97,12 @@ def write_fields(folder, real: list, methods: dict[str, list], result: dict) -> 
     store = ImageStore(result["field_store"])
     rows = result["reference_rows"]
     size = result["field_size"]
-    for name, images in {"real": real, **methods}.items():
+    for position, (name, images) in enumerate({"real": real, **methods}.items()):
         sub = folder / name
         sub.mkdir(parents=True, exist_ok=True)
         index = None if name == "real" else SampleIndex(sub, (size, size), {
             "method": name, "field_weights": result["field_weights"], "tile_weights": result["tile_weights"],
-            **result["setup"]})
+            **result["setup"], "viewer_position": position})  # the viewer lists whole_image (the first) first
         for i, image in enumerate(images):
             file = f"{i:03d}.png"
             with atomic_path(sub / file) as tmp:

@@ -7,7 +7,11 @@ For each held-out reference field (F×F pixels of a field store) and one seed pe
   input, one vector, sec. 5.1);
 - ``patch_based`` (and ``patch_based_overlap_<o>``): the small model samples each s×s tile, conditioned on the
   embedding of that tile of the reference, the tiles assembled on the field (``infbrush.sample.tiled``), with
-  hard seams or with MultiDiffusion blending over ``o`` px of overlap.
+  hard seams or with MultiDiffusion blending over ``o`` px of overlap;
+- ``patch_based_field_condition`` (optional, ``field_condition_tiles``): the same hard-seam assembly, but every
+  tile conditioned on the embedding of the whole reference field, the one vector ``whole_image`` gets. Graikos
+  et al.'s route tells the small model the layout (one embedding per tile); this variant takes that information
+  away, so that the two methods differ only in how the field is generated, not in what they are told.
 
 Measured as the paper measures (sec. 5.1): whole-image KID (the field resized to the feature extractor's input:
 global structure), Crop KID (native-resolution s×s crops at the same positions in every set: local detail),
@@ -224,12 +228,16 @@ class LargeFieldRun:
     encoder_model: str
     encoder_checkpoint: str | None = None
     overlaps: tuple[int, ...] = (0,)       # patch-based variants: 0 = hard seams; o > 0 = blended over o px
+    field_condition_tiles: bool = False    # also: hard-seam tiles all conditioned on the whole field's embedding
     n_fields: int = 32
     batch_fields: int = 1                  # fields per sampling batch (outputs do not depend on it); 1 keeps a
     #                                        call near 65k points, past which the demo network's time per point
     #                                        grows (benchmarks/RESULTS.md, issue 29)
     setup: FieldSetup = FieldSetup()
     device: str = "cpu"
+
+
+FIELD_CONDITION = "patch_based_field_condition"
 
 
 def method_name(overlap: int) -> str:
@@ -283,6 +291,9 @@ def run_large_field(run: LargeFieldRun, progress: bool = True) -> tuple[dict, di
     seeds = [setup.seed + i for i in range(len(rows))]
     methods: dict[str, list[np.ndarray]] = {"whole_image": []}
     methods.update({method_name(o): [] for o in run.overlaps})
+    if run.field_condition_tiles:
+        methods[FIELD_CONDITION] = []
+        hard_seams = tile_grid(height, run.tile_size, 0)
     seconds = {name: 0.0 for name in methods}
     bar = tqdm(total=len(rows) * len(methods), desc="large fields", unit="field", disable=not progress)
     with torch.no_grad():
@@ -300,6 +311,14 @@ def run_large_field(run: LargeFieldRun, progress: bool = True) -> tuple[dict, di
                                            seeds[part], setup, run.device)
                 methods[method_name(overlap)] += images
                 seconds[method_name(overlap)] += sec * len(images)
+                bar.update(len(images))
+            if run.field_condition_tiles:  # the whole field's embedding (as the encoder sees it) for every tile
+                whole = encoder.embed_images(real[part])  # (b, D)
+                tile_cond = whole[:, None].expand(-1, len(hard_seams), -1)  # (b, n_tiles, D)
+                images, sec = sample_tiled(tile_model, tile_diffusion, tile_cond, height, run.tile_size, 0,
+                                           seeds[part], setup, run.device)
+                methods[FIELD_CONDITION] += images
+                seconds[FIELD_CONDITION] += sec * len(images)
                 bar.update(len(images))
     bar.close()
     seconds = {name: total / len(rows) for name, total in seconds.items()}

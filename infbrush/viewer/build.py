@@ -103,8 +103,8 @@ def collect_paintings(brush_results: Sequence[str | os.PathLike]) -> tuple[list[
 def collect_generated(samples: Sequence[str | os.PathLike], images: Sequence[str | os.PathLike],
                       max_images: int) -> tuple[list[Generated], list[tuple[str, str]]]:
     """Generated images: the first ``max_images`` of each sample index (index.json files, or folders holding
-    ``index.json`` or ``*/index.json``), largest resolution first, then ``images`` given one by one (no
-    condition known)."""
+    ``index.json`` or ``*/index.json``), largest resolution first (then by ``settings.viewer_position``), then
+    ``images`` given one by one (no condition known)."""
     from infbrush.sample.outputs import read_index
 
     found: list[Generated] = []
@@ -121,7 +121,10 @@ def collect_generated(samples: Sequence[str | os.PathLike], images: Sequence[str
             loaded.append((index_path, read_index(index_path)))
         except InfbrushError as err:
             failures.append((str(index_path), str(err).removeprefix(f"{index_path}: ")))
-    loaded.sort(key=lambda item: -max(item[1].get("resolution") or [0]))  # stable: ties keep the given order
+    # largest resolution first, then the position a writer gave its folder among siblings (settings.
+    # viewer_position: `infbrush large-field` puts the whole-image model first); stable: ties keep the given order
+    loaded.sort(key=lambda item: (-max(item[1].get("resolution") or [0]),
+                                  (item[1].get("settings") or {}).get("viewer_position", 0)))
     for index_path, index in loaded:
         for entry in index["images"][:max_images]:
             found.append(Generated(Path(entry["path"]), f"{index_path.parent.name}/{entry.get('name', '?')}", entry))

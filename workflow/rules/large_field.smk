@@ -28,6 +28,7 @@ rule large_field:
             "large_field.n_fields", "large_field.batch_fields", "large_field.steps",
             "large_field.sampler", "large_field.spacing", "large_field.field_guidance", "large_field.tile_guidance",
             "large_field.seed", "large_field.crops_per_field", "large_field.bootstrap",
+            "large_field.field_condition_tiles",
             {"large_field.overlaps": "--overlap"}, "embedding.kind", "embedding.model", "embedding.checkpoint",
         ),
     resources:
