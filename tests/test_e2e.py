@@ -119,9 +119,10 @@ def test_real_data_target_plans_the_whole_chain_with_gpu_resources(repo_root):
     assert "torchrun --standalone --nproc_per_node 4" in plan or "--nproc_per_node=4" in plan or "gpu=4" in blocks["train"]
 
 
-@pytest.mark.parametrize("ds,field,tile,overlaps", [("demo_naip_fields", 128, 64, (0, 32)),
-                                                     ("demo_brca_fields", 256, 128, (0, 64))])
-def test_large_field_target_compares_whole_image_and_patch_based_fields(demo_run, ds, field, tile, overlaps):
+@pytest.mark.parametrize("ds,field,tile,methods", [
+    ("demo_naip_fields", 128, 64, ("patch_based", "patch_based_overlap_32", "patch_based_field_condition")),
+    ("demo_brca_fields", 256, 128, ("patch_based", "patch_based_overlap_64"))])
+def test_large_field_target_compares_whole_image_and_patch_based_fields(demo_run, ds, field, tile, methods):
     """The large-field comparison (not in the default chain) builds on the demo run: fields of demo_naip's GeoTIFF
     (demo_brca's slides, tiled with overlapping fields), their embeddings by that dataset's encoder, a whole-image
     model, and the small dataset's model assembling tiles; the viewer shows every generated field beside its
@@ -131,17 +132,18 @@ def test_large_field_target_compares_whole_image_and_patch_based_fields(demo_run
         timeout=1200)
     result = json.loads((repo / f"results/{ds}/large_field.json").read_text())
     assert result["field_size"] == field and result["tile_size"] == tile and result["n_fields"] == 2
-    assert set(result["methods"]) == {"whole_image", *(f"patch_based_overlap_{o}" if o else "patch_based"
-                                                       for o in overlaps)}
+    assert list(result["methods"]) == ["whole_image", *methods]  # params' large_field.field_condition_tiles: the last
     for method in result["methods"].values():
         for key in ("whole_image_kid", "crop_kid", "seam_ratio", "embedding_similarity", "seconds_per_image"):
             assert key in method
     assert "seam_ratio" in result["real"]
     assert (repo / f"results/{ds}/large_field.png").stat().st_size > 0
-    assert len(list((repo / f"results/{ds}/large_fields").glob("*/*.png"))) == 2 * 4
-    # the viewer: each generated field (3 methods × 2 references) beside its held-out reference field
+    assert len(list((repo / f"results/{ds}/large_fields").glob("*/*.png"))) == 2 * (2 + len(methods))  # + real
+    # the viewer: each generated field (every method × 2 references) beside its held-out reference field, the
+    # whole-image model first
     page = (repo / f"results/{ds}/viewer/index.html").read_text()
     for method in result["methods"]:
         assert f"{method}_000" in page and f"{method}_001" in page
-    assert page.count("embedding of the held-out real image") >= 6
+    assert page.index("whole_image_000") < min(page.index(f"{m}_000") for m in methods)
+    assert page.count("embedding of the held-out real image") >= 2 * (1 + len(methods))
     assert len(list((repo / f"results/{ds}/viewer/tiles").glob("real_*.dzi"))) == 2

@@ -52,7 +52,8 @@ def section_large_field(results: Path) -> str:
                     for name, v in PAPER_TABLE1.items())
     return (f"<p>{result.get('n_fields')} held-out reference fields of {result.get('field_size')}² px; the patch-based "
             f"methods assemble {result.get('tile_size')}² tiles of the small model, each conditioned on its tile of "
-            "the reference; the same references and seeds for every method. KID: lower is better; seam ratio: "
+            "the reference (patch_based_field_condition: every tile on the whole reference field's embedding, the one "
+            "vector the whole-image model is told); the same references and seeds for every method. KID: lower is better; seam ratio: "
             "gradient energy on the tile grid over the interiors (real fields give the level of no seam); embedding "
             "similarity: cosine of the encoder's embeddings of generated and reference field. Differences are "
             "against the whole-image model, paired over the references (95 % bootstrap). The baseline row is as "
