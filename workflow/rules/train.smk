@@ -40,7 +40,7 @@ rule train:
         ),
     resources:
         **P.resources("train"),
-    threads: 2
+    threads: lambda wc: P.get(wc.ds, "train.threads")
     shell:
         "{params.launcher} train --store {input.store} {params.cond} --out {params.out}"
         " --export {output.ema} --batch-size {params.batch_size} {params.steps} {params.flags} {params.model_args}"
