@@ -5,13 +5,13 @@ Two parts, each paired (the same conditions and seeds for every setting):
 1. **Known target** (always): Gaussian data N(μ, s²) per point, whose denoiser is closed-form and whose exact
    probability-flow sample of each seed is known; the RMS error of each (sampler, spacing) against NFE.
 2. **A trained model** (``--weights`` and ``--store``): a label-conditioned demo model, ``--per-class`` images of
-   every class per setting; or, with ``--embeddings``, an embedding-conditioned one, conditioned on the
-   embeddings of the first ``--per-class`` labelled held-out images of every class (``from_held_out``, as the
-   ``control`` rule samples them; fewer where a class holds fewer). Every setting is judged by the project's control judge (``infbrush.evaluate.control``, fit on the
-   real training split), with the paired difference of control against the first setting (the reference, e.g.
-   DDIM-50) and its 95 % bootstrap interval, KID against the real held-out images (Inception, clean-fid's
-   unbiased estimator), per-class precision and recall (Kynkäänniemi et al. 2019, k = 3, on the same Inception
-   features; ``prdc``) and class-conditional KID, so that no setting wins by collapsing a class.
+   every class per setting; or, with ``--embeddings``, an embedding-conditioned one, conditioned on the embeddings of
+   the first ``--per-class`` labelled held-out images of every class (``from_held_out``, as the ``control`` rule
+   samples them; fewer where a class holds fewer). Every setting is judged by the project's control judge
+   (``infbrush.evaluate.control``, fit on the real training split), with the paired difference of control against the
+   first setting (the reference, e.g. DDIM-50) and its 95 % bootstrap interval, KID against the real held-out images
+   (Inception, clean-fid's unbiased estimator), per-class precision and recall (Kynkäänniemi et al. 2019, k = 3, on
+   the same Inception features; ``prdc``) and class-conditional KID, so that no setting wins by collapsing a class.
 
     python benchmarks/bench_samplers.py --weights /tmp/bl/final_2000/ema.pt --store results/demo_naip/images.h5 \
         --guidance 3 --per-class 16 --settings ddim:linear:50 ddim:linear:20 dpmpp_2m:lambda:10 unipc:lambda:10 \
@@ -207,7 +207,8 @@ def model_part(args, settings: list[dict]) -> dict:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--gaussian-steps", type=int, nargs="+", default=[5, 10, 15, 20, 30, 50])
-    p.add_argument("--weights", help="a label-conditioned model (ema.pt), or an embedding-conditioned one with --embeddings")
+    p.add_argument("--weights",
+                   help="a label-conditioned model (ema.pt), or an embedding-conditioned one with --embeddings")
     p.add_argument("--embeddings", help="the embeddings.h5 an embedding-conditioned --weights was trained on")
     p.add_argument("--store", help="its images.h5 (judge, real features)")
     p.add_argument("--settings", nargs="+", default=["ddim:linear:50", "ddim:linear:20", "dpmpp_2m:lambda:10",
