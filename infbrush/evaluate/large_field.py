@@ -268,12 +268,17 @@ def run_large_field(run: LargeFieldRun, progress: bool = True) -> tuple[dict, di
         raise InfbrushError(f"{run.field_store}: {len(held)} held-out fields, fewer than the {run.n_fields} "
                             f"references asked for (--n-fields)")
     rows = held[:run.n_fields]
-    grids = {}
-    for overlap in run.overlaps:
+    def grid(overlap: int) -> list[tuple[int, int]]:
         try:
-            grids[overlap] = tile_grid(height, run.tile_size, overlap)
+            return tile_grid(height, run.tile_size, overlap)
         except ValueError as err:
             raise InfbrushError(f"--tile-size {run.tile_size} / --overlap {overlap}: {err}") from None
+
+    # the patch-based variants: (method, overlap, tile corners, whether each tile gets its own tile's embedding)
+    variants = [(method_name(o), o, grid(o), True) for o in run.overlaps]
+    if run.field_condition_tiles:
+        variants.append((FIELD_CONDITION, 0, grid(0), False))
+
     def rgb(at: np.ndarray) -> list[np.ndarray]:
         return [np.ascontiguousarray(store.image(int(r))[..., :3]) for r in at]
 
@@ -290,10 +295,7 @@ def run_large_field(run: LargeFieldRun, progress: bool = True) -> tuple[dict, di
     setup = run.setup
     seeds = [setup.seed + i for i in range(len(rows))]
     methods: dict[str, list[np.ndarray]] = {"whole_image": []}
-    methods.update({method_name(o): [] for o in run.overlaps})
-    if run.field_condition_tiles:
-        methods[FIELD_CONDITION] = []
-        hard_seams = tile_grid(height, run.tile_size, 0)
+    methods.update({name: [] for name, *_ in variants})
     seconds = {name: 0.0 for name in methods}
     bar = tqdm(total=len(rows) * len(methods), desc="large fields", unit="field", disable=not progress)
     with torch.no_grad():
@@ -304,21 +306,16 @@ def run_large_field(run: LargeFieldRun, progress: bool = True) -> tuple[dict, di
             methods["whole_image"] += images
             seconds["whole_image"] += sec * len(images)
             bar.update(len(images))
-            for overlap, corners in grids.items():
-                tiles = tile_images(real[part], corners, run.tile_size)
-                tile_cond = torch.stack([encoder.embed_images(t) for t in tiles])  # (b, n_tiles, D)
+            for name, overlap, corners, own_tile in variants:
+                if own_tile:  # each tile: the embedding of its tile of the reference
+                    tiles = tile_images(real[part], corners, run.tile_size)
+                    tile_cond = torch.stack([encoder.embed_images(t) for t in tiles])  # (b, n_tiles, D)
+                else:  # every tile: the whole field's embedding (as the encoder sees it)
+                    tile_cond = encoder.embed_images(real[part])[:, None].expand(-1, len(corners), -1)
                 images, sec = sample_tiled(tile_model, tile_diffusion, tile_cond, height, run.tile_size, overlap,
                                            seeds[part], setup, run.device)
-                methods[method_name(overlap)] += images
-                seconds[method_name(overlap)] += sec * len(images)
-                bar.update(len(images))
-            if run.field_condition_tiles:  # the whole field's embedding (as the encoder sees it) for every tile
-                whole = encoder.embed_images(real[part])  # (b, D)
-                tile_cond = whole[:, None].expand(-1, len(hard_seams), -1)  # (b, n_tiles, D)
-                images, sec = sample_tiled(tile_model, tile_diffusion, tile_cond, height, run.tile_size, 0,
-                                           seeds[part], setup, run.device)
-                methods[FIELD_CONDITION] += images
-                seconds[FIELD_CONDITION] += sec * len(images)
+                methods[name] += images
+                seconds[name] += sec * len(images)
                 bar.update(len(images))
     bar.close()
     seconds = {name: total / len(rows) for name, total in seconds.items()}
