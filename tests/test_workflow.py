@@ -77,3 +77,37 @@ def test_each_model_samples_at_its_own_guidance_scale(repo_root):
     assert scales == {"main": str(sample["guidance_scale"]), "label": str(sample["variant_guidance_scale"]["label"])}
     assert scales["main"] != scales["label"]
     assert all(c.count("--guidance-scale") == 1 for c in commands)
+
+
+def _job_threads(stdout: str) -> dict:
+    """rule name -> threads of each job in a dry run's plan (Snakemake prints threads only where they exceed 1)."""
+    jobs, current = {}, None
+    for line in stdout.splitlines():
+        if line.startswith(("rule ", "localrule ")):
+            current = line.split()[1].rstrip(":")
+            jobs.setdefault(current, []).append(1)
+        elif current and line.strip().startswith("threads:"):
+            jobs[current][-1] = int(line.split(":")[1])
+    return jobs
+
+
+def test_sampling_jobs_take_sample_threads(repo_root, tmp_path):
+    """sample.threads is the sample and brush rules' threads (the demo: 1, so that `--cores 2` runs two at once), and
+    a sample job gets at least sample.processes threads."""
+    targets = ["results/demo_naip/samples/64/index.json", "results/demo_naip/brush.json"]
+    res = run([sys.executable, "-m", "snakemake", "-n", "--forceall", "--cores", "8", *targets], repo_root)
+    assert res.returncode == 0, res.stdout + res.stderr
+    params = yaml.safe_load((repo_root / "params.yaml").read_text())
+    demo = params["datasets"]["demo_naip"]
+    jobs = _job_threads(res.stdout)
+    assert jobs["sample"] == [demo["sample"]["threads"]] and jobs["brush"] == [demo["sample"]["threads"]]
+    assert jobs["train"] == [demo["train"]["threads"]]
+
+    demo["sample"].update(threads=2, processes=3)
+    changed = tmp_path / "params.yaml"
+    changed.write_text(yaml.safe_dump(params))
+    res = run([sys.executable, "-m", "snakemake", *targets, "-n", "--forceall", "--cores", "8",
+               "--configfile", str(changed)], repo_root)  # targets first: --configfile takes every word after it
+    assert res.returncode == 0, res.stdout + res.stderr
+    jobs = _job_threads(res.stdout)
+    assert jobs["sample"] == [3] and jobs["brush"] == [2]

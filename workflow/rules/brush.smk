@@ -31,7 +31,7 @@ rule brush:
         ]),
     resources:
         **P.resources("brush"),
-    threads: 2
+    threads: lambda wc: P.get(wc.ds, "sample.threads")
     shell:
         "infbrush brush-eval --map {input.map} --legend {input.legend} --weights {input.weights}"
         " --store {input.store} --out {output.json} --images {params.images} --no-progress {params.flags} > {log} 2>&1"

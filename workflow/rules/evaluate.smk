@@ -33,7 +33,7 @@ rule sample:
         launcher=lambda wc: P.launcher(wc.ds, "sample.processes"),
     resources:
         **P.resources("sample"),
-    threads: lambda wc: max(2, P.get(wc.ds, "sample.processes") or 1)
+    threads: lambda wc: max(P.get(wc.ds, "sample.threads"), P.get(wc.ds, "sample.processes") or 1)
     shell:
         "{params.launcher} sample --weights {input.weights} --out {params.out} --resolution {wildcards.res}"
         " {params.cond} {params.flags} --no-progress > {log} 2>&1"
