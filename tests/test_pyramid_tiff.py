@@ -71,6 +71,29 @@ def test_jpeg_pyramid_is_close_and_odd_sizes_work(tmp_path):
     slide.close()
 
 
+@pytest.mark.parametrize("compression", ["deflate", "jpeg"])
+def test_grey_pyramid_has_one_sample_per_pixel_and_the_rgb_levels(tmp_path, compression):
+    """channels=1 (masks, grey-level maps) writes minisblack tiles whose levels are those of the RGB path: it failed
+    inside tifffile before (a trailing axis of 1 read as image depth)."""
+    grey = _image(700, 530, seed=2)[..., :1]
+    out = tmp_path / "grey.tiff"
+    info = write_pyramid_tiff(out, array_bands(grey, 100), 700, 530, 1,
+                              options=PyramidOptions(compression=compression, tile=256))
+    assert info.level_shapes == ((700, 530), (350, 265), (175, 133))
+    with tifffile.TiffFile(out) as tif:
+        assert tif.pages[0].photometric == tifffile.PHOTOMETRIC.MINISBLACK
+        assert all(p.samplesperpixel == 1 and p.is_tiled for p in tif.pages)
+        levels = [p.asarray() for p in tif.pages]
+    assert [a.shape for a in levels] == list(info.level_shapes)
+    expected = [grey[..., 0], downsample_rows(grey, 2)[..., 0], downsample_rows(downsample_rows(grey, 2), 2)[..., 0]]
+    for got, want in zip(levels, expected):
+        diff = np.abs(got.astype(np.int16) - want)
+        assert (diff.max() == 0) if compression == "deflate" else (diff.mean() < 3.0)
+    slide = openslide.OpenSlide(str(out))
+    assert slide.level_dimensions == ((530, 700), (265, 350), (133, 175))
+    slide.close()
+
+
 def test_forced_bigtiff_opens_and_auto_threshold():
     assert not needs_bigtiff(level_shapes(4096, 4096, 256), 3)
     assert needs_bigtiff(level_shapes(40000, 40000, 256), 3)  # 4.8 GB uncompressed at level 0

@@ -241,7 +241,9 @@ def write_pyramid_tiff(
                     nxt = np.lib.format.open_memmap(Path(work) / f"level{k + 1}.npy", mode="w+", dtype=np.uint8,
                                                     shape=(nh, nw, channels))
                 tiles = _level_tiles(blocks, tile, level_factor, nxt, bar)
-                tif.write(tiles, shape=(h, w, channels), dtype=np.uint8,
+                if channels == 1:  # tifffile reads a trailing axis of 1 as image depth: grey tiles go as (tile, tile)
+                    tiles = (t[..., 0] for t in tiles)
+                tif.write(tiles, shape=(h, w) if channels == 1 else (h, w, channels), dtype=np.uint8,
                           buffersize=tile * tile * channels * math.ceil(w / tile),
                           description=description if k == 0 else None,
                           subfiletype=0 if k == 0 else 1, **tiff_args)
