@@ -51,6 +51,8 @@ ROWS = {  # name → changes from FINAL (each switches one fix of issue 12 off, 
     "lognormal_t": {"t_dist": "lognormal"},                    # EDM's log-normal σ (Karras et al. 2022)
     "laplace_t": {"t_dist": "laplace"},                        # Laplace log-SNR (Hang et al. 2024)
     "power_ema": {"ema_kind": "power", "ema_std": 0.1},        # EDM2's power-function EMA, σ_rel 0.10
+    "constant_lr": {"lr_decay": "constant"},                   # no decay: a short run keeps learning to its end
+    "lr_2x": {"lr": 2e-3},                                     # twice the peak lr, cosine as final
     "b64_256pts": {"batch_size": 64, "n_points": 256},
     "b32_512pts": {"batch_size": 32, "n_points": 512},
     "before_issue_12": {"batch_size": 4, "n_points": 4096, "lr_warmup": 0, "lr_decay": "constant",
