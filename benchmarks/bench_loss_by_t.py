@@ -21,19 +21,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-
-def bootstrap_mean(values: np.ndarray, seed: int = 0, n: int = 2000) -> list[float]:
-    """95 % percentile interval of the mean of ``values`` (n,) over images."""
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), (n, len(values)))].mean(1)
-    return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
+from infbrush.evaluate.large_field import mean_interval  # the mean over images with its 95 % bootstrap interval
 
 
 @torch.no_grad()
@@ -122,9 +114,9 @@ def main(argv=None) -> None:
     for name, per_t in errors.items():
         row = {"name": name, "x0_mse": {}, "ci95": {}, "minus_" + ref: {}, "minus_" + ref + "_ci95": {}}
         for t, e in per_t.items():
-            row["x0_mse"][t], row["ci95"][t] = float(e.mean()), bootstrap_mean(e)
-            d = e - errors[ref][t]
-            row["minus_" + ref][t], row["minus_" + ref + "_ci95"][t] = float(d.mean()), bootstrap_mean(d)
+            m, d = mean_interval(e, 2000, 0), mean_interval(e - errors[ref][t], 2000, 0)
+            row["x0_mse"][t], row["ci95"][t] = m["mean"], m["ci95"]
+            row["minus_" + ref][t], row["minus_" + ref + "_ci95"][t] = d["mean"], d["ci95"]
         result["rows"].append(row)
         print(name.ljust(12), " ".join(f"t={t}:{row['x0_mse'][t]:.4f}" for t in args.t), file=sys.stderr)
     print(json.dumps(result))
